@@ -1,0 +1,1 @@
+"""The tl command line: `tl run`, `tl plugins list`."""

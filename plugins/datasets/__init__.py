@@ -1,0 +1,1 @@
+"""Dataset plugins: turn folders of images into a tlcore.dataset.DatasetIndex."""

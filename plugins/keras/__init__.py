@@ -1,0 +1,1 @@
+"""Plugins built on tf.keras; TensorFlow is imported inside hook bodies only."""

@@ -1,0 +1,84 @@
+"""The base model: MobileNetV2 (no top) by default, or the user's Keras model."""
+
+from tlcore.config import ConfigKey
+from tlcore.calls import describe_exception
+from tlcore.errors import ConfigError, ModelError
+from tlcore.hookspecs import hookimpl
+from tlcore.paths import resolve_path
+
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def _weights(value, base_dir):
+    if value == "imagenet":
+        return value
+    if not isinstance(value, str):
+        raise ConfigError('configuration.json: "weights" must be "imagenet", null or the path of a weights file')
+    return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
+
+
+@hookimpl
+def tl_config_keys():
+    return [
+        ConfigKey("weights", "any", default="imagenet", nullable=True, convert=_weights,
+                  help='MobileNetV2 weights: "imagenet" (downloaded once), null (random) or a local weights file'),
+        ConfigKey("mobilenet_alpha", "number", default=1.0, choices=MOBILENET_ALPHAS,
+                  help="MobileNetV2 width multiplier"),
+    ]
+
+
+def load_mobilenet_v2(config, reporter):
+    import tensorflow as tf
+
+    weights = config.options["weights"]
+    size = config.input_tensor_size
+    alpha = config.options["mobilenet_alpha"]
+    shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
+    reporter.info(f"Base model: MobileNetV2 (alpha {alpha:g}, {size}x{size}, {shown} weights, no top)")
+    try:
+        return tf.keras.applications.MobileNetV2(
+            input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=weights
+        )
+    except Exception as exc:
+        if weights == "imagenet":
+            raise ModelError(
+                f"could not get the ImageNet weights of MobileNetV2 ({describe_exception(exc)}); "
+                'without network access set "weights" to a local weights file, or to null for random weights'
+            ) from None
+        if weights is not None:
+            raise ModelError(f"cannot load MobileNetV2 weights from {weights}: {describe_exception(exc)}") from None
+        raise
+
+
+def load_user_model(path, config, reporter):
+    import tensorflow as tf
+
+    if config.options["weights"] != "imagenet":
+        reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_keras_model"')
+    try:
+        model = tf.keras.models.load_model(str(path), compile=False)
+    except Exception as exc:
+        raise ModelError(f"Keras cannot load the model {path}: {describe_exception(exc)}") from None
+    if not isinstance(model, tf.keras.Model):
+        raise ModelError(f"{path} is a TensorFlow SavedModel but not a Keras model; save it with model.save()")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ModelError(f"{path} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; tl needs one of each")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4:
+        raise ModelError(f"{path} takes input of shape {shape}; tl needs images (batch, height, width, channels)")
+    height, width, channels = shape[1:]
+    size = config.input_tensor_size
+    if (height, width) != (None, None) and (height, width) != (size, size):
+        fix = f"set input_tensor_size to {height}" if height == width else "use a model with a square input"
+        raise ModelError(f"{path} expects {height}x{width} images but input_tensor_size is {size}; {fix}")
+    if channels != 3:
+        raise ModelError(f"{path} expects {channels}-channel images; tl feeds RGB images (3 channels)")
+    reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {height}x{width}x{channels})")
+    return model
+
+
+@hookimpl(trylast=True)
+def tl_load_base_model(config, reporter):
+    if config.source_keras_model is None:
+        return load_mobilenet_v2(config, reporter)
+    return load_user_model(config.source_keras_model, config, reporter)

@@ -1,0 +1,1 @@
+"""Top-removal plugins: turn a base model into a feature extractor."""

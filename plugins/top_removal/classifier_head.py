@@ -1,0 +1,55 @@
+"""The built-in top-layer removal: cut off the classification head at the end of a model.
+
+Walking back from the output, layers that only classify (Dense, Dropout,
+Softmax, softmax/sigmoid/linear Activation, Flatten, Reshape, and 1x1
+convolutions on a 1x1 map) are removed; the first layer before them (typically
+global pooling or the last feature map) becomes the feature output.
+"""
+
+from tlcore.errors import ModelError
+from tlcore.hookspecs import hookimpl
+
+HEAD_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+
+
+def is_head_layer(layer):
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    if isinstance(layer, (layers.Dense, layers.Dropout, layers.Softmax, layers.Flatten, layers.Reshape)):
+        return True
+    if isinstance(layer, layers.Activation):
+        return getattr(layer.activation, "__name__", "") in HEAD_ACTIVATIONS
+    if isinstance(layer, layers.Conv2D) and tuple(layer.kernel_size) == (1, 1):
+        shape = layer.output_shape
+        return isinstance(shape, tuple) and len(shape) == 4 and tuple(shape[1:3]) == (1, 1)
+    return False
+
+
+def split_head(model):
+    """``(feature_layer, removed_layers)`` for ``model``; removed is empty when it has no top."""
+    import tensorflow as tf
+
+    layers = list(model.layers)
+    cut = len(layers)
+    while cut > 0 and is_head_layer(layers[cut - 1]):
+        cut -= 1
+    if cut == 0 or isinstance(layers[cut - 1], tf.keras.layers.InputLayer):
+        raise ModelError(
+            f'model "{model.name}" has no layer that could be a feature output: every layer is a classification '
+            "layer; use a model with convolutional or pooling layers, or install a top-removal plugin"
+        )
+    return layers[cut - 1], layers[cut:]
+
+
+@hookimpl(trylast=True)
+def tl_remove_top_layer(model, reporter):
+    import tensorflow as tf
+
+    feature_layer, removed = split_head(model)
+    if not removed:
+        reporter.info(f'Top layers: none to remove; features are the output of "{feature_layer.name}"')
+        return model
+    names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in removed)
+    reporter.info(f'Top layers removed: {names}; features are the output of "{feature_layer.name}"')
+    return tf.keras.Model(inputs=model.inputs, outputs=feature_layer.output, name=f"{model.name}_features")

@@ -1,0 +1,66 @@
+"""Build datasets and configuration files for tests (and the benchmark) without network access."""
+
+import json
+import random
+from pathlib import Path
+
+TEXTURES = ("brick", "grass", "gravel")
+
+
+def write_labels(root, labels):
+    path = Path(root) / "labels.json"
+    path.write_text(json.dumps(labels))
+    return path
+
+
+def write_config(folder, name="configuration.json", **values):
+    path = Path(folder) / name
+    path.write_text(json.dumps(values, indent=2))
+    return path
+
+
+def solid_jpegs(root, classes, per_class, size=40, seed=0):
+    """``root/<class>/<i>.jpg``: each class a distinct colour with noise (learnable, tiny)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    palette = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 220, 50), (200, 60, 200), (60, 210, 210)]
+    for index, name in enumerate(classes):
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = np.array(palette[index % len(palette)], dtype=np.float32)
+            pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"{name}_{i}.jpg", quality=90)
+    return Path(root)
+
+
+def texture_dataset(root, train_per_class=12, val_per_class=6, crop=64, seed=0):
+    """A 3-class dataset (brick, grass, gravel) of random crops from scikit-image's CC0 textures.
+
+    Training and validation crops come from different halves of each texture, so
+    validation images were never seen during training.
+    """
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    rng = random.Random(seed)
+    root = Path(root)
+    for index, name in enumerate(TEXTURES):
+        texture = np.asarray(getattr(data, name)())
+        if texture.ndim == 2:
+            texture = np.stack([texture] * 3, axis=-1)
+        height, width = texture.shape[:2]
+        halves = {"training": (0, height // 2), "validation": (height // 2, height)}
+        for split, count in (("training", train_per_class), ("validation", val_per_class)):
+            top, bottom = halves[split]
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                y = rng.randrange(top, bottom - crop)
+                x = rng.randrange(0, width - crop)
+                Image.fromarray(texture[y:y + crop, x:x + crop]).save(folder / f"{name}_{i}.jpg", quality=92)
+    write_labels(root, {name: index for index, name in enumerate(TEXTURES)})
+    return root

@@ -1,0 +1,244 @@
+"""configuration.json: the keys, their checks, and the validated ``RunConfig``."""
+
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from tlcore.errors import ConfigError
+from tlcore.paths import resolve_path, type_name
+
+REQUIRED = object()
+"""Default of a key that must be present."""
+
+TYPES = ("integer", "number", "string", "boolean", "path", "list", "any")
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key: its type, default and limits.
+
+    Plugins return these from ``tl_config_keys``. ``type`` is one of ``integer``,
+    ``number``, ``string``, ``boolean``, ``path``, ``list`` or ``any``; a ``path``
+    also has ``path_kind`` (``file``, ``dir``, ``file_or_dir`` or ``output_dir``)
+    and is resolved from the configuration file's folder. ``convert``, when given,
+    is called as ``convert(value, base_dir)`` after the type check and returns the
+    value to use, or raises :class:`tlcore.errors.ConfigError`.
+    """
+
+    name: str
+    type: str
+    default: Any = REQUIRED
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = ()
+    nullable: bool = False
+    path_kind: str = "file_or_dir"
+    convert: Callable[[Any, Path], Any] | None = None
+
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ValueError(f"ConfigKey {self.name!r}: type must be one of {TYPES}")
+
+    @property
+    def required(self):
+        return self.default is REQUIRED
+
+    def describe(self):
+        """A short human description: type, limits and default."""
+        text = self.type
+        if self.choices:
+            text += " (" + ", ".join(json.dumps(c) for c in self.choices) + ")"
+        if self.minimum is not None and self.maximum is not None:
+            text += f" {self.minimum:g}..{self.maximum:g}"
+        elif self.minimum is not None:
+            text += f" >= {self.minimum:g}"
+        if self.nullable:
+            text += " or null"
+        text += ", required" if self.required else f", default {json.dumps(self.default)}"
+        return text
+
+    def check(self, value, base_dir, source):
+        """Return the checked (and converted) value, or raise ConfigError."""
+        where = f'{source}: "{self.name}"'
+        if value is None:
+            if self.nullable:
+                return None
+            raise ConfigError(f"{where} must not be null; {self.help or 'give a value'}")
+        if self.type == "path":
+            if self.nullable and value == "":
+                return None
+            return resolve_path(value, base_dir=base_dir, key=self.name, kind=self.path_kind, source=source)
+        expected = {
+            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+            "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            "string": lambda v: isinstance(v, str),
+            "boolean": lambda v: isinstance(v, bool),
+            "list": lambda v: isinstance(v, list),
+            "any": lambda v: True,
+        }[self.type]
+        if not expected(value):
+            article = "an" if self.type[0] in "aeiou" else "a"
+            raise ConfigError(f"{where} must be {article} {self.type}, not {type_name(value)} ({json.dumps(value)})")
+        if self.type == "number" and not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number")
+        if self.choices and value not in self.choices:
+            options = ", ".join(json.dumps(c) for c in self.choices)
+            raise ConfigError(f"{where} is {json.dumps(value)}; use one of {options}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{where} is {value}; it must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{where} is {value}; it must be at most {self.maximum:g}")
+        if self.convert is not None:
+            return self.convert(value, base_dir)
+        return value
+
+
+PREPROCESSING_CHOICES = ("mobilenet_v2", "unit", "none")
+
+CORE_KEYS = (
+    ConfigKey("source_keras_model", "path", default=None, nullable=True, path_kind="file_or_dir",
+              help="base model: Keras SavedModel folder or .h5 file; empty = MobileNetV2"),
+    ConfigKey("dataset_training_dir", "path", path_kind="dir",
+              help="training images, one sub-folder per class"),
+    ConfigKey("dataset_validation_dir", "path", path_kind="dir",
+              help="validation images, same layout"),
+    ConfigKey("evaluate_label_file", "path", default=None, nullable=True, path_kind="file",
+              help="labels.json (class name -> id); default: labels.json beside the training folder"),
+    ConfigKey("batch_size", "integer", default=32, minimum=1, maximum=65536,
+              help="images per training step (power of two recommended)"),
+    ConfigKey("input_tensor_size", "integer", default=224, minimum=32, maximum=4096,
+              help="side of the square input tensor, in pixels"),
+    ConfigKey("epochs", "integer", default=10, minimum=1, maximum=100000,
+              help="passes over the training images"),
+    ConfigKey("output_dir", "path", path_kind="output_dir",
+              help="where saved_model/ is written; created if missing"),
+    ConfigKey("evaluate_result_dir", "path", path_kind="output_dir",
+              help="where results.json is written; created if missing"),
+    ConfigKey("preprocessing", "string", default="mobilenet_v2", choices=PREPROCESSING_CHOICES,
+              help="pixel scaling: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255]"),
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated configuration: typed values, absolute paths."""
+
+    config_file: Path
+    dataset_training_dir: Path
+    dataset_validation_dir: Path
+    evaluate_label_file: Path
+    output_dir: Path
+    evaluate_result_dir: Path
+    source_keras_model: Path | None = None
+    batch_size: int = 32
+    input_tensor_size: int = 224
+    epochs: int = 10
+    preprocessing: str = "mobilenet_v2"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Values of keys declared by plugins (``tl_config_keys``), defaults filled in."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def saved_model_dir(self):
+        return self.output_dir / "saved_model"
+
+    @property
+    def results_file(self):
+        return self.evaluate_result_dir / "results.json"
+
+    def to_dict(self):
+        """JSON-ready form: every key with its resolved value."""
+        data = {}
+        for key in CORE_KEYS:
+            value = getattr(self, key.name)
+            data[key.name] = str(value) if isinstance(value, Path) else value
+        for name, value in self.options.items():
+            data[name] = str(value) if isinstance(value, Path) else value
+        return data
+
+
+def read_json_object(path, what="configuration file"):
+    """Read a UTF-8 JSON object from ``path`` with one-line errors; duplicate keys are refused."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give the path of the JSON file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+    def no_duplicates(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ConfigError(f'{path.name}: key "{key}" appears twice; keep one')
+            seen[key] = value
+        return seen
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name} must hold a JSON object ({{...}}), not {type_name(data)}")
+    return data
+
+
+def load_config(path, plugin_keys=()):
+    """Read, check and resolve configuration.json; raise ConfigError on the first problem.
+
+    Checks run in the order the SDK specifies: the file, then unknown and missing
+    keys, then values, then the model and training paths before the validation path.
+    """
+    path = Path(path).absolute()
+    data = read_json_object(path)
+    source = path.name
+    keys = {key.name: key for key in CORE_KEYS}
+    for key in plugin_keys:
+        if key.name in keys:
+            raise ConfigError(f'configuration key "{key.name}" is declared twice (by the core or two plugins)')
+        keys[key.name] = key
+    for name in data:
+        if name not in keys:
+            close = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
+            hint = f'did you mean "{close[0]}"?' if close else "valid keys: " + ", ".join(sorted(keys))
+            raise ConfigError(f'{source}: unknown key "{name}"; {hint}')
+    for key in keys.values():
+        if key.required and key.name not in data:
+            raise ConfigError(f'{source}: missing required key "{key.name}" ({key.help})')
+
+    base_dir = path.parent
+    values = {}
+    for key in keys.values():
+        raw = data.get(key.name, key.default)
+        if key.name not in data:
+            values[key.name] = raw
+            continue
+        values[key.name] = key.check(raw, base_dir, source)
+
+    label_file = values["evaluate_label_file"]
+    if label_file is None:
+        label_file = values["dataset_training_dir"].parent / "labels.json"
+        if not label_file.is_file():
+            raise ConfigError(
+                f"labels file not found: {label_file}; put labels.json beside the training folder "
+                'or set "evaluate_label_file"'
+            )
+    core = {key.name: values.pop(key.name) for key in CORE_KEYS}
+    core["evaluate_label_file"] = label_file
+    return RunConfig(config_file=path, options=values, **core)

@@ -1,0 +1,101 @@
+"""Writing outputs so that a failed or interrupted run never leaves half of one.
+
+A folder output is built in a hidden staging folder beside its destination and
+renamed into place only when complete; a file output is written to a temporary
+file and renamed. Nothing outside these names is ever touched.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tlcore.errors import OutputError
+
+MARKER = "tl_run.json"
+"""The file that marks a saved_model folder as written by tl (and so replaceable)."""
+
+
+def prepare_output_dir(path, key):
+    """Create ``path`` if missing and prove it writable, before any long work starts."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".tl-write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f'cannot write to "{key}" {path}: {exc.strerror}; choose a writable folder') from None
+
+
+def check_replaceable(path):
+    """Refuse to replace ``path`` unless it is missing or a previous tl output."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir() or not (path / MARKER).is_file():
+        raise OutputError(
+            f"{path} exists and was not written by tl; move it away or choose another output_dir"
+        )
+
+
+class StagedDir:
+    """A hidden folder beside ``target`` that replaces ``target`` on :meth:`publish`.
+
+    Use as a context manager: leaving without publishing (an error, Ctrl-C)
+    removes the staging folder and leaves ``target`` as it was.
+    """
+
+    def __init__(self, target):
+        self.target = Path(target)
+        self.path = None
+
+    def __enter__(self):
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-partial-", dir=self.target.parent))
+        os.chmod(self.path, 0o777 & ~_umask())
+        return self
+
+    def publish(self):
+        """Move the staged folder to ``target``; the previous one is removed only afterwards."""
+        old = None
+        if self.target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-old-", dir=self.target.parent))
+            os.rename(self.target, old / self.target.name)
+        try:
+            os.rename(self.path, self.target)
+        except BaseException:
+            if old is not None:
+                os.rename(old / self.target.name, self.target)
+                old.rmdir()
+            raise
+        self.path = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def __exit__(self, *exc_info):
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+        return False
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tl-partial-", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,125 @@
+"""Finding, registering and describing plugins.
+
+Built-in plugins are registered first, through the same path as third-party
+ones: each is a module name. Entry points of the group ``tl`` follow, so an
+installed plugin is asked before the built-ins (and built-ins are ``trylast``).
+"""
+
+import difflib
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import pluggy
+
+from tlcore import hookspecs
+
+ENTRY_POINT_GROUP = "tl"
+DISABLE_ENV = "TL_DISABLE_PLUGINS"
+"""Set to 1 to load no third-party plugins: the rescue when one stops ``tl`` from starting."""
+
+
+@dataclass
+class PluginInfo:
+    """What ``tl plugins list`` shows of one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    blocked: bool = False
+    error: str | None = None
+    hooks: list = field(default_factory=list)
+
+
+def builtin_name(module_name, package="plugins"):
+    """``plugins.datasets.imagenet_folder`` -> ``datasets.imagenet_folder``."""
+    prefix = package + "."
+    return module_name[len(prefix):] if module_name.startswith(prefix) else module_name
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus a record of every plugin seen, loaded or not."""
+
+    def __init__(self, blocked=()):
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.infos = {}
+        for name in blocked:
+            self.set_blocked(name)
+
+    @property
+    def failures(self):
+        return [info for info in self.infos.values() if info.error]
+
+    def load_builtins(self, module_names, package="plugins"):
+        for module_name in module_names:
+            info = PluginInfo(builtin_name(module_name, package), module_name, builtin=True)
+            self._load(info, lambda: importlib.import_module(module_name))
+
+    def load_entrypoints(self, group=ENTRY_POINT_GROUP):
+        if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+            return
+        seen = set()
+        for entry_point in metadata.entry_points(group=group):
+            dist = getattr(entry_point, "dist", None)
+            key = (entry_point.name, entry_point.value)
+            if key in seen:  # the same distribution found twice on sys.path
+                continue
+            seen.add(key)
+            info = PluginInfo(
+                entry_point.name,
+                entry_point.value,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+            )
+            self._load(info, entry_point.load)
+
+    def _load(self, info, load):
+        if info.name in self.infos:
+            info.error = f"another plugin is already registered as {info.name!r}"
+            self.infos[f"{info.name} ({info.module})"] = info
+            return
+        self.infos[info.name] = info
+        if self.is_blocked(info.name):
+            info.blocked = True
+            return
+        try:
+            plugin = load()
+            self.register(plugin, name=info.name)
+        except Exception as exc:  # a broken plugin is reported, not fatal
+            info.error = f"{type(exc).__name__}: {exc}"
+            return
+        self._check_hook_names(info, plugin)
+        info.hooks = sorted(impl.name for impl in self.get_hookcallers(plugin) or ())
+
+    def _check_hook_names(self, info, plugin):
+        """Refuse implementations whose names match no hook (typos), like ``check_pending``."""
+        known = [name for name in dir(self.hook) if name.startswith("tl_")]
+        for caller in self.get_hookcallers(plugin) or ():
+            if not caller.has_spec():
+                close = difflib.get_close_matches(caller.name, known, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                info.error = f"implements {caller.name}, which is not a tl hook{hint}"
+                self.unregister(plugin)
+                return
+
+    def describe(self):
+        """Every plugin seen, in registration order, with the hooks it implements."""
+        return list(self.infos.values())
+
+    def call_order(self, hook_name):
+        """Plugin names in the order a hook asks them (first asked first)."""
+        caller = getattr(self.hook, hook_name)
+        return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+
+
+def make_plugin_manager(builtins, blocked=(), entrypoints=True):
+    """A fresh manager with ``builtins`` (module names), then the entry points of group ``tl``."""
+    manager = PluginManager(blocked=blocked)
+    manager.load_builtins(builtins)
+    if entrypoints:
+        manager.load_entrypoints()
+    return manager

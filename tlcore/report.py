@@ -1,0 +1,111 @@
+"""Messages and live progress for the terminal (or a notebook, or a log file)."""
+
+import sys
+import time
+
+
+def format_duration(seconds):
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def format_metrics(metrics):
+    return " - ".join(f"{name}: {value:.4f}" for name, value in metrics.items())
+
+
+class Progress:
+    """A progress line for ``total`` steps of ``unit`` (e.g. images).
+
+    On a terminal the line is redrawn in place at most ten times a second; on
+    anything else (a pipe, a log file) a new line is printed every ``interval``
+    seconds, so a long step always shows that it is alive.
+    """
+
+    def __init__(self, stream, total, label="", unit="img", interval=2.0, isatty=None, clock=time.monotonic):
+        self.stream = stream
+        self.total = total
+        self.label = label
+        self.unit = unit
+        self.interval = interval
+        self.isatty = stream.isatty() if isatty is None else isatty
+        self.clock = clock
+        self.start = clock()
+        self.done = 0
+        self.last_draw = None
+        self.metrics = {}
+
+    def update(self, done, **metrics):
+        """Record that ``done`` of ``total`` steps are finished, with current metrics."""
+        self.done = done
+        self.metrics = metrics
+        now = self.clock()
+        wait = 0.1 if self.isatty else self.interval
+        since = self.last_draw if self.last_draw is not None else (None if self.isatty else self.start)
+        if since is None or now - since >= wait:
+            self._draw(self.line(now))
+            self.last_draw = now
+
+    def line(self, now=None):
+        now = self.clock() if now is None else now
+        elapsed = max(now - self.start, 1e-9)
+        parts = []
+        if self.total:
+            width = 24
+            filled = min(width, int(width * self.done / self.total))
+            bar = "=" * filled + (">" if filled < width else "") + "." * max(0, width - filled - 1)
+            parts.append(f"{self.label}{self.done}/{self.total} [{bar}]")
+        else:
+            parts.append(f"{self.label}{self.done}")
+        rate = self.done / elapsed
+        parts.append(f"{rate:.1f} {self.unit}/s")
+        if self.total and self.done < self.total and rate > 0:
+            parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
+        elif self.done:
+            parts.append(format_duration(elapsed))
+        if self.metrics:
+            parts.append(format_metrics(self.metrics))
+        return " - ".join(parts)
+
+    def finish(self, **metrics):
+        """Print the final line (with ``metrics``) and return it."""
+        if metrics:
+            self.metrics = metrics
+        text = self.line()
+        self._draw(text, final=True)
+        return text
+
+    def _draw(self, text, final=False):
+        if self.isatty:
+            self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+class Reporter:
+    """What plugins and the core use to talk to the user.
+
+    ``info`` and progress go to ``stream`` (stdout); warnings go to ``err`` (stderr).
+    """
+
+    def __init__(self, stream=None, err=None, isatty=None, interval=2.0):
+        self.stream = stream if stream is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self.isatty = isatty
+        self.interval = interval
+        self.warnings = []
+
+    def info(self, message):
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+    def warning(self, message):
+        self.warnings.append(message)
+        self.err.write(f"Warning: {message}\n")
+        self.err.flush()
+
+    def progress(self, total, label="", unit="img"):
+        """A :class:`Progress` for ``total`` steps (0 or None when unknown)."""
+        return Progress(self.stream, total, label=label, unit=unit, interval=self.interval, isatty=self.isatty)
