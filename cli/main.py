@@ -23,10 +23,16 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def load_plugins(blocked=()):
+def load_plugins(blocked=(), extra=()):
     from plugins import BUILTIN_PLUGINS
 
-    return make_plugin_manager(BUILTIN_PLUGINS, blocked=blocked)
+    return make_plugin_manager(BUILTIN_PLUGINS, blocked=blocked, extra=extra)
+
+
+plugin_option = click.option(
+    "-p", "--plugin", "extra", multiple=True, metavar="MODULE",
+    help="Also load the plugin module MODULE (importable name; repeatable), e.g. while writing one.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,8 +49,9 @@ def main():
 @click.argument("configuration", metavar="CONFIGURATION.json")
 @click.option("--block", "blocked", multiple=True, metavar="PLUGIN",
               help="Do not load this plugin for this run (repeatable); see `tl plugins list`.")
+@plugin_option
 @click.option("--debug", is_flag=True, help="Show full tracebacks and TensorFlow's own log messages.")
-def run(configuration, blocked, debug):
+def run(configuration, blocked, extra, debug):
     """Train, save and evaluate as CONFIGURATION.json says.
 
     Writes output_dir/saved_model (a TensorFlow SavedModel with labels.json and
@@ -61,7 +68,10 @@ def run(configuration, blocked, debug):
     from tlcore.calls import call_all
 
     try:
-        manager = load_plugins(blocked)
+        manager = load_plugins(blocked, extra)
+        unknown = sorted(set(blocked) - set(manager.infos))
+        if unknown:
+            raise PluginError(f'--block {unknown[0]}: no plugin has this name; `tl plugins list` shows the names')
         for info in manager.failures:
             raise PluginError(
                 f'plugin "{info.name}" cannot be used ({info.error}); uninstall it, '
@@ -106,11 +116,12 @@ def _plugin_record(manager, info):
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--hook", "hook_name", metavar="NAME", help="Only plugins implementing this hook, in call order.")
-def list_plugins(as_json, hook_name):
+@plugin_option
+def list_plugins(as_json, hook_name, extra):
     """List every plugin: source, version and the hooks it implements."""
     from tlcore.run import ANSWER_HOOKS
 
-    manager = load_plugins()
+    manager = load_plugins(extra=extra)
     infos = manager.describe()
     if hook_name:
         known = sorted(name for name in dir(manager.hook) if name.startswith("tl_"))

@@ -5,6 +5,8 @@ Implementations are asked in pluggy's order (last registered first, shifted by
 what, and name the plugin when one fails.
 """
 
+import re
+
 from tlcore.errors import PluginError, TLError
 
 
@@ -52,6 +54,7 @@ def describe_exception(exc):
     message = getattr(exc, "message", None)
     if not isinstance(message, str):
         message = str(exc)
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)  # TensorFlow's graph-function prefix
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     first = lines[0] if lines else "(no message)"
     if len(lines) > 1:

@@ -18,13 +18,28 @@ MARKER = "tl_run.json"
 
 
 def prepare_output_dir(path, key):
-    """Create ``path`` if missing and prove it writable, before any long work starts."""
+    """Create ``path`` if missing and prove it writable, before any long work starts.
+
+    Returns the folders it created, deepest last, so a failed run can remove them.
+    """
+    created = [parent for parent in reversed([path, *path.parents]) if not parent.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".tl-write-check-"):
             pass
     except OSError as exc:
+        remove_if_empty(created)
         raise OutputError(f'cannot write to "{key}" {path}: {exc.strerror}; choose a writable folder') from None
+    return created
+
+
+def remove_if_empty(folders):
+    """Remove ``folders`` (deepest last) that are still empty; never anything with content."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def check_replaceable(path):

@@ -59,6 +59,12 @@ class PluginManager(pluggy.PluginManager):
             info = PluginInfo(builtin_name(module_name, package), module_name, builtin=True)
             self._load(info, lambda: importlib.import_module(module_name))
 
+    def load_modules(self, module_names):
+        """Plugins named by module (``tl run -p MODULE``): for trying a plugin without installing it."""
+        for module_name in module_names:
+            info = PluginInfo(module_name, module_name)
+            self._load(info, lambda: importlib.import_module(module_name))
+
     def load_entrypoints(self, group=ENTRY_POINT_GROUP):
         if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
             return
@@ -116,10 +122,12 @@ class PluginManager(pluggy.PluginManager):
         return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
 
 
-def make_plugin_manager(builtins, blocked=(), entrypoints=True):
-    """A fresh manager with ``builtins`` (module names), then the entry points of group ``tl``."""
+def make_plugin_manager(builtins, blocked=(), entrypoints=True, extra=()):
+    """A fresh manager: ``builtins`` (module names), the entry points of group ``tl``,
+    then ``extra`` module names (``tl run -p MODULE``), each asked before the ones before it."""
     manager = PluginManager(blocked=blocked)
     manager.load_builtins(builtins)
     if entrypoints:
         manager.load_entrypoints()
+    manager.load_modules(extra)
     return manager

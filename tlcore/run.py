@@ -8,7 +8,9 @@ from tlcore import __version__
 from tlcore.calls import call_all, call_first
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import PluginError
-from tlcore.outputs import MARKER, StagedDir, check_replaceable, prepare_output_dir, write_json_atomic
+from tlcore.outputs import (
+    MARKER, StagedDir, check_replaceable, prepare_output_dir, remove_if_empty, write_json_atomic,
+)
 from tlcore.preprocessing import Preprocessing
 
 ANSWER_HOOKS = ("tl_load_dataset", "tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model")
@@ -42,17 +44,28 @@ def run(config, manager, reporter):
     """Run the whole flow for a validated ``config``; return the metrics written to results.json."""
     started = time.monotonic()
     call_all(manager, "tl_on_run_start", config=config)
-    prepare_output_dir(config.output_dir, "output_dir")
-    prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
     check_replaceable(config.saved_model_dir)
     answered = {}
-
     dataset, answered["tl_load_dataset"] = _answer(manager, "tl_load_dataset", config=config, reporter=reporter)
     if not isinstance(dataset, DatasetIndex):
         raise PluginError(
             f'plugin "{answered["tl_load_dataset"]}" returned {type(dataset).__name__} from tl_load_dataset; '
             "it must return a tlcore.dataset.DatasetIndex"
         )
+    created = prepare_output_dir(config.output_dir, "output_dir")
+    try:
+        created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
+        metrics = _train_save_evaluate(manager, config, reporter, dataset, answered)
+    except BaseException:
+        remove_if_empty(created)
+        raise
+    reporter.info(f"Saved model: {config.saved_model_dir}")
+    reporter.info(f"Results: {config.results_file} ({time.monotonic() - started:.1f} s in all)")
+    call_all(manager, "tl_on_run_end", config=config, metrics=metrics)
+    return metrics
+
+
+def _train_save_evaluate(manager, config, reporter, dataset, answered):
     preprocessing = Preprocessing.from_config(config)
     common = {"config": config, "reporter": reporter}
     model, answered["tl_load_base_model"] = _answer(manager, "tl_load_base_model", **common)
@@ -78,9 +91,6 @@ def run(config, manager, reporter):
         })
         staged.publish()
     write_json_atomic(config.results_file, metrics)
-    reporter.info(f"Saved model: {config.saved_model_dir}")
-    reporter.info(f"Results: {config.results_file} ({time.monotonic() - started:.1f} s in all)")
-    call_all(manager, "tl_on_run_end", config=config, metrics=metrics)
     return metrics
 
 

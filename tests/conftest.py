@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from tests.builders import write_config, write_labels
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def touch_images(root, classes, per_class=3, suffix=".jpg"):
+    """Files named like images; their bytes do not matter to framework-free plugins."""
+    for name in classes:
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (folder / f"{name}_{i}{suffix}").write_bytes(b"\xff\xd8\xff not really a jpeg")
+
+
+@pytest.fixture
+def project(tmp_path):
+    """An SDK-layout project: dataset/{training,validation,labels.json} and configuration.json."""
+    dataset = tmp_path / "dataset"
+    classes = ["cat", "dog", "fox"]
+    touch_images(dataset / "training", classes, per_class=4)
+    touch_images(dataset / "validation", classes, per_class=2)
+    write_labels(dataset, {name: i for i, name in enumerate(classes)})
+    return Project(tmp_path)
+
+
+class Project:
+    """A temporary project folder with helpers to write its configuration and run tl on it."""
+
+    def __init__(self, root):
+        self.root = root
+        self.values = {
+            "dataset_training_dir": "dataset/training",
+            "dataset_validation_dir": "dataset/validation",
+            "batch_size": 2,
+            "input_tensor_size": 32,
+            "epochs": 2,
+            "output_dir": "out",
+            "evaluate_result_dir": "results",
+        }
+
+    @property
+    def config_path(self):
+        return self.root / "configuration.json"
+
+    def write(self, **changes):
+        values = {**self.values, **changes}
+        for key in [k for k, v in values.items() if v is DELETE]:
+            del values[key]
+        return write_config(self.root, **values)
+
+    def run(self, *args, fake=True, config=None):
+        """``tl run`` in-process; ``fake`` loads the pure-Python framework in place of Keras."""
+        if config is None:
+            config = self.config_path if self.config_path.exists() else self.write()
+        extra = ["-p", "tests.fake_framework", "--block", "keras.top1"] if fake else []
+        return CliRunner().invoke(main, ["run", str(config), *extra, *args])
+
+    def results(self):
+        return json.loads((self.root / "results" / "results.json").read_text())
+
+    def files(self):
+        """Every file and folder under the project, relative, for before/after comparisons."""
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*"))
+
+
+DELETE = object()
+
+
+def run_tl(*args, cwd=None, env=None, timeout=600):
+    """``tl`` as a real subprocess (same interpreter), with the repository importable."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *map(str, args)], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def one_line_error(result):
+    """The error line of a failed CLI result; asserts there is exactly one and no traceback."""
+    output = result.output if hasattr(result, "output") else result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, output
+    return errors[0]
