@@ -124,7 +124,7 @@ def list_plugins(as_json, hook_name, extra):
     manager = load_plugins(extra=extra)
     infos = manager.describe()
     if hook_name:
-        known = sorted(name for name in dir(manager.hook) if name.startswith("tl_"))
+        known = manager.hook_names()
         if hook_name not in known:
             raise click.BadParameter(f"{hook_name!r} is not a tl hook; hooks: {', '.join(known)}", param_hint="--hook")
         order = manager.call_order(hook_name)

@@ -103,7 +103,7 @@ class PluginManager(pluggy.PluginManager):
 
     def _check_hook_names(self, info, plugin):
         """Refuse implementations whose names match no hook (typos), like ``check_pending``."""
-        known = [name for name in dir(self.hook) if name.startswith("tl_")]
+        known = self.hook_names()
         for caller in self.get_hookcallers(plugin) or ():
             if not caller.has_spec():
                 close = difflib.get_close_matches(caller.name, known, n=1)
@@ -111,6 +111,10 @@ class PluginManager(pluggy.PluginManager):
                 info.error = f"implements {caller.name}, which is not a tl hook{hint}"
                 self.unregister(plugin)
                 return
+
+    def hook_names(self):
+        """Names of the hooks tl defines (not of misspelled implementations)."""
+        return sorted(name for name in dir(self.hook) if name.startswith("tl_") and getattr(self.hook, name).has_spec())
 
     def describe(self):
         """Every plugin seen, in registration order, with the hooks it implements."""

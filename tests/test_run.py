@@ -1,0 +1,288 @@
+"""The orchestrator, driven by tiny pure-Python plugins: order, attribution, and outputs."""
+
+import io
+import json
+import textwrap
+
+import pytest
+
+from plugins import BUILTIN_PLUGINS
+from tests.conftest import one_line_error
+from tlcore.config import load_config
+from tlcore.errors import OutputError, PluginError
+from tlcore.hookspecs import hookimpl
+from tlcore.pluginmanager import make_plugin_manager
+from tlcore.report import Reporter
+from tlcore.run import run
+
+
+def manager_with(*plugins, blocked=("keras.top1",)):
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=blocked, entrypoints=False, extra=["tests.fake_framework"])
+    for index, plugin in enumerate(plugins):
+        manager.register(plugin, name=f"test-plugin-{index}")
+    return manager
+
+
+def run_with(project, *plugins, **changes):
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+    return run(load_config(project.write(**changes)), manager_with(*plugins), reporter), reporter
+
+
+def write_plugin(tmp_path, monkeypatch, name, source):
+    """A plugin module ``name`` importable for ``tl run -p name``."""
+    site = tmp_path.parent / f"{tmp_path.name}-site"
+    site.mkdir(exist_ok=True)
+    (site / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(site))
+    return name
+
+
+class Recorder:
+    """Answers nothing; records every hook call in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl(tryfirst=True)
+    def tl_on_run_start(self, config):
+        self.calls.append("tl_on_run_start")
+
+    @hookimpl(tryfirst=True)
+    def tl_load_dataset(self, config):
+        self.calls.append("tl_load_dataset")
+
+    @hookimpl(tryfirst=True)
+    def tl_load_base_model(self, config):
+        self.calls.append("tl_load_base_model")
+
+    @hookimpl(tryfirst=True)
+    def tl_remove_top_layer(self, model):
+        self.calls.append("tl_remove_top_layer")
+
+    @hookimpl(tryfirst=True)
+    def tl_train(self, model, dataset):
+        self.calls.append("tl_train")
+
+    @hookimpl
+    def tl_on_epoch_start(self, epoch, epochs):
+        self.calls.append(f"tl_on_epoch_start {epoch}/{epochs}")
+
+    @hookimpl
+    def tl_on_epoch_end(self, epoch, logs):
+        self.calls.append(f"tl_on_epoch_end {epoch} loss={logs['loss']:.2f}")
+
+    @hookimpl(tryfirst=True)
+    def tl_save_model(self, path):
+        self.calls.append("tl_save_model")
+
+    @hookimpl
+    def tl_evaluate(self, model):
+        self.calls.append("tl_evaluate")
+
+    @hookimpl
+    def tl_on_run_end(self, metrics):
+        self.calls.append(f"tl_on_run_end top1={metrics['top_1_accuracy']:.2f}")
+
+
+def test_hooks_are_called_in_the_documented_order(project):
+    recorder = Recorder()
+    run_with(project, recorder, epochs=2)
+    assert recorder.calls == [
+        "tl_on_run_start",
+        "tl_load_dataset",
+        "tl_load_base_model",
+        "tl_remove_top_layer",
+        "tl_train",
+        "tl_on_epoch_start 1/2",
+        "tl_on_epoch_end 1 loss=1.00",
+        "tl_on_epoch_start 2/2",
+        "tl_on_epoch_end 2 loss=0.50",
+        "tl_save_model",
+        "tl_evaluate",
+        "tl_on_run_end top1=0.33",
+    ]
+
+
+def test_run_writes_model_record_and_results(project):
+    metrics, _ = run_with(project)
+    saved = project.root / "out" / "saved_model"
+    assert json.loads((saved / "model.json").read_text())["base"]["layers"] == ["features"]
+    assert json.loads((saved / "labels.json").read_text()) == {"cat": 0, "dog": 1, "fox": 2}
+    preprocessing = json.loads((saved / "preprocessing.json").read_text())
+    assert (preprocessing["size"], preprocessing["scale"], preprocessing["offset"]) == (32, 1 / 127.5, -1.0)
+    record = json.loads((saved / "tl_run.json").read_text())
+    assert record["plugins"]["tl_train"] == "tests.fake_framework"
+    assert record["plugins"]["tl_load_dataset"] == "datasets.imagenet_folder"
+    assert project.results() == metrics == {"top_1_accuracy": pytest.approx(1 / 3), "num_images": 6}
+    assert not [p for p in (project.root / "out").iterdir() if p.name != "saved_model"], "no leftovers"
+
+
+def test_an_installed_plugin_answers_before_the_built_in(project):
+    class Dataset:
+        @hookimpl
+        def tl_load_dataset(self, config, reporter):
+            from plugins.datasets.imagenet_folder import tl_load_dataset
+
+            dataset = tl_load_dataset(config=config, reporter=reporter)
+            return type(dataset)(labels=dataset.labels, training=dataset.training,
+                                 validation=dataset.training, labels_file=None)
+
+    metrics, _ = run_with(project, Dataset())
+    assert metrics["num_images"] == 12, "the plugin's dataset (validation = training) was used"
+
+
+def test_a_plugin_that_raises_is_named(project):
+    class Broken:
+        @hookimpl
+        def tl_train(self, model):
+            raise ValueError("head too small\nsecond line")
+
+    with pytest.raises(PluginError, match=r'plugin "test-plugin-0" failed in tl_train: ValueError: head too small \.\.\.'):
+        run_with(project, Broken())
+
+
+def test_a_plugin_returning_the_wrong_type_is_named(project):
+    class Wrong:
+        @hookimpl
+        def tl_load_dataset(self):
+            return ["cat.jpg"]
+
+    with pytest.raises(PluginError, match='"test-plugin-0" returned list from tl_load_dataset; it must return a tlcore'):
+        run_with(project, Wrong())
+
+
+def test_metrics_must_be_a_json_dict(project):
+    class NotDict:
+        @hookimpl
+        def tl_evaluate(self):
+            return 0.9
+
+    class NotJson:
+        @hookimpl
+        def tl_evaluate(self):
+            return {"confusion": {1, 2}}
+
+    with pytest.raises(PluginError, match='"test-plugin-0" returned float from tl_evaluate'):
+        run_with(project, NotDict())
+    with pytest.raises(PluginError, match='"test-plugin-0" returned metrics that are not JSON-serialisable'):
+        run_with(project, NotJson())
+
+
+def test_metrics_of_several_evaluators_are_merged_and_duplicates_refused(project):
+    class Extra:
+        @hookimpl
+        def tl_evaluate(self, dataset):
+            return {"num_classes": len(dataset.labels)}
+
+    class Clash:
+        @hookimpl
+        def tl_evaluate(self):
+            return {"top_1_accuracy": 1.0}
+
+    metrics, _ = run_with(project, Extra())
+    assert metrics["num_classes"] == 3 and "top_1_accuracy" in project.results()
+    with pytest.raises(PluginError, match='"top_1_accuracy" is reported by both "test-plugin-0" and "tests.fake_framework"'):
+        run_with(project, Clash())
+
+
+def test_no_answer_says_a_plugin_is_missing(project):
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder"], entrypoints=False)
+    with pytest.raises(PluginError, match="no plugin answered tl_load_dataset"):
+        run(load_config(project.write()), manager, reporter)
+
+
+def test_failure_after_training_keeps_previous_outputs(project):
+    run_with(project)
+    saved = project.root / "out" / "saved_model"
+    before = {p.name: p.read_bytes() for p in saved.iterdir()}
+    results_before = project.results()
+
+    class FailsEvaluating:
+        @hookimpl
+        def tl_evaluate(self):
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(PluginError, match="disk on fire"):
+        run_with(project, FailsEvaluating(), epochs=1)
+    assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
+    assert project.results() == results_before
+    assert sorted(p.name for p in (project.root / "out").iterdir()) == ["saved_model"], "no partial folders"
+
+
+def test_a_new_run_replaces_its_own_previous_model(project):
+    run_with(project, epochs=1)
+    run_with(project, epochs=3)
+    record = json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
+    assert record["configuration"]["epochs"] == 3
+    assert sorted(p.name for p in (project.root / "out").iterdir()) == ["saved_model"]
+
+
+def test_a_saved_model_folder_not_written_by_tl_is_never_replaced(project):
+    foreign = project.root / "out" / "saved_model"
+    foreign.mkdir(parents=True)
+    (foreign / "precious.txt").write_text("mine")
+    with pytest.raises(OutputError, match="exists and was not written by tl"):
+        run_with(project)
+    assert (foreign / "precious.txt").read_text() == "mine"
+
+
+def test_output_folders_created_by_a_failed_run_are_removed(project):
+    class Broken:
+        @hookimpl
+        def tl_train(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(PluginError):
+        run_with(project, Broken(), output_dir="new/deep/out", evaluate_result_dir="new/results")
+    assert not (project.root / "new").exists()
+
+
+def test_unwritable_output_is_reported_before_training(project):
+    (project.root / "file.txt").write_text("x")
+    recorder = Recorder()
+    with pytest.raises(OutputError, match='cannot write to "output_dir"'):
+        run_with(project, recorder, output_dir="file.txt/out")
+    assert "tl_train" not in recorder.calls
+
+
+def test_interrupt_exits_130_and_keeps_previous_outputs(project, tmp_path, monkeypatch):
+    assert project.run().exit_code == 0
+    before = project.files()
+    name = write_plugin(tmp_path, monkeypatch, "interrupting_plugin", """
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_on_epoch_end(epoch):
+            raise KeyboardInterrupt
+    """)
+    result = project.run("-p", name)
+    assert result.exit_code == 130
+    assert "Interrupted" in result.output and "Traceback" not in result.output
+    assert project.files() == before
+
+
+def test_plugin_that_fails_to_import_stops_the_run_with_a_way_out(project, tmp_path, monkeypatch):
+    name = write_plugin(tmp_path, monkeypatch, "broken_import_plugin", "import does_not_exist\n")
+    result = project.run("-p", name)
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert f'plugin "{name}" cannot be used (ModuleNotFoundError' in line
+    assert f"--block {name}" in line and "TL_DISABLE_PLUGINS=1" in line
+
+
+def test_misspelled_hook_name_is_an_error(project, tmp_path, monkeypatch):
+    name = write_plugin(tmp_path, monkeypatch, "typo_plugin", """
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_trian(model):
+            return model
+    """)
+    result = project.run("-p", name)
+    assert "implements tl_trian, which is not a tl hook; did you mean tl_train?" in one_line_error(result)
+
+
+def test_blocking_an_unknown_plugin_name_is_an_error(project):
+    result = project.run("--block", "keras.trainr")
+    assert "--block keras.trainr: no plugin has this name" in one_line_error(result)
