@@ -1,0 +1,122 @@
+"""The command line: help, version, plugin listing, entry points, start-up cost."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from click.testing import CliRunner
+
+from cli.main import main
+from tests.conftest import REPO, one_line_error, run_tl
+from tlcore import __version__
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "run" in result.output and "plugins" in result.output
+
+
+def test_run_help_explains_outputs():
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    assert "saved_model" in result.output and "results.json" in result.output and "--block" in result.output
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"tl, version {__version__}"
+
+
+def test_plugins_list_shows_every_built_in_and_its_hooks():
+    result = invoke("plugins", "list")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    trainer = next(line for line in lines if line.startswith("keras.trainer "))
+    assert "built-in" in trainer and "tl_train" in trainer and "tl_config_keys" in trainer
+    for name in ("datasets.imagenet_folder", "keras.base_model", "top_removal.classifier_head",
+                 "keras.saved_model", "keras.top1"):
+        assert any(line.startswith(name + " ") for line in lines), name
+    assert "tl_remove_top_layer: top_removal.classifier_head" in result.output
+
+
+def test_plugins_list_json_and_hook_filter():
+    records = json.loads(invoke("plugins", "list", "--json").output)
+    by_name = {record["name"]: record for record in records["plugins"]}
+    assert by_name["keras.top1"]["hooks"] == ["tl_evaluate"]
+    assert by_name["keras.top1"]["builtin"] is True
+    assert records["call_order"]["tl_train"] == ["keras.trainer"]
+
+    filtered = json.loads(invoke("plugins", "list", "--json", "--hook", "tl_train", "-p", "tests.fake_framework").output)
+    assert [record["name"] for record in filtered["plugins"]] == ["tests.fake_framework", "keras.trainer"]
+
+
+def test_plugins_list_unknown_hook():
+    result = invoke("plugins", "list", "--hook", "tl_trian")
+    assert result.exit_code == 2
+    assert "'tl_trian' is not a tl hook" in result.output
+
+
+def make_distribution(site, dist, module, source):
+    """An installed distribution in ``site`` whose entry point of group ``tl`` is ``module``."""
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-1.2.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2\n")
+    (info / "entry_points.txt").write_text(f"[tl]\n{dist} = {module}\n")
+
+
+def test_entry_point_plugins_are_discovered_and_broken_ones_listed(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "tl-hello", "tl_hello", """
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_on_run_start(config):
+            print("hello")
+    """)
+    make_distribution(site, "tl-broken", "tl_broken", "raise ImportError('needs libfoo')\n")
+    env = {"PYTHONPATH": f"{site}:{REPO}"}
+    result = run_tl("plugins", "list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    by_name = {record["name"]: record for record in json.loads(result.stdout)["plugins"]}
+    assert by_name["tl-hello"]["distribution"] == "tl-hello" and by_name["tl-hello"]["version"] == "1.2"
+    assert by_name["tl-hello"]["hooks"] == ["tl_on_run_start"] and by_name["tl-hello"]["builtin"] is False
+    assert by_name["tl-broken"]["error"] == "ImportError: needs libfoo"
+
+    table = run_tl("plugins", "list", env=env).stdout
+    assert "tl-broken" in table and "FAILED TO LOAD: ImportError: needs libfoo" in table
+
+    rescued = json.loads(run_tl("plugins", "list", "--json", env={**env, "TL_DISABLE_PLUGINS": "1"}).stdout)
+    assert all(record["builtin"] for record in rescued["plugins"])
+
+
+def test_cli_imports_no_tensorflow_to_list_plugins_or_report_a_config_error(tmp_path):
+    probe = (
+        "import sys, runpy; sys.argv = ['tl'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('cli', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('TF' if 'tensorflow' in sys.modules else 'NO-TF')\n"
+    )
+    script = tmp_path / "probe.py"
+    script.write_text(probe)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for args in (["plugins", "list"], ["run", str(tmp_path / "missing.json")], ["--help"]):
+        out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env).stdout
+        assert out.strip().endswith("NO-TF"), (args, out)
+
+
+def test_user_errors_print_one_line_and_no_traceback_in_a_real_process(tmp_path):
+    (tmp_path / "configuration.json").write_text("{oops")
+    result = run_tl("run", tmp_path / "configuration.json")
+    assert result.returncode == 2
+    assert "not valid JSON" in one_line_error(result)
+    assert result.stdout == ""
