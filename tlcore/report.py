@@ -1,7 +1,9 @@
 """Messages and live progress for the terminal (or a notebook, or a log file)."""
 
 import sys
+import threading
 import time
+from contextlib import contextmanager
 
 
 def format_duration(seconds):
@@ -109,3 +111,36 @@ class Reporter:
     def progress(self, total, label="", unit="img"):
         """A :class:`Progress` for ``total`` steps (0 or None when unknown)."""
         return Progress(self.stream, total, label=label, unit=unit, interval=self.interval, isatty=self.isatty)
+
+    @contextmanager
+    def activity(self, label):
+        """Show that a step of unknown length (saving, loading) is alive until it ends.
+
+        On a terminal the elapsed time ticks in place; elsewhere a line is printed
+        every ``interval`` seconds. The closing line says how long it took.
+        """
+        isatty = self.stream.isatty() if self.isatty is None else self.isatty
+        started = time.monotonic()
+        done = threading.Event()
+        lock = threading.Lock()
+
+        def tick():
+            while not done.wait(0.5 if isatty else self.interval):
+                with lock:
+                    if done.is_set():
+                        return
+                    text = f"{label} ... {format_duration(time.monotonic() - started)}"
+                    self.stream.write(("\r" + text + "\x1b[K") if isatty else text + "\n")
+                    self.stream.flush()
+
+        thread = threading.Thread(target=tick, name="tl-activity", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            with lock:
+                done.set()
+            thread.join()
+        elapsed = time.monotonic() - started
+        self.stream.write(("\r" if isatty else "") + f"{label}: done in {elapsed:.1f} s" + ("\x1b[K\n" if isatty else "\n"))
+        self.stream.flush()

@@ -79,6 +79,7 @@ def load_user_model(path, config, reporter):
 
 @hookimpl(trylast=True)
 def tl_load_base_model(config, reporter):
-    if config.source_keras_model is None:
-        return load_mobilenet_v2(config, reporter)
-    return load_user_model(config.source_keras_model, config, reporter)
+    with reporter.activity("Loading the base model"):
+        if config.source_keras_model is None:
+            return load_mobilenet_v2(config, reporter)
+        return load_user_model(config.source_keras_model, config, reporter)

@@ -93,7 +93,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     )
     reporter.info(
         f"Training a {dataset.num_outputs}-way head on frozen {model.name}: "
-        f"{config.epochs} epochs, batch size {config.batch_size}"
+        f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}, batch size {config.batch_size}"
     )
     classifier.fit(training, validation_data=validation, epochs=config.epochs, verbose=0, callbacks=[callback])
     return classifier
