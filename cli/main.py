@@ -10,7 +10,9 @@ import click
 
 from tlcore import __version__
 from tlcore.errors import PluginError, TLError
-from tlcore.pluginmanager import DISABLE_ENV, make_plugin_manager
+from tlcore.pluginmanager import DISABLE_ENV
+
+from cli.plugins import load_plugins, plugin_option, plugins
 
 EXIT_INTERRUPTED = 130
 
@@ -21,18 +23,6 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):
     raise Terminated()
-
-
-def load_plugins(blocked=(), extra=()):
-    from plugins import BUILTIN_PLUGINS
-
-    return make_plugin_manager(BUILTIN_PLUGINS, blocked=blocked, extra=extra)
-
-
-plugin_option = click.option(
-    "-p", "--plugin", "extra", multiple=True, metavar="MODULE",
-    help="Also load the plugin module MODULE (importable name; repeatable), e.g. while writing one.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,16 +52,18 @@ def run(configuration, blocked, extra, debug):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, _raise_terminated)
-    from tlcore.config import load_config
+    from tlcore.config import blocked_plugins, load_config
     from tlcore.report import Reporter
     from tlcore.run import run as run_flow
     from tlcore.calls import call_all
 
     try:
-        manager = load_plugins(blocked, extra)
-        unknown = sorted(set(blocked) - set(manager.infos))
-        if unknown:
-            raise PluginError(f'--block {unknown[0]}: no plugin has this name; `tl plugins list` shows the names')
+        configured = blocked_plugins(configuration)
+        manager = load_plugins((*blocked, *configured), extra)
+        for names, where in ((blocked, "--block"), (configured, '"block_plugins" in configuration.json:')):
+            unknown = sorted(set(names) - set(manager.infos))
+            if unknown:
+                raise PluginError(f"{where} {unknown[0]}: no plugin has this name; `tl plugins list` shows the names")
         for info in manager.failures:
             raise PluginError(
                 f'plugin "{info.name}" cannot be used ({info.error}); uninstall it, '
@@ -95,58 +87,4 @@ def run(configuration, blocked, extra, debug):
         sys.exit(exc.exit_code)
 
 
-@main.group()
-def plugins():
-    """See the plugins tl has found."""
-
-
-def _plugin_record(manager, info):
-    return {
-        "name": info.name,
-        "module": info.module,
-        "distribution": info.distribution,
-        "version": info.version,
-        "builtin": info.builtin,
-        "blocked": info.blocked,
-        "error": info.error,
-        "hooks": info.hooks,
-    }
-
-
-@plugins.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--hook", "hook_name", metavar="NAME", help="Only plugins implementing this hook, in call order.")
-@plugin_option
-def list_plugins(as_json, hook_name, extra):
-    """List every plugin: source, version and the hooks it implements."""
-    from tlcore.run import ANSWER_HOOKS
-
-    manager = load_plugins(extra=extra)
-    infos = manager.describe()
-    if hook_name:
-        known = manager.hook_names()
-        if hook_name not in known:
-            raise click.BadParameter(f"{hook_name!r} is not a tl hook; hooks: {', '.join(known)}", param_hint="--hook")
-        order = manager.call_order(hook_name)
-        infos = sorted((i for i in infos if i.name in order), key=lambda i: order.index(i.name))
-    records = [_plugin_record(manager, info) for info in infos]
-    order = {hook: manager.call_order(hook) for hook in ANSWER_HOOKS if not hook_name or hook == hook_name}
-    if as_json:
-        click.echo(json.dumps({"plugins": records, "call_order": order}, indent=2))
-        return
-    rows = [("NAME", "FROM", "HOOKS")]
-    for record in records:
-        source = "built-in" if record["builtin"] else f'{record["distribution"] or "?"} {record["version"] or ""}'.strip()
-        if record["blocked"]:
-            hooks = "(blocked)"
-        elif record["error"]:
-            hooks = f'FAILED TO LOAD: {record["error"]}'
-        else:
-            hooks = ", ".join(record["hooks"])
-        rows.append((record["name"], source, hooks))
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    for row in rows:
-        click.echo(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
-    click.echo("\nFirst answer wins; plugins are asked in this order:")
-    for hook, names in order.items():
-        click.echo(f"  {hook}: {' > '.join(names) if names else '(no plugin)'}")
+main.add_command(plugins)

@@ -39,11 +39,21 @@ def call_first(manager, hook_name, **kwargs):
     return None, None
 
 
-def call_all(manager, hook_name, **kwargs):
-    """Ask every plugin; return ``[(plugin_name, result)]`` for the non-None results."""
+def call_all(manager, hook_name, errors=None, **kwargs):
+    """Ask every plugin; return ``[(plugin_name, result)]`` for the non-None results.
+
+    A failing plugin raises :class:`PluginError`, unless ``errors`` is a dict: then
+    its error is stored there under the plugin's name and the others are still asked.
+    """
     results = []
     for impl in _implementations(manager, hook_name):
-        result = _call(impl, hook_name, kwargs)
+        try:
+            result = _call(impl, hook_name, kwargs)
+        except PluginError as exc:
+            if errors is None:
+                raise
+            errors[impl.plugin_name] = str(exc)
+            continue
         if result is not None:
             results.append((impl.plugin_name, result))
     return results

@@ -121,7 +121,26 @@ CORE_KEYS = (
               help="where results.json is written; created if missing"),
     ConfigKey("preprocessing", "string", default="mobilenet_v2", choices=PREPROCESSING_CHOICES,
               help="pixel scaling: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255]"),
+    ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value),
+              help="names of plugins never to load for this configuration (see `tl plugins list`)"),
 )
+
+
+def _plugin_names(value, source="configuration.json"):
+    if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
+        raise ConfigError(f'{source}: "block_plugins" must be a list of plugin names, e.g. ["keras.top1"]')
+    return tuple(value)
+
+
+def blocked_plugins(path):
+    """The ``block_plugins`` of a configuration file, read before plugins are loaded.
+
+    Plugins declare configuration keys, so the full check needs them loaded; which
+    ones to load must be known first. Errors here are the same as :func:`load_config`'s.
+    """
+    path = Path(path).absolute()
+    value = read_json_object(path).get("block_plugins", [])
+    return _plugin_names(value, path.name)
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,7 @@ class RunConfig:
     input_tensor_size: int = 224
     epochs: int = 10
     preprocessing: str = "mobilenet_v2"
+    block_plugins: tuple = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     """Values of keys declared by plugins (``tl_config_keys``), defaults filled in."""
 
@@ -158,7 +178,7 @@ class RunConfig:
         data = {}
         for key in CORE_KEYS:
             value = getattr(self, key.name)
-            data[key.name] = str(value) if isinstance(value, Path) else value
+            data[key.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         for name, value in self.options.items():
             data[name] = str(value) if isinstance(value, Path) else value
         return data
