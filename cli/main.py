@@ -73,6 +73,14 @@ def run(configuration, blocked, extra, debug):
         config = load_config(configuration, plugin_keys=keys)
         reporter = Reporter()
         reporter.info(f"tl {__version__}: {config.config_file}")
+        added = [info for info in manager.describe() if not info.builtin and not info.blocked]
+        if added:
+            reporter.info("Plugins: " + ", ".join(
+                f"{info.name} ({info.distribution} {info.version})" if info.distribution else info.name
+                for info in added
+            ))
+        if manager.blocked_names:
+            reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
         run_flow(config, manager, reporter)
     except Terminated:
         click.echo("\nTerminated: stopped before finishing; no output was written and earlier outputs are unchanged.", err=True)

@@ -5,7 +5,9 @@ import json
 import textwrap
 
 import pytest
+from click.testing import CliRunner
 
+from cli.main import main
 from plugins import BUILTIN_PLUGINS
 from tests.conftest import one_line_error
 from tlcore.config import load_config
@@ -286,3 +288,23 @@ def test_misspelled_hook_name_is_an_error(project, tmp_path, monkeypatch):
 def test_blocking_an_unknown_plugin_name_is_an_error(project):
     result = project.run("--block", "keras.trainr")
     assert "--block keras.trainr: no plugin has this name" in one_line_error(result)
+
+
+def test_run_header_names_added_and_blocked_plugins(project):
+    result = project.run()
+    assert result.exit_code == 0
+    assert "Plugins: tests.fake_framework" in result.output
+    assert "Blocked: keras.top1" in result.output
+
+
+def test_block_plugins_configuration_key(project):
+    project.write(block_plugins=["keras.top1"])
+    result = CliRunner().invoke(main, ["run", str(project.config_path), "-p", "tests.fake_framework"])
+    assert result.exit_code == 0, result.output
+    assert "Blocked: keras.top1" in result.output
+    project.write(block_plugins=["keras.top"])
+    result = CliRunner().invoke(main, ["run", str(project.config_path), "-p", "tests.fake_framework"])
+    assert '"block_plugins" in configuration.json: keras.top: no plugin has this name' in one_line_error(result)
+    project.write(block_plugins="keras.top1")
+    result = project.run()
+    assert '"block_plugins" must be a list of plugin names' in one_line_error(result)

@@ -51,6 +51,10 @@ class PluginManager(pluggy.PluginManager):
             self.set_blocked(name)
 
     @property
+    def blocked_names(self):
+        return [info.name for info in self.infos.values() if info.blocked]
+
+    @property
     def failures(self):
         return [info for info in self.infos.values() if info.error]
 

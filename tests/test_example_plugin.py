@@ -1,0 +1,95 @@
+"""The example plugin package, really pip-installed into the test environment, used, and removed."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.builders import solid_jpegs, write_config, write_labels
+from tests.conftest import REPO, one_line_error, run_tl
+
+pytestmark = pytest.mark.tensorflow
+EXAMPLE = REPO / "examples" / "tl-cut-at-layer"
+
+
+def pip(*args):
+    result = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """Install a copy of the example (local path, no network, no build isolation); remove it afterwards."""
+    source = tmp_path_factory.mktemp("example") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source)
+    pip("install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation", str(source))
+    try:
+        yield
+    finally:
+        pip("uninstall", "--yes", "--quiet", "tl-cut-at-layer")
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    solid_jpegs(root / "data" / "training", ["red", "green"], per_class=3, size=32)
+    solid_jpegs(root / "data" / "validation", ["red", "green"], per_class=1, size=32, seed=1)
+    write_labels(root / "data", {"red": 0, "green": 1})
+    return root
+
+
+def configure(root, **extra):
+    return write_config(
+        root, dataset_training_dir="data/training", dataset_validation_dir="data/validation",
+        output_dir="out", evaluate_result_dir="out", batch_size=2, input_tensor_size=32, epochs=1,
+        weights=None, mobilenet_alpha=0.35, **extra,
+    )
+
+
+def test_installed_plugin_is_listed_first_with_its_distribution_and_key(installed):
+    listing = json.loads(run_tl("plugins", "list", "--json").stdout)
+    record = next(r for r in listing["plugins"] if r["name"] == "cut-at-layer")
+    assert (record["distribution"], record["version"], record["builtin"]) == ("tl-cut-at-layer", "0.1.0", False)
+    assert record["hooks"] == ["tl_config_keys", "tl_remove_top_layer"]
+    assert [key["name"] for key in record["config_keys"]] == ["cut_at_layer"]
+    assert listing["call_order"]["tl_remove_top_layer"] == ["cut-at-layer", "top_removal.classifier_head"]
+
+
+def test_tl_run_uses_the_installed_plugin_with_its_configuration_key(installed, tiny_project):
+    result = run_tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
+    assert result.returncode == 0, result.stderr
+    assert 'cut-at-layer: cut "mobilenetv2_0.35_32" at layer "block_13_expand_relu"' in result.stdout
+    record = json.loads((tiny_project / "out" / "saved_model" / "tl_run.json").read_text())
+    assert record["plugins"]["tl_remove_top_layer"] == "cut-at-layer"
+    assert record["configuration"]["cut_at_layer"] == "block_13_expand_relu"
+
+
+def test_plugin_errors_are_one_line_and_helpful(installed, tiny_project):
+    result = run_tl("run", configure(tiny_project, cut_at_layer="block_13_expand_rlu"))
+    assert result.returncode == 1
+    assert 'has no layer "block_13_expand_rlu" ("cut_at_layer"); did you mean "block_13_expand_relu"?' in one_line_error(result)
+
+
+def test_blocking_brings_the_built_in_back_for_one_run(installed, tiny_project):
+    config = configure(tiny_project)
+    result = run_tl("run", "--block", "cut-at-layer", config)
+    assert result.returncode == 0, result.stderr
+    assert "Top layers: none to remove" in result.stdout and "cut-at-layer:" not in result.stdout
+
+    config.write_text(json.dumps({**json.loads(config.read_text()), "block_plugins": ["cut-at-layer"]}))
+    result = run_tl("run", config)
+    assert result.returncode == 0, result.stderr
+    assert "cut-at-layer:" not in result.stdout
+
+
+def test_after_uninstall_the_built_in_answers_again(installed, tiny_project):
+    """Last in this module: uninstalls the example (the fixture's own uninstall then does nothing)."""
+    pip("uninstall", "--yes", "--quiet", "tl-cut-at-layer")
+    listing = json.loads(run_tl("plugins", "list", "--json").stdout)
+    assert listing["call_order"]["tl_remove_top_layer"] == ["top_removal.classifier_head"]
+    result = run_tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
+    assert result.returncode == 2
+    assert 'unknown key "cut_at_layer"' in one_line_error(result)
