@@ -1,30 +1,50 @@
 """The tf.data input pipeline shared by training and evaluation.
 
-Images are streamed from disk (parallel decode, resize, scale, batch, prefetch),
-so memory does not grow with the number of images.
+Images are streamed from disk (parallel decode, resize, batch, optional random
+augmentation, scale, prefetch), so memory does not grow with the number of images.
 """
 
+AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "brightness")
 
-def decode_and_preprocess(path, preprocessing):
-    """Read one image file and return the model input for it (float32, size x size x 3)."""
+
+def decode_and_resize(path, preprocessing):
+    """Read one image file: float32 RGB pixels in [0, 255], size x size."""
     import tensorflow as tf
 
     image = tf.io.decode_image(tf.io.read_file(path), channels=preprocessing.channels, expand_animations=False)
-    image = tf.image.resize(image, [preprocessing.size, preprocessing.size], method=preprocessing.resize, antialias=True)
-    return image * preprocessing.scale + preprocessing.offset
+    return tf.image.resize(image, [preprocessing.size, preprocessing.size], method=preprocessing.resize, antialias=True)
 
 
-def make_dataset(split, preprocessing, batch_size, shuffle=False, seed=None):
-    """A batched ``tf.data.Dataset`` of ``(image, label_id)`` for a :class:`tlcore.dataset.Split`."""
+def make_augmentation(names, seed=None):
+    """A Keras layer stack applying the named random changes to batches of [0, 255] pixels."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    make = {
+        "flip": lambda: layers.RandomFlip("horizontal", seed=seed),
+        "rotation": lambda: layers.RandomRotation(0.05, fill_mode="reflect", seed=seed),
+        "zoom": lambda: layers.RandomZoom(0.1, fill_mode="reflect", seed=seed),
+        "contrast": lambda: layers.RandomContrast(0.2, seed=seed),
+        "brightness": lambda: layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed),
+    }
+    return tf.keras.Sequential([make[name]() for name in names], name="augmentation")
+
+
+def make_dataset(split, preprocessing, batch_size, shuffle=False, seed=None, augment=None):
+    """A batched ``tf.data.Dataset`` of ``(model input, label_id)`` for a :class:`tlcore.dataset.Split`."""
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((split.paths, tf.constant(split.label_ids, dtype=tf.int32)))
     if shuffle:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     data = data.map(
-        lambda path, label: (decode_and_preprocess(path, preprocessing), label),
+        lambda path, label: (decode_and_resize(path, preprocessing), label),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not shuffle,
-    )
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
+    ).batch(batch_size)
+    if augment is not None:
+        data = data.map(lambda images, labels: (augment(images, training=True), labels),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+    scale, offset = preprocessing.scale, preprocessing.offset
+    data = data.map(lambda images, labels: (images * scale + offset, labels), num_parallel_calls=tf.data.AUTOTUNE)
+    return data.prefetch(tf.data.AUTOTUNE)

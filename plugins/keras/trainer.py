@@ -1,9 +1,16 @@
-"""The Keras trainer: a new softmax head on the frozen feature extractor."""
+"""The Keras trainer: a new softmax head on the frozen feature extractor.
+
+With a frozen base and no augmentation, features are computed once per image and
+the head trains on them (:mod:`plugins.keras.features`); otherwise images stream
+through the whole model every epoch.
+"""
+
+from dataclasses import dataclass
 
 from tlcore.config import ConfigKey
 from tlcore.hookspecs import hookimpl
 
-from plugins.keras.pipeline import make_dataset
+from plugins.keras.pipeline import AUGMENTATIONS, make_augmentation, make_dataset
 
 
 @hookimpl
@@ -15,24 +22,63 @@ def tl_config_keys():
                   help="dropout before the new head"),
         ConfigKey("seed", "integer", default=None, nullable=True, minimum=0,
                   help="random seed for head initialisation and shuffling; null = different every run"),
+        ConfigKey("augmentation", "list", default=(), convert=_augmentation,
+                  help=f"random changes to training images, any of {', '.join(AUGMENTATIONS)}"),
+        ConfigKey("fine_tune_layers", "integer", default=0, minimum=0,
+                  help="also train the last N layers of the base (BatchNorm stays frozen); 0 = frozen base"),
+        ConfigKey("feature_cache", "string", default="auto", choices=("auto", "memory", "disk", "off"),
+                  help="frozen base without augmentation: compute features once, in memory or on disk "
+                       "(auto: memory when small); off = run the base every epoch"),
     ]
 
 
-def build_classifier(extractor, num_outputs, size, dropout):
-    """Image -> frozen extractor (inference mode) -> pooling -> dropout -> softmax over label ids."""
+def _augmentation(value, base_dir):
+    from tlcore.errors import ConfigError
+
+    unknown = [item for item in value if item not in AUGMENTATIONS]
+    if unknown:
+        raise ConfigError(
+            f'configuration.json: "augmentation" has {unknown[0]!r}; use any of {", ".join(AUGMENTATIONS)}'
+        )
+    return tuple(dict.fromkeys(value))
+
+
+@dataclass
+class Classifier:
+    """The full model and two views sharing its layers: image -> features, features -> scores."""
+
+    model: object
+    features: object
+    head: object
+
+
+def build_classifier(extractor, num_outputs, size, dropout, fine_tune_layers=0):
+    """Image -> extractor (inference mode) -> pooling -> dropout -> softmax over label ids."""
     import tensorflow as tf
 
-    extractor.trainable = False
+    extractor.trainable = fine_tune_layers > 0
+    for layer in extractor.layers[:len(extractor.layers) - fine_tune_layers]:
+        layer.trainable = False
     inputs = tf.keras.Input(shape=(size, size, 3), name="image")
     features = extractor(inputs, training=False)
     if len(features.shape) == 4:
         features = tf.keras.layers.GlobalAveragePooling2D(name="pool")(features)
     elif len(features.shape) != 2:
         features = tf.keras.layers.Flatten(name="flatten")(features)
-    if dropout:
-        features = tf.keras.layers.Dropout(dropout, name="dropout")(features)
-    outputs = tf.keras.layers.Dense(num_outputs, activation="softmax", name="predictions")(features)
-    return tf.keras.Model(inputs, outputs, name="tl_classifier")
+    head_layers = [tf.keras.layers.Dropout(dropout, name="dropout")] if dropout else []
+    head_layers.append(tf.keras.layers.Dense(num_outputs, activation="softmax", name="predictions"))
+
+    def head(tensor):
+        for layer in head_layers:
+            tensor = layer(tensor)
+        return tensor
+
+    feature_input = tf.keras.Input(shape=(features.shape[-1],), name="features")
+    return Classifier(
+        model=tf.keras.Model(inputs, head(features), name="tl_classifier"),
+        features=tf.keras.Model(inputs, features, name="tl_features"),
+        head=tf.keras.Model(feature_input, head(feature_input), name="tl_head"),
+    )
 
 
 def progress_callback(reporter, events, epochs, batch_size, num_train, num_validation):
@@ -73,28 +119,51 @@ def progress_callback(reporter, events, epochs, batch_size, num_train, num_valid
     return EpochProgress()
 
 
+def compile_for_training(model, learning_rate):
+    import tensorflow as tf
+
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="acc")],
+    )
+
+
 @hookimpl(trylast=True)
 def tl_train(model, dataset, preprocessing, config, reporter, events):
     import tensorflow as tf
 
-    seed = config.options["seed"]
+    from plugins.keras.features import feature_arrays, feature_batches
+
+    options = config.options
+    seed = options["seed"]
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
-    classifier = build_classifier(model, dataset.num_outputs, preprocessing.size, config.options["dropout"])
-    classifier.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate=config.options["learning_rate"]),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="acc")],
+    classifier = build_classifier(
+        model, dataset.num_outputs, preprocessing.size, options["dropout"], options["fine_tune_layers"]
     )
-    training = make_dataset(dataset.training, preprocessing, config.batch_size, shuffle=True, seed=seed)
-    validation = make_dataset(dataset.validation, preprocessing, config.batch_size)
+    cached = options["feature_cache"] != "off" and not options["augmentation"] and not options["fine_tune_layers"]
+    base = "frozen" if not options["fine_tune_layers"] else f"last {options['fine_tune_layers']} layers trainable of"
+    epochs = f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}"
+    if cached:
+        arrays = feature_arrays(classifier.features, dataset, preprocessing, config, reporter, options["feature_cache"])
+        trained = classifier.head
+        training = feature_batches(*arrays["training"], config.batch_size, shuffle=True, seed=seed)
+        validation = feature_batches(*arrays["validation"], config.batch_size)
+    else:
+        trained = classifier.model
+        augment = make_augmentation(options["augmentation"], seed) if options["augmentation"] else None
+        training = make_dataset(dataset.training, preprocessing, config.batch_size, shuffle=True, seed=seed,
+                                augment=augment)
+        validation = make_dataset(dataset.validation, preprocessing, config.batch_size)
+    compile_for_training(trained, options["learning_rate"])
+    reporter.info(
+        f"Training a {dataset.num_outputs}-way head on {base} {model.name}: {epochs}, batch size {config.batch_size}"
+        + (", on features computed once" if cached else "")
+        + (f", augmentation: {', '.join(options['augmentation'])}" if options["augmentation"] else "")
+    )
     callback = progress_callback(
         reporter, events, config.epochs, config.batch_size, len(dataset.training), len(dataset.validation)
     )
-    reporter.info(
-        f"Training a {dataset.num_outputs}-way head on frozen {model.name}: "
-        f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}, batch size {config.batch_size}"
-    )
-    classifier.fit(training, validation_data=validation, epochs=config.epochs, verbose=0, callbacks=[callback])
-    return classifier
-
+    trained.fit(training, validation_data=validation, epochs=config.epochs, verbose=0, callbacks=[callback])
+    return classifier.model
