@@ -1,0 +1,201 @@
+"""tl against the plain-Keras way, side by side, on generated JPEG datasets.
+
+    python bench/benchmark.py            # MobileNetV2 at 224 px: 500 images for speed, 500 vs 5000 for memory
+    python bench/benchmark.py --quick    # smaller: 96 px, alpha 0.35, 300 vs 3000 images
+
+Prints, for each figure, tl's value, the reference's value and their ratio:
+wall time for N epochs with a frozen base (tl computes features once), per-epoch
+throughput when features cannot be cached (augmentation), peak resident memory
+for a small and a 10x larger dataset, Top-1, and CLI start-up time.
+
+The base is MobileNetV2 with random He-scaled weights (ImageNet weights cannot be
+downloaded here; --weights imagenet uses them if Keras has them cached), saved once
+as .h5 and loaded by both tl and the reference, so both train on the same features.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def make_dataset(root, images, classes=5, size=256, seed=0):
+    """``images`` JPEGs (80 % training, 20 % validation) of ``classes`` striped, noisy patterns."""
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    if (root / "labels.json").exists():
+        return root
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for index in range(images):
+        label = index % classes
+        split = "validation" if (index // classes) % 5 == 4 else "training"
+        angle = np.pi * label / classes + rng.normal(0, 0.1)
+        frequency = 0.05 + 0.03 * label
+        stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * frequency + rng.uniform(0, 6.3))
+        colour = np.array([60 + 35 * label, 200 - 30 * label, 120 + 20 * (label % 2)], dtype=np.float32)
+        pixels = colour + 60 * stripes[..., None] + rng.normal(0, 30, (size, size, 3))
+        folder = root / split / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(folder / f"{index:06d}.jpg", quality=90)
+    (root / "labels.json").write_text(json.dumps({f"class_{i}": i for i in range(classes)}))
+    return root
+
+
+def make_base(path, size, alpha, weights, seed=0):
+    """MobileNetV2 without top, saved as .h5: ImageNet weights, or random He-scaled ones."""
+    import numpy as np
+    import tensorflow as tf
+
+    if Path(path).exists():
+        return path
+    model = tf.keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=weights
+    )
+    if weights is None:  # Keras' default initialisation makes a frozen MobileNetV2's features vanish
+        rng = np.random.default_rng(seed)
+        for layer in model.layers:
+            kernel = getattr(layer, "depthwise_kernel", None) if isinstance(
+                layer, tf.keras.layers.DepthwiseConv2D) else getattr(layer, "kernel", None)
+            if kernel is not None:
+                fan_in = int(np.prod(kernel.shape[:-1])) if kernel is getattr(layer, "kernel", None) else int(
+                    np.prod(kernel.shape[:2]))
+                kernel.assign(rng.normal(0, np.sqrt(2 / fan_in), kernel.shape).astype("float32"))
+    model.save(path)
+    return path
+
+
+def write_config(folder, dataset, base, args, **extra):
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "source_keras_model": str(base), "dataset_training_dir": str(dataset / "training"),
+        "dataset_validation_dir": str(dataset / "validation"), "batch_size": args.batch_size,
+        "input_tensor_size": args.input_size, "epochs": args.epochs, "output_dir": str(folder / "out"),
+        "evaluate_result_dir": str(folder / "out"), "seed": 0, **extra,
+    }
+    path = folder / "configuration.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def measured(command, workdir):
+    """Run ``command`` under bench/measure.py: wall seconds, peak RSS MiB, output."""
+    out = Path(workdir) / f"measure-{time.monotonic_ns()}.json"
+    subprocess.run([sys.executable, str(REPO / "bench" / "measure.py"), str(out), "--", *command], env=ENV, check=True)
+    result = json.loads(out.read_text())
+    if result["returncode"] != 0:
+        raise SystemExit(f"benchmark command failed: {' '.join(command)}\n{result['stderr'][-2000:]}")
+    return result
+
+
+def run_tl(config, workdir):
+    result = measured([sys.executable, "-m", "cli", "run", "-p", "bench.epoch_timer", str(config)], workdir)
+    out = Path(json.loads(config.read_text())["output_dir"])
+    result["top_1_accuracy"] = json.loads((out / "results.json").read_text())["top_1_accuracy"]
+    result["epoch_seconds"] = json.loads((out / "epoch_seconds.json").read_text())
+    return result
+
+
+def run_reference(base, dataset, args, workdir, epochs, augment=False):
+    command = [sys.executable, str(REPO / "bench" / "reference.py"), str(base), str(dataset), str(args.input_size),
+               str(epochs), str(args.batch_size)] + (["--augment"] if augment else [])
+    result = measured(command, workdir)
+    result.update(json.loads(result["stdout"].strip().splitlines()[-1]))
+    return result
+
+
+def startup_seconds(args_list, repeats=11):
+    times = []
+    for _ in range(repeats):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "cli", *args_list], env=ENV, capture_output=True)
+        times.append(time.monotonic() - started)
+    return statistics.median(times)
+
+
+def steady_epoch(seconds):
+    """Median epoch time after the first (which includes tracing and warm-up)."""
+    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+
+
+def row(name, tl, reference, unit, better="lower"):
+    ratio = tl / reference if reference else float("nan")
+    print(f"{name:<44} {tl:>10.2f} {reference:>10.2f} {unit:<6} {ratio:>7.3f}  ({better} is better)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="96 px, alpha 0.35, 300 / 3000 images")
+    parser.add_argument("--images", type=int, help="images for the speed comparison (default 500)")
+    parser.add_argument("--large", type=int, help="images for the memory comparison (default 10x --images)")
+    parser.add_argument("--input-size", type=int)
+    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--weights", choices=("random", "imagenet"), default="random")
+    parser.add_argument("--workdir", type=Path, help="keep datasets and runs here (default: a temporary folder)")
+    args = parser.parse_args()
+    args.images = args.images or (300 if args.quick else 500)
+    args.large = args.large or 10 * args.images
+    args.input_size = args.input_size or (96 if args.quick else 224)
+    args.alpha = args.alpha or (0.35 if args.quick else 1.0)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tl-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+    print(f"Workdir {workdir}; MobileNetV2 alpha {args.alpha} at {args.input_size} px ({args.weights} weights), "
+          f"{args.epochs} epochs, batch {args.batch_size}, {os.cpu_count()} cores", flush=True)
+    small = make_dataset(workdir / f"data-{args.images}", args.images)
+    large = make_dataset(workdir / f"data-{args.large}", args.large)
+    base = make_base(workdir / f"base-{args.input_size}-{args.alpha}-{args.weights}.h5", args.input_size, args.alpha,
+                     None if args.weights == "random" else "imagenet")
+
+    print("Measuring CLI start-up ...", flush=True)
+    bad = workdir / "bad.json"
+    bad.write_text("{not json")
+    startup = {name: startup_seconds(argv) for name, argv in
+               (("tl --help", ["--help"]), ("tl plugins list", ["plugins", "list"]),
+                ("tl run (configuration error)", ["run", str(bad)]))}
+
+    print(f"Frozen base, {args.images} images, {args.epochs} epochs: tl ...", flush=True)
+    tl_cached = run_tl(write_config(workdir / "tl-cached", small, base, args), workdir)
+    print("... and the plain-Keras reference", flush=True)
+    ref = run_reference(base, small, args, workdir, args.epochs)
+
+    streaming_epochs = 3
+    print(f"No caching possible (augmentation), {streaming_epochs} epochs: tl ...", flush=True)
+    tl_stream = run_tl(write_config(workdir / "tl-augment", small, base, args, epochs=streaming_epochs,
+                                    augmentation=["flip"]), workdir)
+    print("... and the reference with the same augmentation", flush=True)
+    ref_stream = run_reference(base, small, args, workdir, streaming_epochs, augment=True)
+
+    print(f"Memory: tl on {args.images} and {args.large} images ...", flush=True)
+    tl_large = run_tl(write_config(workdir / "tl-large", large, base, args, epochs=2), workdir)
+    tl_small = run_tl(write_config(workdir / "tl-small", small, base, args, epochs=2), workdir)
+
+    print()
+    print(f"{'figure':<44} {'tl':>10} {'reference':>10} {'unit':<6} {'ratio':>7}")
+    row(f"wall time, {args.epochs} epochs, frozen base", tl_cached["wall_seconds"], ref["wall_seconds"], "s")
+    row("Top-1 accuracy, same run", tl_cached["top_1_accuracy"], ref["top_1_accuracy"], "", "higher")
+    row("peak RSS, same run", tl_cached["peak_rss_mib"], ref["peak_rss_mib"], "MiB")
+    n_train = sum(1 for _ in (small / "training").rglob("*.jpg"))
+    n_val = sum(1 for _ in (small / "validation").rglob("*.jpg"))
+    row("per-epoch images/s with augmentation", (n_train + n_val) / steady_epoch(tl_stream["epoch_seconds"]),
+        (n_train + n_val) / steady_epoch(ref_stream["epoch_seconds"]), "img/s", "higher")
+    row(f"peak RSS tl, {args.large} vs {args.images} images", tl_large["peak_rss_mib"], tl_small["peak_rss_mib"], "MiB")
+    for name, seconds in startup.items():
+        print(f"{'CLI start-up, ' + name:<44} {seconds:>10.3f} {'':>10} {'s':<6} {'':>7}  (limit 1.2 s, target < 0.3 s)")
+
+
+if __name__ == "__main__":
+    main()
