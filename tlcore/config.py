@@ -121,6 +121,8 @@ CORE_KEYS = (
               help="where results.json is written; created if missing"),
     ConfigKey("preprocessing", "string", default="mobilenet_v2", choices=PREPROCESSING_CHOICES,
               help="pixel scaling: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255]"),
+    ConfigKey("seed", "integer", default=None, nullable=True, minimum=0, maximum=2**32 - 1,
+              help="random seed (initial weights, shuffling, augmentation); null = different every run"),
     ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value),
               help="names of plugins never to load for this configuration (see `tl plugins list`)"),
 )
@@ -158,6 +160,7 @@ class RunConfig:
     input_tensor_size: int = 224
     epochs: int = 10
     preprocessing: str = "mobilenet_v2"
+    seed: int | None = None
     block_plugins: tuple = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     """Values of keys declared by plugins (``tl_config_keys``), defaults filled in."""

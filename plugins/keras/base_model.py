@@ -34,6 +34,8 @@ def load_mobilenet_v2(config, reporter):
     size = config.input_tensor_size
     alpha = config.options["mobilenet_alpha"]
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
+    if config.seed is not None:
+        tf.keras.utils.set_random_seed(config.seed)
     reporter.info(f"Base model: MobileNetV2 (alpha {alpha:g}, {size}x{size}, {shown} weights, no top)")
     try:
         return tf.keras.applications.MobileNetV2(

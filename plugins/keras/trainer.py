@@ -20,8 +20,6 @@ def tl_config_keys():
                   help="Adam learning rate of the new head"),
         ConfigKey("dropout", "number", default=0.2, minimum=0.0, maximum=0.9,
                   help="dropout before the new head"),
-        ConfigKey("seed", "integer", default=None, nullable=True, minimum=0,
-                  help="random seed for head initialisation and shuffling; null = different every run"),
         ConfigKey("augmentation", "list", default=(), convert=_augmentation,
                   help=f"random changes to training images, any of {', '.join(AUGMENTATIONS)}"),
         ConfigKey("fine_tune_layers", "integer", default=0, minimum=0,
@@ -136,7 +134,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     from plugins.keras.features import feature_arrays, feature_batches
 
     options = config.options
-    seed = options["seed"]
+    seed = config.seed
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
     classifier = build_classifier(
