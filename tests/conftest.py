@@ -11,15 +11,29 @@ from cli.main import main
 from tests.builders import write_config, write_labels
 
 REPO = Path(__file__).resolve().parent.parent
+HERMETIC = {"TL_DISABLE_PLUGINS": "1"}
+"""Tests see only tl's own plugins unless they ask for installed ones (TL_DISABLE_PLUGINS="")."""
+
+
+@pytest.fixture(autouse=True)
+def no_installed_plugins(monkeypatch):
+    for name, value in HERMETIC.items():
+        monkeypatch.setenv(name, value)
+
+
+# The structure of a JPEG (start, JFIF header, start of scan, end) without pixel data:
+# it passes the dataset's checks, and framework-free plugins never decode it.
+JPEG_SHELL = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+              b"\xff\xda\x00\x02\x00\x00\xff\xd9")
 
 
 def touch_images(root, classes, per_class=3, suffix=".jpg"):
-    """Files named like images; their bytes do not matter to framework-free plugins."""
+    """Image files for framework-free tests (JPEG structure, no pixels)."""
     for name in classes:
         folder = Path(root) / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            (folder / f"{name}_{i}{suffix}").write_bytes(b"\xff\xd8\xff not really a jpeg")
+            (folder / f"{name}_{i}{suffix}").write_bytes(JPEG_SHELL)
 
 
 @pytest.fixture
@@ -78,7 +92,7 @@ DELETE = object()
 
 def run_tl(*args, cwd=None, env=None, timeout=600):
     """``tl`` as a real subprocess (same interpreter), with the repository importable."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **HERMETIC, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "cli", *map(str, args)], cwd=cwd, env=full_env,
         capture_output=True, text=True, timeout=timeout,

@@ -84,7 +84,7 @@ def test_entry_point_plugins_are_discovered_and_broken_ones_listed(tmp_path):
             print("hello")
     """)
     make_distribution(site, "tl-broken", "tl_broken", "raise ImportError('needs libfoo')\n")
-    env = {"PYTHONPATH": f"{site}:{REPO}"}
+    env = {"PYTHONPATH": f"{site}:{REPO}", "TL_DISABLE_PLUGINS": ""}
     result = run_tl("plugins", "list", "--json", env=env)
     assert result.returncode == 0, result.stderr
     by_name = {record["name"]: record for record in json.loads(result.stdout)["plugins"]}

@@ -14,6 +14,14 @@ pytestmark = pytest.mark.tensorflow
 EXAMPLE = REPO / "examples" / "tl-cut-at-layer"
 
 
+INSTALLED = {"TL_DISABLE_PLUGINS": ""}
+
+
+def tl(*args):
+    """``tl`` in a subprocess that loads installed plugins."""
+    return run_tl(*args, env=INSTALLED)
+
+
 def pip(*args):
     result = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -50,7 +58,7 @@ def configure(root, **extra):
 
 
 def test_installed_plugin_is_listed_first_with_its_distribution_and_key(installed):
-    listing = json.loads(run_tl("plugins", "list", "--json").stdout)
+    listing = json.loads(tl("plugins", "list", "--json").stdout)
     record = next(r for r in listing["plugins"] if r["name"] == "cut-at-layer")
     assert (record["distribution"], record["version"], record["builtin"]) == ("tl-cut-at-layer", "0.1.0", False)
     assert record["hooks"] == ["tl_config_keys", "tl_remove_top_layer"]
@@ -59,7 +67,7 @@ def test_installed_plugin_is_listed_first_with_its_distribution_and_key(installe
 
 
 def test_tl_run_uses_the_installed_plugin_with_its_configuration_key(installed, tiny_project):
-    result = run_tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
+    result = tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
     assert result.returncode == 0, result.stderr
     assert 'cut-at-layer: cut "mobilenetv2_0.35_32" at layer "block_13_expand_relu"' in result.stdout
     record = json.loads((tiny_project / "out" / "saved_model" / "tl_run.json").read_text())
@@ -68,19 +76,19 @@ def test_tl_run_uses_the_installed_plugin_with_its_configuration_key(installed, 
 
 
 def test_plugin_errors_are_one_line_and_helpful(installed, tiny_project):
-    result = run_tl("run", configure(tiny_project, cut_at_layer="block_13_expand_rlu"))
+    result = tl("run", configure(tiny_project, cut_at_layer="block_13_expand_rlu"))
     assert result.returncode == 1
     assert 'has no layer "block_13_expand_rlu" ("cut_at_layer"); did you mean "block_13_expand_relu"?' in one_line_error(result)
 
 
 def test_blocking_brings_the_built_in_back_for_one_run(installed, tiny_project):
     config = configure(tiny_project)
-    result = run_tl("run", "--block", "cut-at-layer", config)
+    result = tl("run", "--block", "cut-at-layer", config)
     assert result.returncode == 0, result.stderr
     assert "Top layers: none to remove" in result.stdout and "cut-at-layer:" not in result.stdout
 
     config.write_text(json.dumps({**json.loads(config.read_text()), "block_plugins": ["cut-at-layer"]}))
-    result = run_tl("run", config)
+    result = tl("run", config)
     assert result.returncode == 0, result.stderr
     assert "cut-at-layer:" not in result.stdout
 
@@ -88,8 +96,8 @@ def test_blocking_brings_the_built_in_back_for_one_run(installed, tiny_project):
 def test_after_uninstall_the_built_in_answers_again(installed, tiny_project):
     """Last in this module: uninstalls the example (the fixture's own uninstall then does nothing)."""
     pip("uninstall", "--yes", "--quiet", "tl-cut-at-layer")
-    listing = json.loads(run_tl("plugins", "list", "--json").stdout)
+    listing = json.loads(tl("plugins", "list", "--json").stdout)
     assert listing["call_order"]["tl_remove_top_layer"] == ["top_removal.classifier_head"]
-    result = run_tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
+    result = tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
     assert result.returncode == 2
     assert 'unknown key "cut_at_layer"' in one_line_error(result)

@@ -87,6 +87,10 @@ def _train_save_evaluate(manager, config, reporter, dataset, answered):
             "class_names": dataset.class_names,
             "preprocessing": preprocessing.to_dict(),
             "plugins": answered,
+            "skipped_images": [
+                {"path": str(path), "reason": reason}
+                for split in (dataset.training, dataset.validation) for path, reason in split.skipped
+            ],
             "metrics": metrics,
         })
         staged.publish()

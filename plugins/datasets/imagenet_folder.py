@@ -1,14 +1,31 @@
-"""The ImageNet-folder dataset: ``<split>/<class>/<image>`` plus labels.json (name -> id)."""
+"""The ImageNet-folder dataset: ``<split>/<class>/<image>`` plus labels.json (name -> id).
+
+Every file is checked from its first bytes (:mod:`plugins.datasets.probe`): empty,
+truncated, or non-image files are skipped with a warning that names them
+(``"bad_images": "skip"``, the default) or stop the run (``"error"``).
+"""
 
 import os
 from pathlib import Path
 
-from tlcore.config import read_json_object
+from tlcore.config import ConfigKey, read_json_object
 from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError
 from tlcore.hookspecs import hookimpl
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+from plugins.datasets.probe import probe
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+SHOWN = 5
+
+
+@hookimpl
+def tl_config_keys():
+    return [
+        ConfigKey("bad_images", "string", default="skip", choices=("skip", "error"),
+                  help="unusable image files (empty, truncated, not an image): skip them with a warning, "
+                       "or stop the run"),
+    ]
 
 
 def load_labels(path):
@@ -18,7 +35,7 @@ def load_labels(path):
     except ConfigError as exc:
         raise DatasetError(str(exc)) from None
     if not data:
-        raise DatasetError(f"labels file {path} is empty; list each class as \"name\": id")
+        raise DatasetError(f'labels file {path} is empty; list each class as "name": id')
     by_id = {}
     for name, label in data.items():
         if not isinstance(label, int) or isinstance(label, bool):
@@ -26,14 +43,21 @@ def load_labels(path):
         if label < 0:
             raise DatasetError(f'labels file {path}: id of "{name}" is {label}; ids must be 0 or more')
         if label in by_id:
-            raise DatasetError(f'labels file {path}: "{by_id[label]}" and "{name}" both have id {label}; give each class its own id')
+            raise DatasetError(
+                f'labels file {path}: "{by_id[label]}" and "{name}" both have id {label}; give each class its own id'
+            )
         by_id[label] = name
     return data
 
 
-def index_split(name, root, labels, labels_file, reporter):
+def _listing(items):
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     """Index ``root/<class>/<image>``; every class folder must be in ``labels``."""
-    samples, skipped = [], []
+    samples, pillow, skipped, ignored = [], set(), [], []
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError as exc:
@@ -41,7 +65,7 @@ def index_split(name, root, labels, labels_file, reporter):
     classes = [entry for entry in entries if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
     stray = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
     if stray:
-        reporter.warning(f"{name} folder {root}: ignoring {len(stray)} file(s) outside class folders, e.g. {stray[0]}")
+        reporter.warning(f"{name} folder {root}: ignoring {len(stray)} file(s) outside class folders: {_listing(stray)}")
     if not classes:
         raise DatasetError(f"{name} folder {root} has no class folders; put images in {root}/<class name>/")
     for entry in classes:
@@ -49,53 +73,79 @@ def index_split(name, root, labels, labels_file, reporter):
             raise DatasetError(
                 f'{name} folder has class "{entry.name}", which is not in {labels_file}; add it there or remove the folder'
             )
-        images = []
+        found = 0
         for dirpath, dirnames, filenames in os.walk(entry.path):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in sorted(filenames):
                 if filename.startswith("."):
                     continue
                 path = os.path.join(dirpath, filename)
-                if filename.lower().endswith(IMAGE_SUFFIXES):
-                    images.append((Path(path), labels[entry.name]))
-                else:
-                    skipped.append(path)
-        if not images:
-            raise DatasetError(f'{name} class folder {entry.path} has no images; add .jpg images or remove the folder')
-        samples.extend(images)
-    if skipped:
+                if not filename.lower().endswith(IMAGE_SUFFIXES):
+                    ignored.append(path)
+                    continue
+                found += 1
+                checked = probe(path)
+                if checked.problem:
+                    if bad_images == "error":
+                        raise DatasetError(
+                            f'{path}: {checked.problem}; remove or replace it, or set "bad_images": "skip"'
+                        )
+                    skipped.append((path, checked.problem))
+                    continue
+                if checked.pillow:
+                    pillow.add(path)
+                samples.append((Path(path), labels[entry.name]))
+        if not found:
+            raise DatasetError(f"{name} class folder {entry.path} has no images; add .jpg images or remove the folder")
+    if ignored:
         reporter.warning(
-            f"{name}: ignoring {len(skipped)} non-image file(s), e.g. {skipped[0]} "
+            f"{name}: ignoring {len(ignored)} non-image file(s): {_listing(ignored)} "
             f"(images are {', '.join(IMAGE_SUFFIXES)})"
         )
-    return Split(name, Path(root), tuple(samples)), {entry.name for entry in classes}
+    if skipped:
+        reporter.warning(
+            f"{name}: skipped {len(skipped)} unusable image(s): "
+            + _listing([f"{path} ({problem})" for path, problem in skipped])
+        )
+    used = {label for _, label in samples}
+    empty = sorted(entry.name for entry in classes if labels[entry.name] not in used)
+    if empty:
+        raise DatasetError(f'{name} class "{empty[0]}" has no usable images; add images or remove the folder')
+    split = Split(name, Path(root), tuple(samples), pillow_paths=frozenset(pillow), skipped=tuple(skipped))
+    return split, {entry.name for entry in classes}
 
 
 @hookimpl(trylast=True)
 def tl_load_dataset(config, reporter):
     labels = load_labels(config.evaluate_label_file)
+    bad_images = config.options.get("bad_images", "skip")
     training, training_classes = index_split(
-        "training", config.dataset_training_dir, labels, config.evaluate_label_file, reporter
+        "training", config.dataset_training_dir, labels, config.evaluate_label_file, reporter, bad_images
     )
     validation, validation_classes = index_split(
-        "validation", config.dataset_validation_dir, labels, config.evaluate_label_file, reporter
+        "validation", config.dataset_validation_dir, labels, config.evaluate_label_file, reporter, bad_images
     )
     missing = sorted(set(labels) - training_classes)
     if missing:
         reporter.warning(
-            f"{len(missing)} class(es) in {config.evaluate_label_file.name} have no training folder: "
-            + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            f"{len(missing)} class(es) in {config.evaluate_label_file.name} have no training folder: {_listing(missing)}"
+        )
+    untrained = sorted(validation_classes - training_classes)
+    if untrained:
+        reporter.warning(
+            f"validation class(es) with no training images: {_listing(untrained)}; the model cannot learn them, "
+            "so their validation images count as errors"
         )
     dataset = DatasetIndex(labels=labels, training=training, validation=validation, labels_file=config.evaluate_label_file)
     if dataset.unused_ids:
-        unused = dataset.unused_ids
-        shown = ", ".join(map(str, unused[:10])) + (" ..." if len(unused) > 10 else "")
         reporter.warning(
-            f"label ids leave output indices {shown} unused; the model has {dataset.num_outputs} outputs "
-            "(largest id + 1) and the unused ones are never predicted"
+            f"label ids leave output indices {_listing([str(i) for i in dataset.unused_ids])} unused; the model has "
+            f"{dataset.num_outputs} outputs (largest id + 1) and no class is trained for the unused ones"
         )
+    special = len(training.pillow_paths) + len(validation.pillow_paths)
     reporter.info(
         f"Dataset: {len(training)} training and {len(validation)} validation images, "
         f"{len(labels)} classes ({config.evaluate_label_file})"
+        + (f"; {special} decoded with Pillow (EXIF rotation, CMYK or WebP)" if special else "")
     )
     return dataset

@@ -7,11 +7,28 @@ augmentation, scale, prefetch), so memory does not grow with the number of image
 AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "brightness")
 
 
-def decode_and_resize(path, preprocessing):
+def decode_with_pillow(path):
+    """Pillow's decoding for what TensorFlow's decoders get wrong: EXIF rotation, CMYK, WebP."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    with Image.open(path.decode() if isinstance(path, bytes) else path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+
+
+def decode_and_resize(path, pillow, preprocessing):
     """Read one image file: float32 RGB pixels in [0, 255], size x size."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=preprocessing.channels, expand_animations=False)
+    def with_pillow():
+        image = tf.numpy_function(decode_with_pillow, [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    def with_tensorflow():
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    image = tf.cond(pillow, with_pillow, with_tensorflow)
     return tf.image.resize(image, [preprocessing.size, preprocessing.size], method=preprocessing.resize, antialias=True)
 
 
@@ -34,11 +51,13 @@ def make_dataset(split, preprocessing, batch_size, shuffle=False, seed=None, aug
     """A batched ``tf.data.Dataset`` of ``(model input, label_id)`` for a :class:`tlcore.dataset.Split`."""
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((split.paths, tf.constant(split.label_ids, dtype=tf.int32)))
+    data = tf.data.Dataset.from_tensor_slices(
+        (split.paths, tf.constant(split.label_ids, dtype=tf.int32), tf.constant(split.pillow_flags, dtype=tf.bool))
+    )
     if shuffle:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     data = data.map(
-        lambda path, label: (decode_and_resize(path, preprocessing), label),
+        lambda path, label, pillow: (decode_and_resize(path, pillow, preprocessing), label),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not shuffle,
     ).batch(batch_size)

@@ -1,0 +1,346 @@
+"""Real `tl run`s with TensorFlow on tiny inputs: what a user sees and what they get.
+
+One learning run (a small random-init CNN base with its own classification top,
+trained on scikit-image's textures) is shared by the tests that inspect its
+outputs; the other tests each do one short run of their own.
+"""
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.builders import texture_dataset, write_labels
+from tests.conftest import REPO, Project, one_line_error, run_tl
+from tlcore.preprocessing import SCALINGS
+
+pytestmark = pytest.mark.tensorflow
+
+SIZE = 64
+TRAIN_PER_CLASS = 12
+VAL_PER_CLASS = 6
+SEED = 0
+LEARNING = {"epochs": 8, "learning_rate": 0.01, "batch_size": 8, "preprocessing": "mobilenet_v2", "seed": SEED}
+"""Settings under which the new head learns the textures (checked with SEED 0-11: Top-1 >= 0.78)."""
+
+
+def model_input(paths, preprocessing):
+    """Images as preprocessing.json says the model takes them, computed with PIL (not with tl's pipeline)."""
+    import numpy as np
+    from PIL import Image
+
+    size = preprocessing["size"]
+    pixels = [
+        np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
+        for path in paths
+    ]
+    return np.stack(pixels) * preprocessing["scale"] + preprocessing["offset"]
+
+
+def build_base_cnn(training_dir):
+    """A small random-init CNN *with* a classification top (Dense(10, softmax)), like a downloaded model.
+
+    Random convolutions give texture features that separate the classes, but tiny
+    and correlated ones; a normalisation layer set from the (unlabelled) training
+    images scales them as a pre-trained base would. No label is used: only the
+    head that tl trains can learn which texture is which.
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(SEED)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((SIZE, SIZE, 3), name="image")
+    x = layers.Conv2D(16, 3, activation="relu", kernel_initializer="he_normal")(inputs)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(32, 3, activation="relu", kernel_initializer="he_normal")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(32, 3, activation="relu", kernel_initializer="he_normal")(x)
+    features = layers.GlobalAveragePooling2D(name="pool")(x)
+    scale, offset = SCALINGS["mobilenet_v2"]
+    images = model_input(sorted(training_dir.glob("*/*.jpg")), {"size": SIZE, "scale": scale, "offset": offset})
+    values = tf.keras.Model(inputs, features).predict(images, verbose=0)
+    normalized = layers.Normalization(mean=values.mean(0), variance=values.var(0), name="feature_norm")(features)
+    outputs = layers.Dense(10, activation="softmax", name="imagenet_top")(normalized)
+    return tf.keras.Model(inputs, outputs, name="tiny_cnn")
+
+
+@pytest.fixture(scope="module")
+def textures(tmp_path_factory):
+    """brick/grass/gravel crops: dataset/{training,validation,labels.json}, shared read-only."""
+    return texture_dataset(tmp_path_factory.mktemp("textures"), TRAIN_PER_CLASS, VAL_PER_CLASS, crop=SIZE, seed=SEED)
+
+
+@pytest.fixture(scope="module")
+def base_h5(textures, tmp_path_factory):
+    path = tmp_path_factory.mktemp("base") / "tiny_cnn.h5"
+    build_base_cnn(textures / "training").save(path)
+    return path
+
+
+def textures_project(root, textures, **changes):
+    """A project on the shared textures dataset (absolute paths), with ``changes`` to the configuration."""
+    project = Project(root)
+    project.values.update({
+        "dataset_training_dir": str(textures / "training"),
+        "dataset_validation_dir": str(textures / "validation"),
+        "input_tensor_size": SIZE,
+        **changes,
+    })
+    project.write()
+    return project
+
+
+def validation_samples(textures, labels):
+    """``[(path, label id)]`` of the validation images, ids from ``labels`` (class name -> id)."""
+    return [(path, labels[path.parent.name]) for path in sorted((textures / "validation").glob("*/*.jpg"))]
+
+
+def load_saved_model(project):
+    import tensorflow as tf
+
+    return tf.keras.models.load_model(str(project.root / "out" / "saved_model"))
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(textures, base_h5, tmp_path_factory):
+    """One real run on the textures with the small CNN base: ``(project, CLI result)``."""
+    project = textures_project(tmp_path_factory.mktemp("trained"), textures, source_keras_model=str(base_h5), **LEARNING)
+    return project, project.run(fake=False)
+
+
+def test_run_learns_textures_and_writes_outputs(trained, textures):
+    """A run shows Keras-style epochs, removes the base's own top, learns, and writes every output."""
+    project, result = trained
+    assert result.exit_code == 0, result.output
+    assert "Top layers removed: imagenet_top (Dense)" in result.output
+    epochs = LEARNING["epochs"]
+    assert re.search(rf"^Epoch 1/{epochs}$", result.output, re.MULTILINE), result.output
+    assert re.search(rf"^Epoch {epochs}/{epochs}$", result.output, re.MULTILINE), result.output
+    assert re.search(r"loss: [\d.]+ - acc: [\d.]+ - val_loss: [\d.]+ - val_acc: [\d.]+", result.output), result.output
+
+    results = project.results()
+    assert results["top_1_accuracy"] >= 0.6, result.output
+    assert results["num_images"] == 3 * VAL_PER_CLASS
+
+    saved = project.root / "out" / "saved_model"
+    assert (saved / "saved_model.pb").is_file()
+    assert read_json(saved / "labels.json") == read_json(textures / "labels.json")
+    assert read_json(saved / "preprocessing.json")["size"] == SIZE
+    assert read_json(saved / "tl_run.json")["metrics"] == results
+
+
+def test_saved_model_reloads_and_reproduces_reported_accuracy(trained, textures):
+    """The saved model, fed as preprocessing.json says, scores one column per label id and the reported accuracy."""
+    import numpy as np
+
+    project, _ = trained
+    saved = project.root / "out" / "saved_model"
+    labels = read_json(saved / "labels.json")
+    samples = validation_samples(textures, labels)
+    images = model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+
+    scores = load_saved_model(project).predict(images, verbose=0)
+
+    assert scores.shape == (len(samples), max(labels.values()) + 1)
+    accuracy = np.mean(scores.argmax(axis=1) == [label for _, label in samples])
+    reported = project.results()["top_1_accuracy"]
+    assert abs(accuracy - reported) <= 1 / len(samples) + 1e-9, (accuracy, reported)
+
+
+def test_label_ids_with_a_gap_are_the_output_indices(textures, base_h5, tmp_path):
+    """With ids 1..3 the model has 4 outputs, index 0 is reported unused, and predictions are labels.json ids."""
+    import numpy as np
+
+    labels = {"brick": 1, "grass": 2, "gravel": 3}
+    labels_file = write_labels(tmp_path, labels)
+    project = textures_project(
+        tmp_path, textures, source_keras_model=str(base_h5), evaluate_label_file=str(labels_file), **LEARNING
+    )
+
+    result = project.run(fake=False)
+
+    assert result.exit_code == 0, result.output
+    unused = [line for line in result.output.splitlines() if line.startswith("Warning:") and "unused" in line]
+    assert len(unused) == 1 and re.search(r"\b0\b", unused[0]), result.output
+    samples = validation_samples(textures, labels)
+    images = model_input([path for path, _ in samples], read_json(project.root / "out" / "saved_model" / "preprocessing.json"))
+    predicted = load_saved_model(project).predict(images, verbose=0).argmax(axis=1)
+    assert set(predicted) <= set(labels.values())
+    assert np.mean(predicted == [label for _, label in samples]) >= 0.6
+
+
+def test_default_mobilenet_v2_base(textures, tmp_path):
+    """Without source_keras_model, MobileNetV2 (no top, random weights here) trains and saves a 3-class model."""
+    project = textures_project(
+        tmp_path, textures, weights=None, mobilenet_alpha=0.35, input_tensor_size=32, epochs=1, batch_size=8
+    )
+
+    result = project.run(fake=False)
+
+    assert result.exit_code == 0, result.output
+    assert "MobileNetV2" in result.output
+    assert "Top layers: none to remove" in result.output
+    assert load_saved_model(project).output_shape == (None, 3)
+    assert project.results()["num_images"] == 3 * VAL_PER_CLASS
+
+
+def test_mct_quantizes_the_saved_model(trained, textures):
+    """model-compression-toolkit quantizes the saved model; the quantized model still tells the textures apart."""
+    import model_compression_toolkit as mct
+    import numpy as np
+    import tensorflow as tf
+
+    project, _ = trained
+    saved = project.root / "out" / "saved_model"
+    labels = read_json(saved / "labels.json")
+    samples = validation_samples(textures, labels)
+    images = model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+
+    def representative_data():
+        for batch in (images[:4], images[-4:]):
+            yield [batch]
+
+    quantized, _ = mct.ptq.keras_post_training_quantization(tf.keras.models.load_model(str(saved)), representative_data)
+
+    scores = quantized.predict(images, verbose=0)
+    assert scores.shape == (len(samples), len(labels))
+    assert np.mean(scores.argmax(axis=1) == [label for _, label in samples]) >= 0.6
+
+
+class LiveRun:
+    """`tl run` as a subprocess (stderr merged into stdout) whose output is read while it runs."""
+
+    def __init__(self, config):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "run", str(config)],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for(self, text, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None, f"tl ended before printing {text!r}:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {text!r} after {timeout} s:\n{self.output}"
+            time.sleep(0.05)
+
+    def stop(self, signum, timeout=5):
+        """Send ``signum``; return the exit code, which must come within ``timeout`` seconds."""
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout=timeout)
+        self.reader.join()
+        return code
+
+
+@pytest.fixture
+def live_runs():
+    """Start `tl run` subprocesses; any still running at the end is killed."""
+    runs = []
+
+    def start(config):
+        runs.append(LiveRun(config))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+def output_files(project):
+    """Everything under output_dir and evaluate_result_dir, hidden entries included: path -> bytes (None: folder)."""
+    snapshot = {}
+    for folder in ("out", "results"):
+        for path in sorted((project.root / folder).rglob("*")):
+            snapshot[str(path.relative_to(project.root))] = None if path.is_dir() else path.read_bytes()
+    return snapshot
+
+
+LONG_TRAINING = {"epochs": 100000, "batch_size": 8, "seed": SEED}
+
+
+@pytest.mark.parametrize("signum, code, word", [
+    (signal.SIGINT, 130, "Interrupted"),
+    (signal.SIGTERM, 143, "Terminated"),
+], ids=["ctrl-c", "sigterm"])
+def test_stopping_training_writes_nothing(textures, base_h5, tmp_path, live_runs, signum, code, word):
+    """Ctrl-C (or SIGTERM) while training stops within seconds, says so without a traceback, and writes nothing."""
+    project = textures_project(tmp_path, textures, source_keras_model=str(base_h5), **LONG_TRAINING)
+    run = live_runs(project.config_path)
+    run.wait_for("Epoch 2/")
+
+    assert run.stop(signum) == code, run.output
+    assert word in run.output and "Traceback" not in run.output, run.output
+    assert output_files(project) == {}
+
+
+def test_ctrl_c_keeps_previous_outputs(trained, textures, base_h5, tmp_path, live_runs):
+    """Ctrl-C during a rerun leaves the previous saved_model and results.json byte for byte as they were."""
+    previous, _ = trained
+    project = textures_project(tmp_path, textures, source_keras_model=str(base_h5), **LONG_TRAINING)
+    for folder in ("out", "results"):
+        shutil.copytree(previous.root / folder, project.root / folder)
+    before = output_files(project)
+    run = live_runs(project.config_path)
+    run.wait_for("Epoch 2/")
+
+    assert run.stop(signal.SIGINT) == 130, run.output
+    assert "Traceback" not in run.output, run.output
+    assert output_files(project) == before
+
+
+def test_tensorflow_error_is_one_line_naming_the_plugin(textures, base_h5, tmp_path):
+    """A training image TensorFlow cannot decode: exit 1, one line with the plugin and TensorFlow's message, no outputs."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(textures, dataset)
+    (dataset / "training" / "brick" / "x.jpg").write_bytes(random.Random(0).randbytes(2048))
+    project = textures_project(tmp_path, dataset, source_keras_model=str(base_h5), epochs=1)
+    before = project.files()
+
+    result = project.run(fake=False)
+
+    assert result.exit_code == 1, result.output
+    error = one_line_error(result)
+    assert "keras.trainer" in error and "Unknown image file format" in error, error
+    assert project.files() == before
+
+
+def test_imagenet_download_failure_names_the_ways_out(textures, tmp_path):
+    """Without network, the ImageNet weights download fails fast with one line: set "weights" to a file or null."""
+    project = textures_project(tmp_path, textures, mobilenet_alpha=0.35, input_tensor_size=96, epochs=1)
+    offline = {
+        "KERAS_HOME": str(tmp_path / "keras_home"),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+
+    result = run_tl("run", project.config_path, env=offline, timeout=120)
+
+    assert result.returncode != 0
+    error = one_line_error(result)
+    assert "ImageNet weights" in error and '"weights"' in error and "null" in error, error
+    assert re.search(r"could not get|download|fetch", error, re.IGNORECASE), error

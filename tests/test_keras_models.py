@@ -1,0 +1,232 @@
+"""The Keras plugins called directly on tiny models built in the test: top removal, base-model loading, input pipeline."""
+
+import io
+import random
+
+import numpy as np
+import pytest
+
+from tlcore.config import RunConfig
+from tlcore.dataset import Split
+from tlcore.errors import ModelError
+from tlcore.preprocessing import SCALINGS, Preprocessing
+from tlcore.report import Reporter
+
+pytestmark = pytest.mark.tensorflow
+
+
+@pytest.fixture(scope="module")
+def tf():
+    import tensorflow
+
+    return tensorflow
+
+
+@pytest.fixture
+def reporter():
+    return Reporter(stream=io.StringIO(), err=io.StringIO())
+
+
+def conv_base(tf, size=32, name="conv_base"):
+    """Image -> two ReLU convolutions: a model with no classification top."""
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((size, size, 3))
+    x = layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    return tf.keras.Model(inputs, x, name=name)
+
+
+def remove_top(model, reporter):
+    from plugins.top_removal.classifier_head import tl_remove_top_layer
+
+    return tl_remove_top_layer(model=model, reporter=reporter)
+
+
+def same_outputs(first, second, size=32):
+    images = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+    return np.allclose(first.predict(images, verbose=0), second.predict(images, verbose=0))
+
+
+# --- plugins/top_removal/classifier_head.py ----------------------------------
+
+
+def test_dense_classifier_top_is_removed_down_to_pooling(tf, reporter):
+    """GAP -> Dropout -> Dense(softmax): Dense and Dropout go, features are the pooled vector, and the user is told."""
+    layers = tf.keras.layers
+    base = conv_base(tf)
+    pooled = layers.GlobalAveragePooling2D(name="gap")(base.output)
+    x = layers.Dropout(0.2, name="drop")(pooled)
+    model = tf.keras.Model(base.input, layers.Dense(5, activation="softmax", name="fc")(x))
+
+    extractor = remove_top(model, reporter)
+
+    assert extractor.output_shape == (None, 8)
+    assert extractor.layers[-1].name == "gap"
+    assert same_outputs(extractor, tf.keras.Model(base.input, pooled))
+    message = reporter.stream.getvalue()
+    assert "Top layers removed: drop (Dropout), fc (Dense)" in message and '"gap"' in message, message
+
+
+def test_mobilenet_v1_style_top_is_removed_down_to_pooling(tf, reporter):
+    """GAP(keepdims) -> Dropout -> 1x1 Conv2D -> Reshape -> softmax Activation all go; features are the pooling."""
+    layers = tf.keras.layers
+    base = conv_base(tf)
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name="gap")(base.output)
+    x = layers.Dropout(1e-3, name="dropout")(pooled)
+    x = layers.Conv2D(10, 1, name="conv_preds")(x)
+    x = layers.Reshape((10,), name="reshape")(x)
+    model = tf.keras.Model(base.input, layers.Activation("softmax", name="act_softmax")(x))
+
+    extractor = remove_top(model, reporter)
+
+    assert extractor.output_shape == (None, 1, 1, 8)
+    assert same_outputs(extractor, tf.keras.Model(base.input, pooled))
+    message = reporter.stream.getvalue()
+    for name in ("dropout", "conv_preds", "reshape", "act_softmax"):
+        assert name in message, message
+
+
+def test_model_without_top_is_used_unchanged(tf, reporter):
+    """A model ending in a ReLU convolution is returned as it is, and the user is told nothing was removed."""
+    model = conv_base(tf)
+
+    assert remove_top(model, reporter) is model
+    assert "Top layers: none to remove" in reporter.stream.getvalue()
+
+
+def test_model_of_only_classifier_layers_is_refused(tf, reporter):
+    """Flatten + Dense has nothing that could give features: a ModelError says so (no crash, no empty model)."""
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), layers.Flatten(), layers.Dense(3, activation="softmax")])
+
+    with pytest.raises(ModelError, match="no layer that could be a feature output"):
+        remove_top(model, reporter)
+
+
+def test_sequential_model_wrapping_a_base_is_cut_after_pooling(tf, reporter):
+    """Sequential([conv base, GAP, Dense]): the Dense goes and the features are the pooled base output."""
+    layers = tf.keras.layers
+    base = conv_base(tf)
+    model = tf.keras.Sequential([
+        tf.keras.Input((32, 32, 3)), base, layers.GlobalAveragePooling2D(name="gap"),
+        layers.Dense(4, activation="softmax", name="fc"),
+    ])
+
+    extractor = remove_top(model, reporter)
+
+    assert extractor.output_shape == (None, 8)
+    pooled = tf.keras.Sequential([tf.keras.Input((32, 32, 3)), base, layers.GlobalAveragePooling2D()])
+    assert same_outputs(extractor, pooled)
+    assert "Top layers removed: fc (Dense)" in reporter.stream.getvalue()
+
+
+# --- plugins/keras/base_model.py: the user's model (source_keras_model) -----
+
+
+def config_with_model(tmp_path, model_path, size=32):
+    return RunConfig(
+        config_file=tmp_path / "configuration.json",
+        dataset_training_dir=tmp_path / "training",
+        dataset_validation_dir=tmp_path / "validation",
+        evaluate_label_file=tmp_path / "labels.json",
+        output_dir=tmp_path / "out",
+        evaluate_result_dir=tmp_path / "results",
+        source_keras_model=model_path,
+        input_tensor_size=size,
+        options={"weights": "imagenet", "mobilenet_alpha": 1.0},
+    )
+
+
+def load_base(config, reporter):
+    from plugins.keras.base_model import tl_load_base_model
+
+    return tl_load_base_model(config=config, reporter=reporter)
+
+
+def single_conv(tf, shape):
+    return tf.keras.Sequential([tf.keras.Input(shape), tf.keras.layers.Conv2D(4, 3, activation="relu")])
+
+
+def test_corrupt_h5_names_the_file_and_keras_message(tf, tmp_path, reporter):
+    """An .h5 that is not a model: a ModelError with the file's path and what Keras said, not a traceback."""
+    path = tmp_path / "model.h5"
+    path.write_bytes(random.Random(0).randbytes(4096))
+    with pytest.raises(Exception) as keras_error:
+        tf.keras.models.load_model(str(path), compile=False)
+
+    with pytest.raises(ModelError) as error:
+        load_base(config_with_model(tmp_path, path), reporter)
+
+    assert str(path) in str(error.value)
+    assert str(keras_error.value).splitlines()[0] in str(error.value)
+
+
+def test_fixed_input_size_mismatch_says_which_size_to_set(tf, tmp_path, reporter):
+    """A model made for 48x48 images with input_tensor_size 32: the error says to set input_tensor_size to 48."""
+    path = tmp_path / "model48.h5"
+    single_conv(tf, (48, 48, 3)).save(path)
+
+    with pytest.raises(ModelError, match="set input_tensor_size to 48"):
+        load_base(config_with_model(tmp_path, path, size=32), reporter)
+
+
+def test_single_channel_model_is_refused_clearly(tf, tmp_path, reporter):
+    """A grayscale (1-channel) model: the error says tl feeds RGB images with 3 channels."""
+    path = tmp_path / "gray.h5"
+    single_conv(tf, (32, 32, 1)).save(path)
+
+    with pytest.raises(ModelError, match=r"1-channel.*RGB.*3 channels"):
+        load_base(config_with_model(tmp_path, path), reporter)
+
+
+def test_savedmodel_folder_loads(tf, tmp_path, reporter):
+    """A Keras SavedModel folder (any input size) loads and is reported with its path."""
+    path = tmp_path / "saved"
+    single_conv(tf, (None, None, 3)).save(path)
+
+    model = load_base(config_with_model(tmp_path, path), reporter)
+
+    assert model.input_shape == (None, None, None, 3)
+    assert str(path) in reporter.stream.getvalue()
+
+
+# --- plugins/keras/pipeline.py ----------------------------------------------
+
+
+@pytest.fixture
+def mixed_images(tmp_path):
+    """A 40x40 RGB JPEG, a grayscale JPEG and an RGBA PNG, each half black and half white."""
+    from PIL import Image
+
+    half = np.zeros((40, 40), dtype=np.uint8)
+    half[:, 20:] = 255
+    images = {
+        "rgb.jpg": Image.fromarray(np.stack([half] * 3, axis=-1)),
+        "gray.jpg": Image.fromarray(half, mode="L"),
+        "rgba.png": Image.fromarray(np.stack([half] * 3 + [np.full_like(half, 255)], axis=-1), mode="RGBA"),
+    }
+    for name, image in images.items():
+        image.save(tmp_path / name)
+    return Split("validation", tmp_path, tuple((tmp_path / name, label) for label, name in enumerate(images)))
+
+
+@pytest.mark.parametrize("name, low, high", [("mobilenet_v2", -1.0, 1.0), ("unit", 0.0, 1.0), ("none", 0.0, 255.0)])
+def test_pipeline_batches_rgb_inputs_in_the_preprocessing_range(tf, mixed_images, name, low, high):
+    """JPEG, grayscale JPEG and PNG all become size x size x 3 float32 inputs spanning the range the scaling names."""
+    from plugins.keras.pipeline import make_dataset
+
+    scale, offset = SCALINGS[name]
+    preprocessing = Preprocessing(name=name, size=32, scale=scale, offset=offset)
+
+    batches = list(make_dataset(mixed_images, preprocessing, batch_size=2))
+
+    assert [tuple(images.shape) for images, _ in batches] == [(2, 32, 32, 3), (1, 32, 32, 3)]
+    assert all(images.dtype == tf.float32 for images, _ in batches)
+    images = np.concatenate([images.numpy() for images, _ in batches])
+    labels = np.concatenate([labels.numpy() for _, labels in batches])
+    assert labels.tolist() == mixed_images.label_ids
+    tolerance = 1e-5 * (high - low)
+    assert images.min() >= low - tolerance and images.max() <= high + tolerance
+    assert images.min() < low + 0.1 * (high - low) and images.max() > high - 0.1 * (high - low)
+    gray = images[1]
+    assert np.allclose(gray[..., 0], gray[..., 1]) and np.allclose(gray[..., 0], gray[..., 2])
