@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import one_line_error, touch_images
+from tests.conftest import JPEG_SHELL, one_line_error, touch_images
 from tlcore.config import load_config
 from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import DatasetError
@@ -138,3 +138,72 @@ def test_dataset_index_refuses_inconsistent_data(tmp_path):
         DatasetIndex(labels={"a": 0}, training=Split("training", tmp_path, ((tmp_path / "a.jpg", 9),)), validation=split)
     with pytest.raises(DatasetError, match="no classes"):
         DatasetIndex(labels={}, training=split, validation=split)
+
+
+def put(project, relative, data):
+    path = project.root / "dataset" / relative
+    path.write_bytes(data)
+    return path
+
+
+PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty file (0 bytes)"),
+    (JPEG_SHELL[:-6], "truncated JPEG"),
+    (b"hello, I am text", "not an image"),
+    (b"\xff\xd8\xff\xe0\x00\x04ab\x00\x00garbage\xff\xd9", "damaged JPEG"),
+])
+def test_unusable_images_are_skipped_with_a_summary_naming_them(project, data, reason):
+    put(project, "training/cat/broken.jpg", data)
+    dataset, reporter = index(project)
+    assert len(dataset.training) == 12
+    warning = reporter.err.getvalue()
+    assert "training: skipped 1 unusable image(s)" in warning and f"broken.jpg ({reason}" in warning
+    assert [(path.endswith("broken.jpg"), problem.startswith(reason)) for path, problem in dataset.training.skipped] \
+        == [(True, True)]
+
+
+def test_bad_images_error_mode_stops_the_run(project):
+    put(project, "training/dog/zero.jpg", b"")
+    project.write(bad_images="error")
+    fails(project, "zero.jpg: empty file (0 bytes)", '"bad_images": "skip"')
+    project.write(bad_images="ignore")
+    assert '"bad_images" is "ignore"; use one of "skip", "error"' in one_line_error(project.run())
+
+
+def test_other_formats_named_jpg_are_used(project):
+    put(project, "training/cat/really_a.png.jpg", PNG_HEAD)
+    put(project, "training/cat/really_a.gif.jpg", b"GIF89a" + b"\x00" * 26)
+    dataset, reporter = index(project)
+    assert len(dataset.training) == 14 and reporter.err.getvalue() == ""
+
+
+def test_webp_is_decoded_with_pillow(project):
+    put(project, "training/cat/photo.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 " + b"\x00" * 20)
+    dataset, _ = index(project)
+    assert [p for p in dataset.training.pillow_paths] == [str(project.root / "dataset/training/cat/photo.webp")]
+
+
+def test_a_class_whose_images_are_all_unusable_is_an_error(project):
+    for image in (project.root / "dataset" / "training" / "fox").iterdir():
+        image.write_bytes(b"")
+    fails(project, 'training class "fox" has no usable images')
+
+
+def test_validation_class_without_training_images_is_a_warning(project):
+    touch_images(project.root / "dataset" / "validation", ["owl"])
+    labels_file(project).write_text(json.dumps({"cat": 0, "dog": 1, "fox": 2, "owl": 3}))
+    dataset, reporter = index(project)
+    assert "validation class(es) with no training images: owl" in reporter.err.getvalue()
+    assert len(dataset.validation) == 9
+
+
+def test_skipped_images_are_recorded_beside_the_model(project):
+    put(project, "validation/dog/empty.jpg", b"")
+    assert project.run().exit_code == 0
+    record = json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
+    assert record["skipped_images"] == [
+        {"path": str(project.root / "dataset/validation/dog/empty.jpg"), "reason": "empty file (0 bytes)"}
+    ]
