@@ -5,10 +5,18 @@ prints it without a traceback and exits with ``exit_code``.
 """
 
 
+def one_line(text):
+    """``text`` with line breaks and other unprintable characters escaped (``\\n``)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 class TLError(Exception):
     """A problem the user can fix; ``str(error)`` is the one-line message."""
 
     exit_code = 1
+
+    def __str__(self):
+        return one_line(super().__str__())
 
 
 class ConfigError(TLError):
