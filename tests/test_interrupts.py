@@ -1,0 +1,91 @@
+"""Ctrl-C and SIGTERM in every phase of a real run: a quick stop, no partial files, old outputs intact."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.builders import solid_jpegs, write_config, write_labels
+from tests.conftest import HERMETIC, REPO
+
+pytestmark = pytest.mark.tensorflow
+
+
+@pytest.fixture(scope="module")
+def previous_run(tmp_path_factory):
+    """A project whose output folders already hold a finished run's outputs."""
+    root = tmp_path_factory.mktemp("interrupts")
+    solid_jpegs(root / "data" / "training", ["red", "green"], per_class=40, size=48)
+    solid_jpegs(root / "data" / "validation", ["red", "green"], per_class=2, size=48, seed=1)
+    write_labels(root / "data", {"red": 0, "green": 1})
+    config = write_config(root, dataset_training_dir="data/training", dataset_validation_dir="data/validation",
+                          output_dir="out", evaluate_result_dir="results", batch_size=4, input_tensor_size=48,
+                          epochs=2, weights=None, mobilenet_alpha=0.35)
+    finished = start(config)
+    assert finished.wait(timeout=300) == 0, finished.stdout.read()
+    return root, config, snapshot(root)
+
+
+def start(config, *args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", str(config), *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **HERMETIC, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def snapshot(root):
+    """Every file under the output folders with its content."""
+    files = {}
+    for folder in ("out", "results"):
+        for path in sorted((root / folder).rglob("*")):
+            files[str(path.relative_to(root))] = path.read_bytes() if path.is_file() else None
+    return files
+
+
+def wait_for(process, text, timeout=120):
+    """Read the process's output until a line contains ``text``; return everything read."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    process.kill()
+    raise AssertionError(f"never saw {text!r}:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("phase, marker, signum", [
+    ("indexing", "IN tl_load_dataset", signal.SIGINT),
+    ("model loading", "IN tl_load_base_model", signal.SIGTERM),
+    ("feature extraction", "Computing features once per image", signal.SIGINT),
+    ("training", "IN tl_on_epoch_end", signal.SIGTERM),
+    ("saving", "IN tl_save_model", signal.SIGINT),
+    ("evaluation", "IN tl_evaluate", signal.SIGTERM),
+])
+def test_a_signal_in_any_phase_stops_quickly_and_keeps_previous_outputs(previous_run, phase, marker, signum):
+    root, config, before = previous_run
+    hook = marker.split()[-1] if marker.startswith("IN ") else ""
+    process = start(config, "-p", "tests.slow_phase", env={"TL_TEST_SLOW_HOOK": hook})
+    output = wait_for(process, marker)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    try:
+        code = process.wait(timeout=15)
+    finally:
+        process.kill()
+    stopped_after = time.monotonic() - sent
+    output += process.stdout.read()
+    assert code == 128 + signum if signum == signal.SIGTERM else code == 130, output
+    assert stopped_after < 5, f"{phase}: took {stopped_after:.1f} s to stop"
+    assert "Traceback" not in output, output
+    assert ("Terminated" if signum == signal.SIGTERM else "Interrupted") in output
+    assert snapshot(root) == before, f"{phase}: outputs changed or partial files left"
+    assert json.loads((root / "results" / "results.json").read_text())["num_images"] == 4
