@@ -52,6 +52,24 @@ def load_mobilenet_v2(config, reporter):
         raise
 
 
+def saving_keras_version(path):
+    """The Keras version recorded in an .h5 or .keras model file, or None."""
+    import json
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("metadata.json")).get("keras_version")
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            version = handle.attrs.get("keras_version")
+            return version.decode() if isinstance(version, bytes) else version
+    except Exception:  # not a file of either kind: nothing to say about versions
+        return None
+
+
 def load_user_model(path, config, reporter):
     import tensorflow as tf
 
@@ -60,6 +78,15 @@ def load_user_model(path, config, reporter):
     try:
         model = tf.keras.models.load_model(str(path), compile=False)
     except Exception as exc:
+        import keras
+
+        saved_by = saving_keras_version(path)
+        if saved_by and saved_by.split(".")[0] != keras.__version__.split(".")[0]:
+            raise ModelError(
+                f"{path} was saved by Keras {saved_by}, which this Keras ({keras.__version__}, bundled with "
+                f"TensorFlow {tf.__version__}) cannot read; save it again with TensorFlow 2.15's tf.keras "
+                f"(model.save('model.h5')) or as a SavedModel. Keras said: {describe_exception(exc)}"
+            ) from None
         raise ModelError(f"Keras cannot load the model {path}: {describe_exception(exc)}") from None
     if not isinstance(model, tf.keras.Model):
         raise ModelError(f"{path} is a TensorFlow SavedModel but not a Keras model; save it with model.save()")

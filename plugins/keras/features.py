@@ -82,6 +82,9 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
     if (folder / COMPLETE).is_file():
         reporter.info(f"Features: reusing the cache {folder} (model, preprocessing and images unchanged)")
     else:
+        from plugins.keras.trainer import require_free_space
+
+        require_free_space(root, size + 2**20, "the feature cache")
         reporter.info(f"Computing features once per image into {folder} ({size / 2**20:.1f} MiB on disk)")
         with StagedDir(folder) as staged:
             for name in SPLITS:

@@ -117,6 +117,20 @@ def progress_callback(reporter, events, epochs, batch_size, num_train, num_valid
     return EpochProgress()
 
 
+def require_free_space(folder, needed, what):
+    """Refuse to start long work whose result could not be written to ``folder``."""
+    import shutil
+
+    from tlcore.errors import OutputError
+
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OutputError(
+            f"not enough free disk space in {folder}: {free / 2**20:.0f} MiB free, {what} needs about "
+            f"{needed / 2**20:.0f} MiB; free some space or choose another output_dir"
+        )
+
+
 def compile_for_training(model, learning_rate):
     import tensorflow as tf
 
@@ -140,6 +154,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     classifier = build_classifier(
         model, dataset.num_outputs, preprocessing.size, options["dropout"], options["fine_tune_layers"]
     )
+    require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
     cached = options["feature_cache"] != "off" and not options["augmentation"] and not options["fine_tune_layers"]
     base = "frozen" if not options["fine_tune_layers"] else f"last {options['fine_tune_layers']} layers trainable of"
     epochs = f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}"
