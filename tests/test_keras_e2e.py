@@ -5,9 +5,9 @@ trained on scikit-image's textures) is shared by the tests that inspect its
 outputs; the other tests each do one short run of their own.
 """
 
+import io
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -116,7 +116,8 @@ def read_json(path):
 @pytest.fixture(scope="module")
 def trained(textures, base_h5, tmp_path_factory):
     """One real run on the textures with the small CNN base: ``(project, CLI result)``."""
-    project = textures_project(tmp_path_factory.mktemp("trained"), textures, source_keras_model=str(base_h5), **LEARNING)
+    root = tmp_path_factory.mktemp("trained")
+    project = textures_project(root, textures, source_keras_model=str(base_h5), **LEARNING)
     return project, project.run(fake=False)
 
 
@@ -132,7 +133,7 @@ def test_run_learns_textures_and_writes_outputs(trained, textures):
 
     results = project.results()
     assert results["top_1_accuracy"] >= 0.6, result.output
-    assert results["num_images"] == 3 * VAL_PER_CLASS
+    assert results["num_images"] == len(list((textures / "validation").glob("*/*.jpg")))
 
     saved = project.root / "out" / "saved_model"
     assert (saved / "saved_model.pb").is_file()
@@ -175,7 +176,8 @@ def test_label_ids_with_a_gap_are_the_output_indices(textures, base_h5, tmp_path
     unused = [line for line in result.output.splitlines() if line.startswith("Warning:") and "unused" in line]
     assert len(unused) == 1 and re.search(r"\b0\b", unused[0]), result.output
     samples = validation_samples(textures, labels)
-    images = model_input([path for path, _ in samples], read_json(project.root / "out" / "saved_model" / "preprocessing.json"))
+    preprocessing = read_json(project.root / "out" / "saved_model" / "preprocessing.json")
+    images = model_input([path for path, _ in samples], preprocessing)
     predicted = load_saved_model(project).predict(images, verbose=0).argmax(axis=1)
     assert set(predicted) <= set(labels.values())
     assert np.mean(predicted == [label for _, label in samples]) >= 0.6
@@ -313,11 +315,23 @@ def test_ctrl_c_keeps_previous_outputs(trained, textures, base_h5, tmp_path, liv
     assert output_files(project) == before
 
 
+def damaged_png(path, source):
+    """``source`` saved as a PNG whose compressed pixel data is overwritten mid-file; header and end intact."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with Image.open(source) as image:
+        image.save(buffer, "PNG")
+    data = buffer.getvalue()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] + bytes(64) + data[middle + 64:])
+
+
 def test_tensorflow_error_is_one_line_naming_the_plugin(textures, base_h5, tmp_path):
-    """A training image TensorFlow cannot decode: exit 1, one line with the plugin and TensorFlow's message, no outputs."""
+    """An undecodable training PNG: exit 1, one line naming the plugin with TensorFlow's message, no outputs."""
     dataset = tmp_path / "dataset"
     shutil.copytree(textures, dataset)
-    (dataset / "training" / "brick" / "x.jpg").write_bytes(random.Random(0).randbytes(2048))
+    damaged_png(dataset / "training" / "brick" / "damaged.png", dataset / "training" / "brick" / "brick_0.jpg")
     project = textures_project(tmp_path, dataset, source_keras_model=str(base_h5), epochs=1)
     before = project.files()
 
@@ -325,7 +339,7 @@ def test_tensorflow_error_is_one_line_naming_the_plugin(textures, base_h5, tmp_p
 
     assert result.exit_code == 1, result.output
     error = one_line_error(result)
-    assert "keras.trainer" in error and "Unknown image file format" in error, error
+    assert "keras.trainer" in error and "Invalid PNG data" in error, error
     assert project.files() == before
 
 

@@ -1,4 +1,4 @@
-"""The Keras plugins called directly on tiny models built in the test: top removal, base-model loading, input pipeline."""
+"""The Keras plugins called directly on tiny models built in each test: top removal, base models, input pipeline."""
 
 import io
 import random
