@@ -51,7 +51,7 @@ def run(configuration, blocked, extra, debug):
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     from tlcore.config import blocked_plugins, load_config
     from tlcore.report import Reporter
     from tlcore.run import run as run_flow
@@ -93,6 +93,8 @@ def run(configuration, blocked, extra, debug):
             raise
         click.echo(f"\nError: {exc}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 main.add_command(plugins)

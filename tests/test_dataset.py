@@ -147,6 +147,7 @@ def put(project, relative, data):
 
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
 @pytest.mark.parametrize("data, reason", [
@@ -154,6 +155,9 @@ PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
     (JPEG_SHELL[:-6], "truncated JPEG"),
     (b"hello, I am text", "not an image"),
     (b"\xff\xd8\xff\xe0\x00\x04ab\x00\x00garbage\xff\xd9", "damaged JPEG"),
+    (PNG_HEAD, "truncated PNG"),
+    (b"GIF89a" + b"\x00" * 26, "truncated GIF"),
+    (b"BM" + (5000).to_bytes(4, "little") + b"\x00" * 30, "truncated BMP (36 of 5000 bytes)"),
 ])
 def test_unusable_images_are_skipped_with_a_summary_naming_them(project, data, reason):
     put(project, "training/cat/broken.jpg", data)
@@ -174,8 +178,8 @@ def test_bad_images_error_mode_stops_the_run(project):
 
 
 def test_other_formats_named_jpg_are_used(project):
-    put(project, "training/cat/really_a.png.jpg", PNG_HEAD)
-    put(project, "training/cat/really_a.gif.jpg", b"GIF89a" + b"\x00" * 26)
+    put(project, "training/cat/really_a.png.jpg", PNG_HEAD + PNG_END)
+    put(project, "training/cat/really_a.gif.jpg", b"GIF89a" + b"\x00" * 26 + b";")
     dataset, reporter = index(project)
     assert len(dataset.training) == 14 and reporter.err.getvalue() == ""
 

@@ -300,21 +300,6 @@ def test_stopping_training_writes_nothing(textures, base_h5, tmp_path, live_runs
     assert output_files(project) == {}
 
 
-def test_ctrl_c_keeps_previous_outputs(trained, textures, base_h5, tmp_path, live_runs):
-    """Ctrl-C during a rerun leaves the previous saved_model and results.json byte for byte as they were."""
-    previous, _ = trained
-    project = textures_project(tmp_path, textures, source_keras_model=str(base_h5), **LONG_TRAINING)
-    for folder in ("out", "results"):
-        shutil.copytree(previous.root / folder, project.root / folder)
-    before = output_files(project)
-    run = live_runs(project.config_path)
-    run.wait_for("Epoch 2/")
-
-    assert run.stop(signal.SIGINT) == 130, run.output
-    assert "Traceback" not in run.output, run.output
-    assert output_files(project) == before
-
-
 def damaged_png(path, source):
     """``source`` saved as a PNG whose compressed pixel data is overwritten mid-file; header and end intact."""
     from PIL import Image
@@ -327,20 +312,47 @@ def damaged_png(path, source):
     path.write_bytes(data[:middle] + bytes(64) + data[middle + 64:])
 
 
-def test_tensorflow_error_is_one_line_naming_the_plugin(textures, base_h5, tmp_path):
-    """An undecodable training PNG: exit 1, one line naming the plugin with TensorFlow's message, no outputs."""
+def test_an_image_tensorflow_cannot_decode_is_named_then_skipped_or_stops_the_run(textures, base_h5, tmp_path):
+    """A PNG whose pixel data is damaged passes the byte checks but not TensorFlow's decoder: the user learns which
+    file it is, and "bad_images" decides whether the run goes on without it or stops."""
     dataset = tmp_path / "dataset"
     shutil.copytree(textures, dataset)
-    damaged_png(dataset / "training" / "brick" / "damaged.png", dataset / "training" / "brick" / "brick_0.jpg")
+    damaged = dataset / "training" / "brick" / "damaged.png"
+    damaged_png(damaged, dataset / "training" / "brick" / "brick_0.jpg")
     project = textures_project(tmp_path, dataset, source_keras_model=str(base_h5), epochs=1)
+
+    result = project.run(fake=False)
+    assert result.exit_code == 0, result.output
+    assert f"training: skipped 1 image(s) TensorFlow cannot decode: {damaged}" in result.output
+
+    project.write(bad_images="error")
+    before = project.files()
+    result = project.run(fake=False)
+    assert result.exit_code == 2, result.output
+    assert f"{damaged}: TensorFlow cannot decode this image" in one_line_error(result)
+    assert project.files() == before
+
+
+def test_tensorflow_error_during_training_is_one_line_naming_the_plugin(textures, tmp_path):
+    """An error raised inside TensorFlow while training (here: a base whose features turn NaN) stops the run
+    with TensorFlow's own message on one line, naming the plugin, and writes nothing."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((SIZE, SIZE, 3))
+    pooled = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(4, 3)(inputs))
+    broken = tf.keras.layers.Lambda(  # refers to nothing outside itself, so the .h5 file loads anywhere
+        lambda x: __import__("tensorflow").debugging.check_numerics(x * float("nan"), "base features"))(pooled)
+    base = tmp_path / "nan_base.h5"
+    tf.keras.Model(inputs, broken).save(base)
+    project = textures_project(tmp_path, textures, source_keras_model=str(base), epochs=1)
     before = project.files()
 
     result = project.run(fake=False)
 
     assert result.exit_code == 1, result.output
     error = one_line_error(result)
-    assert "keras.trainer" in error and "Invalid PNG data" in error, error
-    assert project.files() == before
+    assert 'plugin "keras.trainer" failed in tl_train: InvalidArgumentError: base features' in error, error
+    assert "NaN" in error and project.files() == before
 
 
 def test_imagenet_download_failure_names_the_ways_out(textures, tmp_path):

@@ -32,16 +32,29 @@ def probe(path):
             if head.startswith(b"\xff\xd8\xff"):
                 return _probe_jpeg(handle)
             if head.startswith(b"\x89PNG\r\n\x1a\n"):
-                return Probe(PNG) if len(head) >= 26 else Probe(PNG, problem="truncated PNG")
+                return Probe(PNG) if _ends_with(handle, b"IEND\xaeB`\x82") else Probe(
+                    PNG, problem="truncated PNG (no IEND chunk)")
             if head[:6] in (b"GIF87a", b"GIF89a"):
-                return Probe(GIF)
+                return Probe(GIF) if _ends_with(handle, b";") else Probe(GIF, problem="truncated GIF (no trailer)")
             if head.startswith(b"BM") and len(head) >= 26:
+                (declared,) = struct.unpack("<I", head[2:6])
+                handle.seek(0, 2)
+                if handle.tell() < declared:
+                    return Probe(BMP, problem=f"truncated BMP ({handle.tell()} of {declared} bytes)")
                 return Probe(BMP)
             if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
                 return Probe(WEBP, pillow=True, reason="WebP")
     except OSError as exc:
         return Probe(problem=f"cannot be read ({exc.strerror})")
     return Probe(problem="not an image (its content is not JPEG, PNG, GIF, BMP or WebP)")
+
+
+def _ends_with(handle, trailer, slack=64):
+    """Whether ``trailer`` is among the last bytes (a few bytes of padding after it are common)."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(max(0, size - len(trailer) - slack))
+    return trailer in handle.read()
 
 
 def _probe_jpeg(handle):

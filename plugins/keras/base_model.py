@@ -102,7 +102,8 @@ def load_user_model(path, config, reporter):
         raise ModelError(f"{path} expects {height}x{width} images but input_tensor_size is {size}; {fix}")
     if channels != 3:
         raise ModelError(f"{path} expects {channels}-channel images; tl feeds RGB images (3 channels)")
-    reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {height}x{width}x{channels})")
+    shape = f"{height}x{width}x{channels}" if height else f"any size x {channels}"
+    reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {shape})")
     return model
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tlcore.outputs import StagedDir
 
-from plugins.keras.pipeline import make_dataset
+from plugins.keras.pipeline import make_dataset, report_undecodable
 
 MEMORY_LIMIT_BYTES = 256 * 2**20
 """Features of both splits up to this size stay in memory ("feature_cache": "auto")."""
@@ -41,36 +41,43 @@ def fingerprint(features_model, preprocessing, dataset):
 
 
 def extract(features_model, split, preprocessing, batch_size, out, reporter):
-    """Fill ``out`` (n x dim) with the features of ``split``'s images, in index order."""
+    """Fill the rows of ``out`` (n x dim) with the features of ``split``'s images.
+
+    Returns the indices of images TensorFlow could not decode (their rows stay unset).
+    """
     import tensorflow as tf
 
     compute = tf.function(lambda images: features_model(images, training=False))
     bar = reporter.progress(len(split), label=f"features of {split.name} images ", unit="img")
-    done = 0
-    for images, _ in make_dataset(split, preprocessing, batch_size):
-        rows = compute(images).numpy()
-        out[done:done + len(rows)] = rows
-        done += len(rows)
-        bar.update(done)
+    seen = set()
+    for images, _, index in make_dataset(split, preprocessing, batch_size, indexed=True):
+        index = index.numpy()
+        out[index] = compute(images).numpy()
+        seen.update(index.tolist())
+        bar.update(len(seen))
     bar.finish()
+    return sorted(set(range(len(split))) - seen)
 
 
 def feature_arrays(features_model, dataset, preprocessing, config, reporter, mode="auto"):
-    """``{split: (features, label_ids)}`` as numpy arrays (in memory or memory-mapped)."""
+    """``{split: (features, label_ids, rows)}``: numpy arrays (in memory or memory-mapped)
+    and the rows to use (images TensorFlow could not decode are left out and reported)."""
     import numpy as np
 
     dim = int(features_model.output_shape[-1])
     labels = {name: np.asarray(getattr(dataset, name).label_ids, dtype=np.int32) for name in SPLITS}
     size = sum(len(getattr(dataset, name)) for name in SPLITS) * dim * 4
     batch_size = max(config.batch_size, 32)
+    bad_images = config.options.get("bad_images", "skip")
     if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
         reporter.info(f"Computing features once per image ({dim} values each, {size / 2**20:.1f} MiB in memory)")
-        arrays = {}
+        arrays, bad = {}, {}
         for name in SPLITS:
             split = getattr(dataset, name)
-            arrays[name] = np.empty((len(split), dim), dtype=np.float32)
-            extract(features_model, split, preprocessing, batch_size, arrays[name], reporter)
-        return {name: (arrays[name], labels[name]) for name in SPLITS}
+            arrays[name] = np.zeros((len(split), dim), dtype=np.float32)
+            bad[name] = extract(features_model, split, preprocessing, batch_size, arrays[name], reporter)
+            report_undecodable(split, bad[name], bad_images, reporter)
+        return {name: (arrays[name], labels[name], _rows(len(labels[name]), bad[name])) for name in SPLITS}
 
     root = Path(config.output_dir) / CACHE_FOLDER
     root.mkdir(exist_ok=True)
@@ -81,26 +88,40 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
             shutil.rmtree(stale, ignore_errors=True)
     if (folder / COMPLETE).is_file():
         reporter.info(f"Features: reusing the cache {folder} (model, preprocessing and images unchanged)")
+        bad = json.loads((folder / COMPLETE).read_text())["undecodable"]
+        for name in SPLITS:
+            report_undecodable(getattr(dataset, name), bad[name], bad_images, reporter)
     else:
         from plugins.keras.trainer import require_free_space
 
         require_free_space(root, size + 2**20, "the feature cache")
         reporter.info(f"Computing features once per image into {folder} ({size / 2**20:.1f} MiB on disk)")
+        bad = {}
         with StagedDir(folder) as staged:
             for name in SPLITS:
                 split = getattr(dataset, name)
                 out = np.lib.format.open_memmap(staged.path / f"{name}.npy", mode="w+", dtype=np.float32,
                                                 shape=(len(split), dim))
-                extract(features_model, split, preprocessing, batch_size, out, reporter)
+                bad[name] = extract(features_model, split, preprocessing, batch_size, out, reporter)
                 out.flush()
                 del out
-            (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "images": {n: len(labels[n]) for n in SPLITS}}))
+                report_undecodable(split, bad[name], bad_images, reporter)
+            (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": bad}))
             staged.publish()
-    return {name: (np.load(folder / f"{name}.npy", mmap_mode="r"), labels[name]) for name in SPLITS}
+    return {
+        name: (np.load(folder / f"{name}.npy", mmap_mode="r"), labels[name], _rows(len(labels[name]), bad[name]))
+        for name in SPLITS
+    }
 
 
-def feature_batches(features, labels, batch_size, shuffle=False, seed=None):
-    """A ``tf.data.Dataset`` of ``(features, label)`` batches read from numpy arrays by index.
+def _rows(count, bad):
+    import numpy as np
+
+    return np.setdiff1d(np.arange(count, dtype=np.int64), np.asarray(bad, dtype=np.int64))
+
+
+def feature_batches(features, labels, rows, batch_size, shuffle=False, seed=None):
+    """A ``tf.data.Dataset`` of ``(features, label)`` batches of the given ``rows``, read by index.
 
     Reading rows by index (not ``from_tensor_slices``) keeps a memory-mapped cache on disk.
     """
@@ -114,12 +135,12 @@ def feature_batches(features, labels, batch_size, shuffle=False, seed=None):
         return np.asarray(features[order], dtype=np.float32), labels[order]
 
     def load(indices):
-        rows, ids = tf.numpy_function(gather, [indices], (tf.float32, tf.int32))
-        rows.set_shape([None, dim])
+        batch, ids = tf.numpy_function(gather, [indices], (tf.float32, tf.int32))
+        batch.set_shape([None, dim])
         ids.set_shape([None])
-        return rows, ids
+        return batch, ids
 
-    data = tf.data.Dataset.range(len(labels))
+    data = tf.data.Dataset.from_tensor_slices(rows)
     if shuffle:
-        data = data.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -47,23 +47,68 @@ def make_augmentation(names, seed=None):
     return tf.keras.Sequential([make[name]() for name in names], name="augmentation")
 
 
-def make_dataset(split, preprocessing, batch_size, shuffle=False, seed=None, augment=None):
-    """A batched ``tf.data.Dataset`` of ``(model input, label_id)`` for a :class:`tlcore.dataset.Split`."""
+def make_dataset(split, preprocessing, batch_size, shuffle=False, seed=None, augment=None, indexed=False):
+    """A batched ``tf.data.Dataset`` of ``(model input, label_id)`` for a :class:`tlcore.dataset.Split`.
+
+    An image TensorFlow cannot decode is dropped rather than stopping the run; with
+    ``indexed=True`` each element also carries its sample index, so the caller can
+    tell which ones were dropped (see :func:`undecodable`).
+    """
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices(
-        (split.paths, tf.constant(split.label_ids, dtype=tf.int32), tf.constant(split.pillow_flags, dtype=tf.bool))
-    )
+    data = tf.data.Dataset.from_tensor_slices((
+        split.paths,
+        tf.constant(split.label_ids, dtype=tf.int32),
+        tf.constant(split.pillow_flags, dtype=tf.bool),
+        tf.range(len(split), dtype=tf.int32),
+    ))
     if shuffle:
         data = data.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     data = data.map(
-        lambda path, label, pillow: (decode_and_resize(path, pillow, preprocessing), label),
+        lambda path, label, pillow, index: (decode_and_resize(path, pillow, preprocessing), label, index),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not shuffle,
-    ).batch(batch_size)
+    ).ignore_errors().batch(batch_size)
     if augment is not None:
-        data = data.map(lambda images, labels: (augment(images, training=True), labels),
+        data = data.map(lambda images, labels, index: (augment(images, training=True), labels, index),
                         num_parallel_calls=tf.data.AUTOTUNE)
     scale, offset = preprocessing.scale, preprocessing.offset
-    data = data.map(lambda images, labels: (images * scale + offset, labels), num_parallel_calls=tf.data.AUTOTUNE)
+    if indexed:
+        data = data.map(lambda images, labels, index: (images * scale + offset, labels, index),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        data = data.map(lambda images, labels, index: (images * scale + offset, labels),
+                        num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def undecodable(split, preprocessing, batch_size=64):
+    """Sample indices of ``split`` whose files TensorFlow cannot decode (one decode pass, no model)."""
+    seen = set()
+    for _, _, index in make_dataset(split, preprocessing, batch_size, indexed=True):
+        seen.update(index.numpy().tolist())
+    return sorted(set(range(len(split))) - seen)
+
+
+def report_undecodable(split, indices, bad_images, reporter):
+    """Warn about (``bad_images`` "skip") or stop on (``"error"``) images TensorFlow could not decode."""
+    from tlcore.errors import DatasetError
+
+    if not indices:
+        return
+    paths = [str(split.samples[i][0]) for i in indices]
+    if bad_images == "error":
+        raise DatasetError(
+            f"{paths[0]}: TensorFlow cannot decode this image ({len(paths)} such in {split.name}); "
+            'remove or replace it, or set "bad_images": "skip"'
+        )
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    reporter.warning(f"{split.name}: skipped {len(paths)} image(s) TensorFlow cannot decode: {shown}")
+
+
+def without(split, indices):
+    """``split`` without the samples at ``indices``."""
+    import dataclasses
+
+    dropped = set(indices)
+    return dataclasses.replace(split, samples=tuple(s for i, s in enumerate(split.samples) if i not in dropped))

@@ -2,7 +2,7 @@
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.keras.pipeline import make_dataset
+from plugins.keras.pipeline import make_dataset, report_undecodable
 
 
 @hookimpl(trylast=True)
@@ -15,15 +15,22 @@ def tl_evaluate(model, dataset, preprocessing, config, reporter):
     correct = np.zeros(dataset.num_outputs, dtype=np.int64)
     total = np.zeros(dataset.num_outputs, dtype=np.int64)
     bar = reporter.progress(len(split), label="evaluating ", unit="img")
-    seen = 0
-    for images, labels in make_dataset(split, preprocessing, config.batch_size):
+    seen = set()
+    for images, labels, index in make_dataset(split, preprocessing, config.batch_size, indexed=True):
         predicted = predict(images).numpy()
         labels = labels.numpy()
         np.add.at(total, labels, 1)
         np.add.at(correct, labels, predicted == labels)
-        seen += len(labels)
-        bar.update(seen, top_1_accuracy=correct.sum() / seen)
-    bar.finish(top_1_accuracy=correct.sum() / max(seen, 1))
+        seen.update(index.numpy().tolist())
+        bar.update(len(seen), top_1_accuracy=correct.sum() / len(seen))
+    bar.finish(top_1_accuracy=correct.sum() / max(len(seen), 1))
+    report_undecodable(split, sorted(set(range(len(split))) - seen), config.options.get("bad_images", "skip"),
+                       reporter)
+    seen = len(seen)
+    if not seen:
+        from tlcore.errors import DatasetError
+
+        raise DatasetError(f"no validation image could be decoded in {split.root}; check the images")
     accuracy = float(correct.sum() / max(seen, 1))
     reporter.info(f"Top-1 accuracy: {accuracy:.4f} ({int(correct.sum())} of {seen} validation images)")
     per_class = {

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from tlcore.config import ConfigKey
 from tlcore.hookspecs import hookimpl
 
-from plugins.keras.pipeline import AUGMENTATIONS, make_augmentation, make_dataset
+from plugins.keras.pipeline import (
+    AUGMENTATIONS, make_augmentation, make_dataset, report_undecodable, undecodable, without,
+)
 
 
 @hookimpl
@@ -166,8 +168,11 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     else:
         trained = classifier.model
         augment = make_augmentation(options["augmentation"], seed) if options["augmentation"] else None
-        training = make_dataset(dataset.training, preprocessing, config.batch_size, shuffle=True, seed=seed,
-                                augment=augment)
+        with reporter.activity("Checking that every training image decodes"):
+            bad = undecodable(dataset.training, preprocessing)
+        report_undecodable(dataset.training, bad, options.get("bad_images", "skip"), reporter)
+        training = make_dataset(without(dataset.training, bad), preprocessing, config.batch_size, shuffle=True,
+                                seed=seed, augment=augment)
         validation = make_dataset(dataset.validation, preprocessing, config.batch_size)
     compile_for_training(trained, options["learning_rate"])
     reporter.info(
