@@ -52,11 +52,11 @@ def run(configuration, blocked, extra, debug):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
-    from tlcore.config import blocked_plugins, load_config
+    from tlcore.config import blocked_plugins, load_config, plugin_config_keys
     from tlcore.report import Reporter
     from tlcore.run import run as run_flow
-    from tlcore.calls import call_all
 
+    status = {}
     try:
         configured = blocked_plugins(configuration)
         manager = load_plugins((*blocked, *configured), extra)
@@ -69,7 +69,7 @@ def run(configuration, blocked, extra, debug):
                 f'plugin "{info.name}" cannot be used ({info.error}); uninstall it, '
                 f"skip it with --block {info.name}, or set {DISABLE_ENV}=1 to load no installed plugins"
             )
-        keys = [key for _, plugin_keys in call_all(manager, "tl_config_keys") for key in plugin_keys]
+        keys = [key for plugin_keys in plugin_config_keys(manager).values() for key in plugin_keys]
         config = load_config(configuration, plugin_keys=keys)
         reporter = Reporter()
         reporter.info(f"tl {__version__}: {config.config_file}")
@@ -81,13 +81,15 @@ def run(configuration, blocked, extra, debug):
             ))
         if manager.blocked_names:
             reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
-        run_flow(config, manager, reporter)
-    except Terminated:
-        click.echo("\nTerminated: stopped before finishing; no output was written and earlier outputs are unchanged.", err=True)
-        sys.exit(128 + signal.SIGTERM)
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted: stopped before finishing; no output was written and earlier outputs are unchanged.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        run_flow(config, manager, reporter, status)
+    except KeyboardInterrupt as stop:
+        word, code = ("Terminated", 128 + signal.SIGTERM) if isinstance(stop, Terminated) else ("Interrupted", EXIT_INTERRUPTED)
+        if status.get("outputs_written"):
+            click.echo(f"\n{word} after the outputs were written: saved_model and results.json are complete.", err=True)
+        else:
+            click.echo(f"\n{word}: stopped before finishing; no output was written and earlier outputs are unchanged.",
+                       err=True)
+        sys.exit(code)
     except TLError as exc:
         if debug:
             raise

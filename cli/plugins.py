@@ -4,7 +4,7 @@ import json
 
 import click
 
-from tlcore.calls import call_all
+from tlcore.config import plugin_config_keys
 
 
 def load_plugins(blocked=(), extra=()):
@@ -32,7 +32,7 @@ def _key_record(key):
 
 def _records(manager, infos):
     errors = {}
-    keys = dict(call_all(manager, "tl_config_keys", errors=errors))
+    keys = plugin_config_keys(manager, errors=errors)
     records = []
     for info in infos:
         records.append({

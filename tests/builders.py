@@ -64,3 +64,24 @@ def texture_dataset(root, train_per_class=12, val_per_class=6, crop=64, seed=0):
                 Image.fromarray(texture[y:y + crop, x:x + crop]).save(folder / f"{name}_{i}.jpg", quality=92)
     write_labels(root, {name: index for index, name in enumerate(TEXTURES)})
     return root
+
+
+TINY_MOBILENET = {"weights": None, "mobilenet_alpha": 0.35}
+"""The smallest MobileNetV2 there is, with random weights: for tests of plumbing, not of learning."""
+
+
+def colour_project(root, train_per_class=3, val_per_class=1, size=32, **config):
+    """A two-class (red, green) project in ``root``: data/{training,validation,labels.json} and
+    configuration.json for a tiny MobileNetV2 run; ``config`` overrides its values. Returns the
+    configuration's path."""
+    root = Path(root)
+    if not (root / "data" / "labels.json").exists():  # written once; later calls only rewrite the configuration
+        solid_jpegs(root / "data" / "training", ["red", "green"], per_class=train_per_class, size=size)
+        solid_jpegs(root / "data" / "validation", ["red", "green"], per_class=val_per_class, size=size, seed=1)
+        write_labels(root / "data", {"red": 0, "green": 1})
+    values = {
+        "dataset_training_dir": "data/training", "dataset_validation_dir": "data/validation",
+        "output_dir": "out", "evaluate_result_dir": "out", "batch_size": 2, "input_tensor_size": size,
+        "epochs": 1, **TINY_MOBILENET, **config,
+    }
+    return write_config(root, **values)

@@ -235,3 +235,24 @@ def test_resolved_configuration_is_recorded_beside_the_model(project):
     assert record["configuration"]["epochs"] == 3
     assert record["configuration"]["dataset_training_dir"] == str(project.root / "dataset" / "training")
     assert record["configuration"]["weights"] == "imagenet"
+
+
+@pytest.mark.parametrize("text", [
+    '{"epochs": ' + "9" * 5000 + "}",
+    "[" * 100000 + "]" * 100000,
+    '{"learning_rate": 1' + "0" * 400 + "}",
+    '{"learning_rate": 1e400}',
+])
+def test_pathological_json_is_a_one_line_error(project, text):
+    project.config_path.write_text(text)
+    result = project.run()
+    assert result.exit_code == 2, result.output
+    one_line_error(result)
+
+
+def test_a_configuration_reached_through_a_linked_folder_works(project, tmp_path):
+    link = tmp_path.parent / f"{tmp_path.name}-link"
+    os.symlink(project.root, link)
+    project.write()
+    result = project.run(config=link / "configuration.json")
+    assert result.exit_code == 0, result.output

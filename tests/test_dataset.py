@@ -211,3 +211,58 @@ def test_skipped_images_are_recorded_beside_the_model(project):
     assert record["skipped_images"] == [
         {"path": str(project.root / "dataset/validation/dog/empty.jpg"), "reason": "empty file (0 bytes)"}
     ]
+
+
+def test_jpeg_marker_walk_survives_odd_but_valid_and_damaged_headers(project):
+    shell = bytearray(JPEG_SHELL)
+    put(project, "training/cat/fill_bytes.jpg", bytes(shell[:2] + b"\xff\xff" + shell[2:]))
+    put(project, "training/cat/zero_length.jpg", b"\xff\xd8\xff\xe0\x00\x00abc\xff\xd9")
+    put(project, "training/cat/short_segment.jpg", b"\xff\xd8\xff\xe0\x00\x40ab\xff\xd9")
+    dataset, reporter = index(project)
+    names = {path.name for path, _ in dataset.training.samples}
+    assert "fill_bytes.jpg" in names
+    assert {p.rsplit("/", 1)[-1]: r for p, r in dataset.training.skipped} == {
+        "zero_length.jpg": "damaged JPEG (bad marker structure)",
+        "short_segment.jpg": "damaged JPEG (bad marker structure)",
+    }
+
+
+def test_a_fifo_named_like_an_image_does_not_block_indexing(project):
+    import os
+
+    os.mkfifo(project.root / "dataset" / "training" / "cat" / "pipe.jpg")
+    dataset, reporter = index(project)
+    assert "pipe.jpg (not a regular file)" in reporter.err.getvalue()
+
+
+def test_huge_label_ids_are_refused(project):
+    labels_file(project).write_text(json.dumps({"cat": 0, "dog": 1, "fox": 10**12}))
+    fails(project, 'id of "fox" is 1000000000000; ids must be at most 65535')
+
+
+def test_symbolic_link_class_folders_are_named_not_followed(project, tmp_path):
+    import os
+
+    elsewhere = tmp_path / "elsewhere" / "owl"
+    touch_images(elsewhere.parent, ["owl"])
+    os.symlink(elsewhere, project.root / "dataset" / "training" / "owl")
+    dataset, reporter = index(project)
+    assert "ignoring 1 symbolic link(s), which are not followed: owl" in reporter.err.getvalue()
+    assert len(dataset.training) == 12
+
+
+def test_an_unreadable_folder_is_an_error_not_an_empty_class(project, monkeypatch):
+    import os
+
+    from plugins.datasets import imagenet_folder
+
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kwargs):
+        if top.endswith("dog"):
+            onerror(PermissionError(13, "Permission denied", top))
+        yield from real_walk(top, onerror=onerror, **kwargs)
+
+    monkeypatch.setattr(imagenet_folder.os, "walk", walk)
+    with pytest.raises(DatasetError, match=r"cannot read the folder .*dog: Permission denied; check its permissions"):
+        index(project)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.builders import solid_jpegs, write_config, write_labels
+from tests.builders import colour_project
 from tests.conftest import REPO, one_line_error, run_tl
 
 pytestmark = pytest.mark.tensorflow
@@ -42,19 +42,11 @@ def installed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    solid_jpegs(root / "data" / "training", ["red", "green"], per_class=3, size=32)
-    solid_jpegs(root / "data" / "validation", ["red", "green"], per_class=1, size=32, seed=1)
-    write_labels(root / "data", {"red": 0, "green": 1})
-    return root
+    return tmp_path_factory.mktemp("project")
 
 
 def configure(root, **extra):
-    return write_config(
-        root, dataset_training_dir="data/training", dataset_validation_dir="data/validation",
-        output_dir="out", evaluate_result_dir="out", batch_size=2, input_tensor_size=32, epochs=1,
-        weights=None, mobilenet_alpha=0.35, **extra,
-    )
+    return colour_project(root, **extra)
 
 
 def test_installed_plugin_is_listed_first_with_its_distribution_and_key(installed):

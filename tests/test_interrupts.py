@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.builders import solid_jpegs, write_config, write_labels
+from tests.builders import colour_project
 from tests.conftest import HERMETIC, REPO
 
 pytestmark = pytest.mark.tensorflow
@@ -19,12 +19,8 @@ pytestmark = pytest.mark.tensorflow
 def previous_run(tmp_path_factory):
     """A project whose output folders already hold a finished run's outputs."""
     root = tmp_path_factory.mktemp("interrupts")
-    solid_jpegs(root / "data" / "training", ["red", "green"], per_class=40, size=48)
-    solid_jpegs(root / "data" / "validation", ["red", "green"], per_class=2, size=48, seed=1)
-    write_labels(root / "data", {"red": 0, "green": 1})
-    config = write_config(root, dataset_training_dir="data/training", dataset_validation_dir="data/validation",
-                          output_dir="out", evaluate_result_dir="results", batch_size=4, input_tensor_size=48,
-                          epochs=2, weights=None, mobilenet_alpha=0.35)
+    config = colour_project(root, train_per_class=40, val_per_class=2, size=48, batch_size=4, epochs=2,
+                            evaluate_result_dir="results")
     finished = start(config)
     assert finished.wait(timeout=300) == 0, finished.stdout.read()
     return root, config, snapshot(root)

@@ -74,14 +74,9 @@ def test_not_enough_disk_space_is_reported_before_training(tmp_path, monkeypatch
     from click.testing import CliRunner
 
     from cli.main import main
-    from tests.builders import solid_jpegs, write_config, write_labels
+    from tests.builders import colour_project
 
-    solid_jpegs(tmp_path / "data" / "training", ["red", "green"], per_class=2, size=32)
-    solid_jpegs(tmp_path / "data" / "validation", ["red", "green"], per_class=1, size=32)
-    write_labels(tmp_path / "data", {"red": 0, "green": 1})
-    config = write_config(tmp_path, dataset_training_dir="data/training", dataset_validation_dir="data/validation",
-                          output_dir="out", evaluate_result_dir="out", input_tensor_size=32, epochs=1,
-                          weights=None, mobilenet_alpha=0.35)
+    config = colour_project(tmp_path)
     real = shutil.disk_usage
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(real(folder).total, real(folder).total, 2**20))

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.builders import solid_jpegs, write_config, write_labels
+from tests.builders import colour_project
 from tests.conftest import run_tl
 
 pytestmark = pytest.mark.tensorflow
@@ -14,17 +14,8 @@ pytestmark = pytest.mark.tensorflow
 
 @pytest.fixture
 def tiny(tmp_path):
-    solid_jpegs(tmp_path / "data" / "training", ["red", "green"], per_class=3, size=32)
-    solid_jpegs(tmp_path / "data" / "validation", ["red", "green"], per_class=1, size=32, seed=1)
-    write_labels(tmp_path / "data", {"red": 0, "green": 1})
-
-    def configure(**extra):
-        values = dict(dataset_training_dir="data/training", dataset_validation_dir="data/validation",
-                      output_dir="out", evaluate_result_dir="out", batch_size=2, input_tensor_size=32, epochs=2,
-                      weights=None, mobilenet_alpha=0.35, seed=1)
-        return write_config(tmp_path, **{**values, **extra})
-
-    return tmp_path, configure
+    """A tiny project and a function writing its configuration with changes."""
+    return tmp_path, lambda **extra: colour_project(tmp_path, **{"epochs": 2, "seed": 1, **extra})
 
 
 def test_features_are_computed_once_in_memory_by_default(tiny):

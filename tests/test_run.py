@@ -190,6 +190,36 @@ def test_metrics_of_several_evaluators_are_merged_and_duplicates_refused(project
 def test_no_answer_says_a_plugin_is_missing(project):
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
     manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder"], entrypoints=False)
+    with pytest.raises(PluginError, match="no plugin implements tl_load_dataset; is a built-in plugin blocked"):
+        run(load_config(project.write()), manager, reporter)
+
+
+def test_a_missing_evaluator_is_found_before_anything_runs(project):
+    class Watcher:
+        calls = []
+
+        @hookimpl
+        def tl_on_run_start(self):
+            self.calls.append("tl_on_run_start")
+
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["keras.top1"], entrypoints=False)
+    manager.register(Watcher())
+    with pytest.raises(PluginError, match="no plugin implements tl_evaluate; is a built-in plugin blocked"):
+        run(load_config(project.write()), manager, reporter)
+    assert Watcher.calls == []
+
+
+def test_answer_hooks_returning_nothing_say_so(project):
+    class Silent:
+        @hookimpl
+        def tl_load_dataset(self):
+            return None
+
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder", "keras.top1"],
+                                  entrypoints=False, extra=["tests.fake_framework"])
+    manager.register(Silent())
     with pytest.raises(PluginError, match="no plugin answered tl_load_dataset"):
         run(load_config(project.write()), manager, reporter)
 
@@ -308,3 +338,72 @@ def test_block_plugins_configuration_key(project):
     project.write(block_plugins="keras.top1")
     result = project.run()
     assert '"block_plugins" must be a list of plugin names' in one_line_error(result)
+
+
+def test_results_path_that_is_a_folder_is_refused_before_anything_is_replaced(project):
+    run_with(project)
+    saved = project.root / "out" / "saved_model"
+    record = (saved / "tl_run.json").read_bytes()
+    (project.root / "results" / "results.json").unlink()
+    (project.root / "results" / "results.json").mkdir()
+    with pytest.raises(OutputError, match="results.json exists and is not a file"):
+        run_with(project, epochs=5)
+    assert (saved / "tl_run.json").read_bytes() == record
+
+
+def test_interrupt_after_the_outputs_are_written_says_they_are_complete(project, tmp_path, monkeypatch):
+    name = write_plugin(tmp_path, monkeypatch, "interrupt_at_end", """
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_on_run_end():
+            raise KeyboardInterrupt
+    """)
+    result = project.run("-p", name)
+    assert result.exit_code == 130
+    assert "Interrupted after the outputs were written: saved_model and results.json are complete." in result.output
+    assert project.results()["num_images"] == 6
+
+
+def test_a_plugin_declaring_keys_wrongly_is_named(project, tmp_path, monkeypatch):
+    name = write_plugin(tmp_path, monkeypatch, "bad_keys", """
+        from tlcore.config import ConfigKey
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_config_keys():
+            return ConfigKey("threshold", "number", default=0.5)
+    """)
+    result = project.run("-p", name)
+    assert 'plugin "bad_keys" returned ConfigKey from tl_config_keys; it must return a list' in one_line_error(result)
+    listing = CliRunner().invoke(main, ["plugins", "list", "-p", name])
+    assert listing.exit_code == 0
+    assert "FAILED TO LOAD: plugin \"bad_keys\" returned ConfigKey" in listing.output
+
+
+def test_plugin_path_keys_resolve_from_the_configuration_folder(project, tmp_path, monkeypatch):
+    name = write_plugin(tmp_path, monkeypatch, "path_keys", """
+        from tlcore.config import ConfigKey
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_config_keys():
+            return [
+                ConfigKey("history_dir", "path", default="history", path_kind="output_dir"),
+                ConfigKey("notes", "path", default=None, nullable=True, path_kind="file",
+                          convert=lambda path, base_dir: path.read_text().strip()),
+            ]
+
+        @hookimpl
+        def tl_on_run_start(config):
+            print("HISTORY", config.options["history_dir"], "NOTES", config.options["notes"])
+    """)
+    (project.root / "notes.txt").write_text("hello\n")
+    project.write(notes="notes.txt")
+    result = project.run("-p", name)
+    assert f"HISTORY {project.root / 'history'} NOTES hello" in result.output
+
+
+def test_a_duplicate_plugin_name_can_be_blocked_or_uninstalled(project):
+    result = project.run("-p", "keras.trainer")
+    assert "keras.trainer" in result.output and "uninstall one of them" in one_line_error(result)

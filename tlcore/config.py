@@ -72,7 +72,8 @@ class ConfigKey:
         if self.type == "path":
             if self.nullable and value == "":
                 return None
-            return resolve_path(value, base_dir=base_dir, key=self.name, kind=self.path_kind, source=source)
+            path = resolve_path(value, base_dir=base_dir, key=self.name, kind=self.path_kind, source=source)
+            return self.convert(path, base_dir) if self.convert is not None else path
         expected = {
             "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
             "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -84,7 +85,7 @@ class ConfigKey:
         if not expected(value):
             article = "an" if self.type[0] in "aeiou" else "a"
             raise ConfigError(f"{where} must be {article} {self.type}, not {type_name(value)} ({json.dumps(value)})")
-        if self.type == "number" and not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where} must be a finite number")
         if self.choices and value not in self.choices:
             options = ", ".join(json.dumps(c) for c in self.choices)
@@ -126,6 +127,41 @@ CORE_KEYS = (
     ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value),
               help="names of plugins never to load for this configuration (see `tl plugins list`)"),
 )
+
+
+def plugin_config_keys(manager, errors=None):
+    """The :class:`ConfigKey` s every plugin declares (``tl_config_keys``), checked.
+
+    A plugin returning something else raises PluginError naming it, unless ``errors``
+    is a dict: then the error is stored there under the plugin's name.
+    """
+    from tlcore.calls import call_all
+    from tlcore.errors import PluginError
+
+    keys = {}
+    for plugin, declared in call_all(manager, "tl_config_keys", errors=errors):
+        try:
+            if not isinstance(declared, (list, tuple)) or not all(isinstance(k, ConfigKey) for k in declared):
+                raise PluginError(
+                    f'plugin "{plugin}" returned {type(declared).__name__} from tl_config_keys; '
+                    "it must return a list of tlcore.config.ConfigKey"
+                )
+            for key in declared:
+                if not key.required:
+                    try:
+                        json.dumps(key.default)
+                    except (TypeError, ValueError):
+                        raise PluginError(
+                            f'plugin "{plugin}": the default of configuration key "{key.name}" is not a JSON '
+                            "value; declare a string, number, boolean, list or null"
+                        ) from None
+        except PluginError as exc:
+            if errors is None:
+                raise
+            errors[plugin] = str(exc)
+            continue
+        keys[plugin] = list(declared)
+    return keys
 
 
 def _plugin_names(value, source="configuration.json"):
@@ -217,6 +253,8 @@ def read_json_object(path, what="configuration file"):
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits, or nesting too deep
+        raise ConfigError(f"{path.name} cannot be read as JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must hold a JSON object ({{...}}), not {type_name(data)}")
     return data
@@ -245,14 +283,15 @@ def load_config(path, plugin_keys=()):
         if key.required and key.name not in data:
             raise ConfigError(f'{source}: missing required key "{key.name}" ({key.help})')
 
-    base_dir = path.parent
+    base_dir = path.parent.resolve()  # a link to the configuration's folder is not a link in a configured path
     values = {}
     for key in keys.values():
-        raw = data.get(key.name, key.default)
-        if key.name not in data:
-            values[key.name] = raw
-            continue
-        values[key.name] = key.check(raw, base_dir, source)
+        if key.name in data:
+            values[key.name] = key.check(data[key.name], base_dir, source)
+        elif key.type == "path" and key.default is not None:  # path defaults resolve like given paths
+            values[key.name] = key.check(key.default, base_dir, f"{source} (default)")
+        else:
+            values[key.name] = key.default
 
     label_file = values["evaluate_label_file"]
     if label_file is None:

@@ -8,7 +8,10 @@ file and renamed. Nothing outside these names is ever touched.
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from tlcore.errors import OutputError
@@ -92,8 +95,25 @@ class StagedDir:
         return False
 
 
-def write_json_atomic(path, data):
-    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
+@contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM until the block ends, so that moving outputs into place is never cut in half."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def staged_json(path, data):
+    """Write ``data`` as JSON to a hidden temporary file beside ``path``; return its path.
+
+    ``os.replace(returned, path)`` publishes it; the caller removes it if it never does.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tl-partial-", dir=path.parent)
     try:
@@ -101,13 +121,15 @@ def write_json_atomic(path, data):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
+    os.replace(staged_json(path, data), path)
 
 
 def _umask():

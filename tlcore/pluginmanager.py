@@ -14,6 +14,7 @@ from importlib import metadata
 import pluggy
 
 from tlcore import hookspecs
+from tlcore.calls import describe_exception
 
 ENTRY_POINT_GROUP = "tl"
 DISABLE_ENV = "TL_DISABLE_PLUGINS"
@@ -88,19 +89,23 @@ class PluginManager(pluggy.PluginManager):
             self._load(info, entry_point.load)
 
     def _load(self, info, load):
+        if self.is_blocked(info.name):
+            info.blocked = True
+            self.infos.setdefault(info.name, info)
+            return
         if info.name in self.infos:
-            info.error = f"another plugin is already registered as {info.name!r}"
+            info.error = (
+                f"another plugin ({self.infos[info.name].module}) is already registered as {info.name!r}; "
+                "uninstall one of them"
+            )
             self.infos[f"{info.name} ({info.module})"] = info
             return
         self.infos[info.name] = info
-        if self.is_blocked(info.name):
-            info.blocked = True
-            return
         try:
             plugin = load()
             self.register(plugin, name=info.name)
         except Exception as exc:  # a broken plugin is reported, not fatal
-            info.error = f"{type(exc).__name__}: {exc}"
+            info.error = describe_exception(exc)
             return
         self._check_hook_names(info, plugin)
         info.hooks = sorted(impl.name for impl in self.get_hookcallers(plugin) or ())

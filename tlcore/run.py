@@ -1,15 +1,17 @@
 """The orchestrator: one transfer-learning run, hook by hook."""
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 
 from tlcore import __version__
 from tlcore.calls import call_all, call_first
 from tlcore.dataset import DatasetIndex
-from tlcore.errors import PluginError
+from tlcore.errors import OutputError, PluginError
 from tlcore.outputs import (
-    MARKER, StagedDir, check_replaceable, prepare_output_dir, remove_if_empty, write_json_atomic,
+    MARKER, StagedDir, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred, staged_json,
+    write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
 
@@ -40,11 +42,25 @@ def _answer(manager, hook_name, **kwargs):
     return result, plugin
 
 
-def run(config, manager, reporter):
-    """Run the whole flow for a validated ``config``; return the metrics written to results.json."""
+REQUIRED_HOOKS = (*ANSWER_HOOKS, "tl_evaluate")
+
+
+def run(config, manager, reporter, status=None):
+    """Run the whole flow for a validated ``config``; return the metrics written to results.json.
+
+    ``status`` (a dict), if given, gets ``"outputs_written": True`` once saved_model and
+    results.json are in place, so a caller interrupted later knows they are complete.
+    """
     started = time.monotonic()
+    status = {} if status is None else status
+    for hook in REQUIRED_HOOKS:
+        if not getattr(manager.hook, hook).get_hookimpls():
+            raise PluginError(f"no plugin implements {hook}; is a built-in plugin blocked?")
     call_all(manager, "tl_on_run_start", config=config)
     check_replaceable(config.saved_model_dir)
+    if config.results_file.exists() and not config.results_file.is_file():
+        raise OutputError(f"{config.results_file} exists and is not a file; move it away or choose another "
+                          "evaluate_result_dir")
     answered = {}
     dataset, answered["tl_load_dataset"] = _answer(manager, "tl_load_dataset", config=config, reporter=reporter)
     if not isinstance(dataset, DatasetIndex):
@@ -55,7 +71,7 @@ def run(config, manager, reporter):
     created = prepare_output_dir(config.output_dir, "output_dir")
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
-        metrics = _train_save_evaluate(manager, config, reporter, dataset, answered)
+        metrics = _train_save_evaluate(manager, config, reporter, dataset, answered, status)
     except BaseException:
         remove_if_empty(created)
         raise
@@ -65,7 +81,7 @@ def run(config, manager, reporter):
     return metrics
 
 
-def _train_save_evaluate(manager, config, reporter, dataset, answered):
+def _train_save_evaluate(manager, config, reporter, dataset, answered, status):
     preprocessing = Preprocessing.from_config(config)
     common = {"config": config, "reporter": reporter}
     model, answered["tl_load_base_model"] = _answer(manager, "tl_load_base_model", **common)
@@ -93,8 +109,16 @@ def _train_save_evaluate(manager, config, reporter, dataset, answered):
             ],
             "metrics": metrics,
         })
-        staged.publish()
-    write_json_atomic(config.results_file, metrics)
+        results = staged_json(config.results_file, metrics)
+        try:
+            with signals_deferred():
+                staged.publish()
+                os.replace(results, config.results_file)
+                status["outputs_written"] = True
+        except OSError as exc:
+            raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
+        finally:
+            results.unlink(missing_ok=True)
     return metrics
 
 

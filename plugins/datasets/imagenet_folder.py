@@ -17,6 +17,8 @@ from plugins.datasets.probe import probe
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SHOWN = 5
+MAX_LABEL_ID = 65535
+"""The output layer has (largest id + 1) units, so ids are kept to a sane range."""
 
 
 @hookimpl
@@ -42,6 +44,11 @@ def load_labels(path):
             raise DatasetError(f'labels file {path}: id of "{name}" is {label!r}; ids must be integers')
         if label < 0:
             raise DatasetError(f'labels file {path}: id of "{name}" is {label}; ids must be 0 or more')
+        if label > MAX_LABEL_ID:
+            raise DatasetError(
+                f'labels file {path}: id of "{name}" is {label}; ids must be at most {MAX_LABEL_ID} '
+                "(the model gets one output per id up to the largest)"
+            )
         if label in by_id:
             raise DatasetError(
                 f'labels file {path}: "{by_id[label]}" and "{name}" both have id {label}; give each class its own id'
@@ -55,6 +62,10 @@ def _listing(items):
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
+def _unreadable(error):
+    raise DatasetError(f"cannot read the folder {error.filename}: {error.strerror}; check its permissions") from None
+
+
 def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     """Index ``root/<class>/<image>``; every class folder must be in ``labels``."""
     samples, pillow, skipped, ignored = [], set(), [], []
@@ -63,6 +74,11 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     except OSError as exc:
         raise DatasetError(f"cannot read {name} folder {root}: {exc.strerror}") from None
     classes = [entry for entry in entries if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
+    linked = [entry.name for entry in entries if entry.is_symlink() and not entry.name.startswith(".")]
+    if linked:
+        reporter.warning(
+            f"{name} folder {root}: ignoring {len(linked)} symbolic link(s), which are not followed: {_listing(linked)}"
+        )
     stray = [entry.name for entry in entries if entry.is_file() and not entry.name.startswith(".")]
     if stray:
         reporter.warning(f"{name} folder {root}: ignoring {len(stray)} file(s) outside class folders: {_listing(stray)}")
@@ -74,7 +90,7 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
                 f'{name} folder has class "{entry.name}", which is not in {labels_file}; add it there or remove the folder'
             )
         found = 0
-        for dirpath, dirnames, filenames in os.walk(entry.path):
+        for dirpath, dirnames, filenames in os.walk(entry.path, onerror=_unreadable):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for filename in sorted(filenames):
                 if filename.startswith("."):

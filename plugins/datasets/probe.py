@@ -4,6 +4,7 @@ Pure Python and cheap (a few small reads per file), so a dataset is checked in
 well under a second per thousand images, before TensorFlow is even imported.
 """
 
+import os
 import struct
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ class Probe:
 
 
 def probe(path):
+    if not os.path.isfile(path):  # a FIFO or device named .jpg would block or never end
+        return Probe(problem="not a regular file")
     try:
         with open(path, "rb") as handle:
             head = handle.read(32)
@@ -66,14 +69,27 @@ def _probe_jpeg(handle):
         return Probe(JPEG, problem="truncated JPEG (no end-of-image marker)")
     handle.seek(2)
     components, orientation = 3, 1
+    damaged = Probe(JPEG, problem="damaged JPEG (bad marker structure)")
     while True:
-        marker = handle.read(4)
-        if len(marker) < 4 or marker[0] != 0xFF:
-            return Probe(JPEG, problem="damaged JPEG (bad marker structure)")
-        kind, length = marker[1], struct.unpack(">H", marker[2:])[0]
+        if handle.read(1) != b"\xff":
+            return damaged
+        kind = handle.read(1)
+        while kind == b"\xff":  # fill bytes before a marker are allowed
+            kind = handle.read(1)
+        if not kind:
+            return damaged
+        kind = kind[0]
         if kind == 0xDA:  # start of scan: the headers are over
             break
-        body = handle.read(length - 2)
+        if kind == 0x01 or 0xD0 <= kind <= 0xD7:  # markers without a segment
+            continue
+        raw = handle.read(2)
+        if len(raw) < 2 or struct.unpack(">H", raw)[0] < 2:
+            return damaged
+        length = struct.unpack(">H", raw)[0] - 2
+        body = handle.read(length)
+        if len(body) < length:
+            return damaged
         if kind in SOF_MARKERS and len(body) >= 6:
             components = body[5]
         elif kind == 0xE1 and body.startswith(b"Exif\0\0"):
