@@ -160,6 +160,23 @@ def test_saved_model_reloads_and_reproduces_reported_accuracy(trained, textures)
     assert abs(accuracy - reported) <= 1 / len(samples) + 1e-9, (accuracy, reported)
 
 
+def test_saved_model_serves_without_keras(trained, textures):
+    """Tools that read SavedModels without Keras (TF Serving, converters) find a serving signature:
+    image in, predictions out, the same scores as the Keras model."""
+    import numpy as np
+    import tensorflow as tf
+
+    project, _ = trained
+    saved = project.root / "out" / "saved_model"
+    samples = validation_samples(textures, read_json(saved / "labels.json"))[:4]
+    images = model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+
+    serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
+    served = serve(image=tf.constant(images))["predictions"].numpy()
+
+    assert np.allclose(served, load_saved_model(project).predict(images, verbose=0), atol=1e-5)
+
+
 def test_label_ids_with_a_gap_are_the_output_indices(textures, base_h5, tmp_path):
     """With ids 1..3 the model has 4 outputs, index 0 is reported unused, and predictions are labels.json ids."""
     import numpy as np

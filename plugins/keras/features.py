@@ -40,14 +40,19 @@ def fingerprint(features_model, preprocessing, dataset):
     return digest.hexdigest()[:20]
 
 
-def extract(features_model, split, preprocessing, batch_size, out, reporter):
-    """Fill the rows of ``out`` (n x dim) with the features of ``split``'s images.
+def compiled(model):
+    """``model`` in inference mode as one graph for any batch size (traced once, not per batch shape)."""
+    import tensorflow as tf
+
+    return tf.function(lambda images: model(images, training=False),
+                       input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
+
+
+def extract(compute, split, preprocessing, batch_size, out, reporter):
+    """Fill the rows of ``out`` (n x dim) with ``compute``'s features of ``split``'s images.
 
     Returns the indices of images TensorFlow could not decode (their rows stay unset).
     """
-    import tensorflow as tf
-
-    compute = tf.function(lambda images: features_model(images, training=False))
     bar = reporter.progress(len(split), label=f"features of {split.name} images ", unit="img")
     seen = set()
     for images, _, index in make_dataset(split, preprocessing, batch_size, indexed=True):
@@ -69,13 +74,14 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
     size = sum(len(getattr(dataset, name)) for name in SPLITS) * dim * 4
     batch_size = max(config.batch_size, 32)
     bad_images = config.options.get("bad_images", "skip")
+    compute = compiled(features_model)
     if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
         reporter.info(f"Computing features once per image ({dim} values each, {size / 2**20:.1f} MiB in memory)")
         arrays, bad = {}, {}
         for name in SPLITS:
             split = getattr(dataset, name)
             arrays[name] = np.zeros((len(split), dim), dtype=np.float32)
-            bad[name] = extract(features_model, split, preprocessing, batch_size, arrays[name], reporter)
+            bad[name] = extract(compute, split, preprocessing, batch_size, arrays[name], reporter)
             report_undecodable(split, bad[name], bad_images, reporter)
         return {name: (arrays[name], labels[name], _rows(len(labels[name]), bad[name])) for name in SPLITS}
 
@@ -102,7 +108,7 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
                 split = getattr(dataset, name)
                 out = np.lib.format.open_memmap(staged.path / f"{name}.npy", mode="w+", dtype=np.float32,
                                                 shape=(len(split), dim))
-                bad[name] = extract(features_model, split, preprocessing, batch_size, out, reporter)
+                bad[name] = extract(compute, split, preprocessing, batch_size, out, reporter)
                 out.flush()
                 del out
                 report_undecodable(split, bad[name], bad_images, reporter)

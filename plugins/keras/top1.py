@@ -11,7 +11,10 @@ def tl_evaluate(model, dataset, preprocessing, config, reporter):
     import tensorflow as tf
 
     split = dataset.validation
-    predict = tf.function(lambda images: tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32))
+    predict = tf.function(  # traced once for every batch size
+        lambda images: tf.argmax(model(images, training=False), axis=-1, output_type=tf.int32),
+        input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)],
+    )
     correct = np.zeros(dataset.num_outputs, dtype=np.int64)
     total = np.zeros(dataset.num_outputs, dtype=np.int64)
     bar = reporter.progress(len(split), label="evaluating ", unit="img")
