@@ -1,7 +1,7 @@
 """tl against the plain-Keras way, side by side, on generated JPEG datasets.
 
-    python bench/benchmark.py            # MobileNetV2 at 224 px: 500 images for speed, 500 vs 5000 for memory
-    python bench/benchmark.py --quick    # smaller: 96 px, alpha 0.35, 300 vs 3000 images
+    python bench/benchmark.py            # MobileNetV2 at 224 px: 2000 images for speed, 500 vs 5000 for memory
+    python bench/benchmark.py --quick    # smaller: 96 px, alpha 0.35, 500 images; 300 vs 3000 for memory
 
 Prints, for each figure, tl's value, the reference's value and their ratio:
 wall time for N epochs with a frozen base (tl computes features once), per-epoch
@@ -135,9 +135,10 @@ def row(name, tl, reference, unit, better="lower"):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="96 px, alpha 0.35, 300 / 3000 images")
-    parser.add_argument("--images", type=int, help="images for the speed comparison (default 500)")
-    parser.add_argument("--large", type=int, help="images for the memory comparison (default 10x --images)")
+    parser.add_argument("--quick", action="store_true", help="96 px, alpha 0.35, 500 images; 300 / 3000 for memory")
+    parser.add_argument("--images", type=int, help="images for the speed comparison (default 2000)")
+    parser.add_argument("--small", type=int, help="smaller dataset of the memory comparison (default 500)")
+    parser.add_argument("--large", type=int, help="larger dataset of the memory comparison (default 10x --small)")
     parser.add_argument("--input-size", type=int)
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--epochs", type=int, default=10)
@@ -145,8 +146,9 @@ def main():
     parser.add_argument("--weights", choices=("random", "imagenet"), default="random")
     parser.add_argument("--workdir", type=Path, help="keep datasets and runs here (default: a temporary folder)")
     args = parser.parse_args()
-    args.images = args.images or (300 if args.quick else 500)
-    args.large = args.large or 10 * args.images
+    args.images = args.images or (500 if args.quick else 2000)
+    args.small = args.small or (300 if args.quick else 500)
+    args.large = args.large or 10 * args.small
     args.input_size = args.input_size or (96 if args.quick else 224)
     args.alpha = args.alpha or (0.35 if args.quick else 1.0)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tl-bench-"))
@@ -155,7 +157,8 @@ def main():
 
     print(f"Workdir {workdir}; MobileNetV2 alpha {args.alpha} at {args.input_size} px ({args.weights} weights), "
           f"{args.epochs} epochs, batch {args.batch_size}, {os.cpu_count()} cores", flush=True)
-    small = make_dataset(workdir / f"data-{args.images}", args.images)
+    speed = make_dataset(workdir / f"data-{args.images}", args.images)
+    small = make_dataset(workdir / f"data-{args.small}", args.small)
     large = make_dataset(workdir / f"data-{args.large}", args.large)
     base = make_base(workdir / f"base-{args.input_size}-{args.alpha}-{args.weights}.h5", args.input_size, args.alpha,
                      None if args.weights == "random" else "imagenet")
@@ -168,31 +171,31 @@ def main():
                 ("tl run (configuration error)", ["run", str(bad)]))}
 
     print(f"Frozen base, {args.images} images, {args.epochs} epochs: tl ...", flush=True)
-    tl_cached = run_tl(write_config(workdir / "tl-cached", small, base, args), workdir)
+    tl_cached = run_tl(write_config(workdir / "tl-cached", speed, base, args), workdir)
     print("... and the plain-Keras reference", flush=True)
-    ref = run_reference(base, small, args, workdir, args.epochs)
+    ref = run_reference(base, speed, args, workdir, args.epochs)
 
     streaming_epochs = 3
     print(f"No caching possible (augmentation), {streaming_epochs} epochs: tl ...", flush=True)
-    tl_stream = run_tl(write_config(workdir / "tl-augment", small, base, args, epochs=streaming_epochs,
+    tl_stream = run_tl(write_config(workdir / "tl-augment", speed, base, args, epochs=streaming_epochs,
                                     augmentation=["flip"]), workdir)
     print("... and the reference with the same augmentation", flush=True)
-    ref_stream = run_reference(base, small, args, workdir, streaming_epochs, augment=True)
+    ref_stream = run_reference(base, speed, args, workdir, streaming_epochs, augment=True)
 
-    print(f"Memory: tl on {args.images} and {args.large} images ...", flush=True)
+    print(f"Memory: tl on {args.small} and {args.large} images ...", flush=True)
     tl_large = run_tl(write_config(workdir / "tl-large", large, base, args, epochs=2), workdir)
     tl_small = run_tl(write_config(workdir / "tl-small", small, base, args, epochs=2), workdir)
 
     print()
     print(f"{'figure':<44} {'tl':>10} {'reference':>10} {'unit':<6} {'ratio':>7}")
-    row(f"wall time, {args.epochs} epochs, frozen base", tl_cached["wall_seconds"], ref["wall_seconds"], "s")
+    row(f"wall time, {args.images} images, {args.epochs} epochs, frozen", tl_cached["wall_seconds"], ref["wall_seconds"], "s")
     row("Top-1 accuracy, same run", tl_cached["top_1_accuracy"], ref["top_1_accuracy"], "", "higher")
     row("peak RSS, same run", tl_cached["peak_rss_mib"], ref["peak_rss_mib"], "MiB")
-    n_train = sum(1 for _ in (small / "training").rglob("*.jpg"))
-    n_val = sum(1 for _ in (small / "validation").rglob("*.jpg"))
+    n_train = sum(1 for _ in (speed / "training").rglob("*.jpg"))
+    n_val = sum(1 for _ in (speed / "validation").rglob("*.jpg"))
     row("per-epoch images/s with augmentation", (n_train + n_val) / steady_epoch(tl_stream["epoch_seconds"]),
         (n_train + n_val) / steady_epoch(ref_stream["epoch_seconds"]), "img/s", "higher")
-    row(f"peak RSS tl, {args.large} vs {args.images} images", tl_large["peak_rss_mib"], tl_small["peak_rss_mib"], "MiB")
+    row(f"peak RSS tl, {args.large} vs {args.small} images", tl_large["peak_rss_mib"], tl_small["peak_rss_mib"], "MiB")
     for name, seconds in startup.items():
         print(f"{'CLI start-up, ' + name:<44} {seconds:>10.3f} {'':>10} {'s':<6} {'':>7}  (limit 1.2 s, target < 0.3 s)")
 
