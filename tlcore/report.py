@@ -99,13 +99,18 @@ class Reporter:
         self.interval = interval
         self.warnings = []
 
+    def _line_start(self, stream):
+        """On a terminal, erase a progress line drawn in place, so a message never runs into it."""
+        isatty = stream.isatty() if self.isatty is None else self.isatty
+        return "\r\x1b[K" if isatty else ""
+
     def info(self, message):
-        self.stream.write(message + "\n")
+        self.stream.write(self._line_start(self.stream) + message + "\n")
         self.stream.flush()
 
     def warning(self, message):
         self.warnings.append(message)
-        self.err.write(f"Warning: {message}\n")
+        self.err.write(f"{self._line_start(self.err)}Warning: {message}\n")
         self.err.flush()
 
     def progress(self, total, label="", unit="img"):

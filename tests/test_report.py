@@ -1,0 +1,69 @@
+"""What the terminal shows: progress lines, activity ticks, messages that never run into them."""
+
+import io
+import time
+
+from tlcore.report import Progress, Reporter
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_in_a_log_prints_a_line_every_interval_with_rate_and_eta():
+    stream, clock = io.StringIO(), Clock()
+    bar = Progress(stream, 100, label="features ", interval=2.0, isatty=False, clock=clock)
+    for done in range(10, 101, 10):
+        clock.now += 0.5
+        bar.update(done, loss=0.5)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, "one line per 2 s of work, not one per update"
+    assert lines[0].startswith("features 40/100 [") and "20.0 img/s" in lines[0] and "ETA 0:03" in lines[0]
+    assert "loss: 0.5000" in lines[0]
+    bar.finish(loss=0.25)
+    assert stream.getvalue().splitlines()[-1].startswith("features 100/100 [========================] - 20.0 img/s")
+
+
+def test_progress_on_a_terminal_redraws_one_line_in_place():
+    stream, clock = io.StringIO(), Clock()
+    bar = Progress(stream, 4, isatty=True, clock=clock)
+    for done in range(1, 5):
+        clock.now += 0.2
+        bar.update(done)
+    bar.finish()
+    text = stream.getvalue()
+    assert text.count("\n") == 1 and text.count("\r") == 5
+
+
+def test_messages_erase_a_line_drawn_in_place_on_a_terminal():
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO(), isatty=True)
+    reporter.info("Base model: x")
+    reporter.warning("careful")
+    assert reporter.stream.getvalue() == "\r\x1b[KBase model: x\n"
+    assert reporter.err.getvalue() == "\r\x1b[KWarning: careful\n"
+    plain = Reporter(stream=io.StringIO(), err=io.StringIO(), isatty=False)
+    plain.info("Base model: x")
+    assert plain.stream.getvalue() == "Base model: x\n"
+
+
+def test_activity_ticks_while_a_long_step_runs_and_says_how_long_it_took():
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO(), isatty=False, interval=0.05)
+    with reporter.activity("Saving the SavedModel"):
+        time.sleep(0.3)
+    lines = reporter.stream.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("Saving the SavedModel ... 0:00") for line in lines[:-1])
+    assert lines[-1].startswith("Saving the SavedModel: done in 0.")
+
+
+def test_activity_that_fails_does_not_claim_it_is_done():
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO(), isatty=False, interval=10)
+    try:
+        with reporter.activity("Loading"):
+            raise ValueError("no")
+    except ValueError:
+        pass
+    assert "done" not in reporter.stream.getvalue()
