@@ -1,6 +1,5 @@
 """``tl``: transfer-learn an image classifier from a configuration file."""
 
-import json
 import logging
 import os
 import signal

@@ -48,7 +48,7 @@ def texture_dataset(root, train_per_class=12, val_per_class=6, crop=64, seed=0):
 
     rng = random.Random(seed)
     root = Path(root)
-    for index, name in enumerate(TEXTURES):
+    for name in TEXTURES:
         texture = np.asarray(getattr(data, name)())
         if texture.ndim == 2:
             texture = np.stack([texture] * 3, axis=-1)

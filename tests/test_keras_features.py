@@ -56,7 +56,8 @@ def test_disk_cache_is_reused_only_while_model_preprocessing_and_files_are_uncha
     inputs = tf.keras.Input((32, 32, 3))
     model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(4, 3)(inputs)))
 
-    def features(model=model, preprocessing=Preprocessing.from_config(config)):
+    def features(model=model, preprocessing=None):
+        preprocessing = preprocessing or Preprocessing.from_config(config)
         reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
         arrays = feature_arrays(model, dataset, preprocessing, config, reporter, mode="disk")
         folders = sorted(p.name for p in (config.output_dir / CACHE_FOLDER).glob("features-*"))

@@ -50,7 +50,8 @@ def model_inputs(tmp_path, files, size=32):
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
     split, _ = index_split("training", tmp_path / "images", {"all": 0}, "labels.json", reporter)
     by_name = {}
-    for (path, _), (batch, _) in zip(split.samples, make_dataset(split, Preprocessing("mobilenet_v2", size, 1 / 127.5, -1.0), 1)):
+    batches = make_dataset(split, Preprocessing("mobilenet_v2", size, 1 / 127.5, -1.0), 1)
+    for (path, _), (batch, _) in zip(split.samples, batches, strict=True):
         by_name[path.name] = batch.numpy()[0]
     return by_name, reporter.err.getvalue()
 

@@ -62,13 +62,13 @@ class PluginManager(pluggy.PluginManager):
     def load_builtins(self, module_names, package="plugins"):
         for module_name in module_names:
             info = PluginInfo(builtin_name(module_name, package), module_name, builtin=True)
-            self._load(info, lambda: importlib.import_module(module_name))
+            self._load(info, lambda name=module_name: importlib.import_module(name))
 
     def load_modules(self, module_names):
         """Plugins named by module (``tl run -p MODULE``): for trying a plugin without installing it."""
         for module_name in module_names:
             info = PluginInfo(module_name, module_name)
-            self._load(info, lambda: importlib.import_module(module_name))
+            self._load(info, lambda name=module_name: importlib.import_module(name))
 
     def load_entrypoints(self, group=ENTRY_POINT_GROUP):
         if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):

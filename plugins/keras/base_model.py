@@ -34,6 +34,11 @@ def load_mobilenet_v2(config, reporter):
     size = config.input_tensor_size
     alpha = config.options["mobilenet_alpha"]
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
+    if weights is None and not config.options.get("fine_tune_layers"):
+        reporter.warning(
+            'MobileNetV2 with random weights ("weights": null) and a frozen base gives features that carry '
+            'almost no information, so the head cannot learn much; use a weights file, or "fine_tune_layers"'
+        )
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
     reporter.info(f"Base model: MobileNetV2 (alpha {alpha:g}, {size}x{size}, {shown} weights, no top)")
