@@ -143,6 +143,33 @@ def load_base(config, reporter):
     return tl_load_base_model(config=config, reporter=reporter)
 
 
+def test_mobilenet_v2_loads_a_local_weights_file(tf, tmp_path, reporter):
+    """Offline users point "weights" at a file: the default base is built with exactly those weights."""
+    import dataclasses
+
+    donor = tf.keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    weights = tmp_path / "mobilenet_v2_0.35_no_top.h5"
+    donor.save_weights(weights)
+    config = dataclasses.replace(config_with_model(tmp_path, None),
+                                 options={"weights": weights, "mobilenet_alpha": 0.35})
+
+    model = load_base(config, reporter)
+
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), donor.get_weights(), strict=True))
+    assert f"{weights} weights" in reporter.stream.getvalue()
+
+
+def test_a_weights_file_for_another_model_is_a_clear_error(tf, tmp_path, reporter):
+    import dataclasses
+
+    weights = tmp_path / "other.h5"
+    single_conv(tf, (32, 32, 3)).save_weights(weights)
+    config = dataclasses.replace(config_with_model(tmp_path, None),
+                                 options={"weights": weights, "mobilenet_alpha": 0.35})
+    with pytest.raises(ModelError, match=r"cannot load MobileNetV2 weights from .*other.h5: ValueError"):
+        load_base(config, reporter)
+
+
 def single_conv(tf, shape):
     return tf.keras.Sequential([tf.keras.Input(shape), tf.keras.layers.Conv2D(4, 3, activation="relu")])
 
