@@ -8,7 +8,8 @@ import sys
 import click
 
 from tlcore import __version__
-from tlcore.errors import PluginError, TLError
+from tlcore.calls import describe_exception
+from tlcore.errors import PluginError, TLError, one_line
 from tlcore.pluginmanager import DISABLE_ENV
 
 from cli.plugins import load_plugins, plugin_option, plugins
@@ -51,35 +52,14 @@ def run(configuration, blocked, extra, debug):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
-    from tlcore.config import blocked_plugins, load_config, plugin_config_keys
     from tlcore.report import Reporter
     from tlcore.run import run as run_flow
 
     status = {}
     try:
-        configured = blocked_plugins(configuration)
-        manager = load_plugins((*blocked, *configured), extra)
-        for names, where in ((blocked, "--block"), (configured, '"block_plugins" in configuration.json:')):
-            unknown = sorted(set(names) - set(manager.infos))
-            if unknown:
-                raise PluginError(f"{where} {unknown[0]}: no plugin has this name; `tl plugins list` shows the names")
-        for info in manager.failures:
-            raise PluginError(
-                f'plugin "{info.name}" cannot be used ({info.error}); uninstall it, '
-                f"skip it with --block {info.name}, or set {DISABLE_ENV}=1 to load no installed plugins"
-            )
-        keys = [key for plugin_keys in plugin_config_keys(manager).values() for key in plugin_keys]
-        config = load_config(configuration, plugin_keys=keys)
+        manager, config = _prepare(configuration, blocked, extra)
         reporter = Reporter()
-        reporter.info(f"tl {__version__}: {config.config_file}")
-        added = [info for info in manager.describe() if not info.builtin and not info.blocked]
-        if added:
-            reporter.info("Plugins: " + ", ".join(
-                f"{info.name} ({info.distribution} {info.version})" if info.distribution else info.name
-                for info in added
-            ))
-        if manager.blocked_names:
-            reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
+        _header(reporter, config, manager)
         run_flow(config, manager, reporter, status)
     except KeyboardInterrupt as stop:
         word, code = ("Terminated", 128 + signal.SIGTERM) if isinstance(stop, Terminated) else ("Interrupted", EXIT_INTERRUPTED)
@@ -94,8 +74,45 @@ def run(configuration, blocked, extra, debug):
             raise
         click.echo(f"\nError: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug in tl itself: still one line, the traceback on request
+        if debug:
+            raise
+        click.echo(f"\nError: unexpected {one_line(describe_exception(exc))}; run again with --debug for the "
+                   "traceback, and please report it", err=True)
+        sys.exit(1)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _prepare(configuration, blocked, extra):
+    """Load the plugins (minus blocked ones), then read and check the configuration with their keys."""
+    from tlcore.config import blocked_plugins, load_config, plugin_config_keys
+
+    configured = blocked_plugins(configuration)
+    manager = load_plugins((*blocked, *configured), extra)
+    for names, where in ((blocked, "--block"), (configured, '"block_plugins" in configuration.json:')):
+        unknown = sorted(set(names) - set(manager.infos))
+        if unknown:
+            raise PluginError(f"{where} {unknown[0]}: no plugin has this name; `tl plugins list` shows the names")
+    for info in manager.failures:
+        raise PluginError(
+            f'plugin "{info.name}" cannot be used ({info.error}); uninstall it, '
+            f"skip it with --block {info.name}, or set {DISABLE_ENV}=1 to load no installed plugins"
+        )
+    keys = [key for plugin_keys in plugin_config_keys(manager).values() for key in plugin_keys]
+    return manager, load_config(configuration, plugin_keys=keys)
+
+
+def _header(reporter, config, manager):
+    """Like pytest's header: the version, the configuration, and plugins that are not the built-ins."""
+    reporter.info(f"tl {__version__}: {config.config_file}")
+    added = [info for info in manager.describe() if not info.builtin and not info.blocked]
+    if added:
+        reporter.info("Plugins: " + ", ".join(
+            f"{info.name} ({info.distribution} {info.version})" if info.distribution else info.name for info in added
+        ))
+    if manager.blocked_names:
+        reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
 
 
 main.add_command(plugins)

@@ -120,3 +120,17 @@ def test_user_errors_print_one_line_and_no_traceback_in_a_real_process(tmp_path)
     assert result.returncode == 2
     assert "not valid JSON" in one_line_error(result)
     assert result.stdout == ""
+
+
+def test_a_bug_in_tl_is_one_line_and_debug_shows_the_traceback(project, monkeypatch):
+    import tlcore.run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tlcore.run, "run", broken)
+    result = project.run()
+    assert result.exit_code == 1
+    assert "unexpected RuntimeError: boom; run again with --debug" in one_line_error(result)
+    debugged = project.run("--debug")
+    assert isinstance(debugged.exception, RuntimeError)
