@@ -45,6 +45,8 @@ class Progress:
         now = self.clock()
         wait = 0.1 if self.isatty else self.interval
         since = self.last_draw if self.last_draw is not None else (None if self.isatty else self.start)
+        if not self.isatty and self.total and done >= self.total:
+            return  # in a log, the finishing line says it; no near-copy just before it
         if since is None or now - since >= wait:
             self._draw(self.line(now))
             self.last_draw = now
