@@ -120,6 +120,27 @@ def test_sequential_model_wrapping_a_base_is_cut_after_pooling(tf, reporter):
     assert "Top layers removed: fc (Dense)" in reporter.stream.getvalue()
 
 
+def test_a_model_tl_saved_can_be_the_base_of_the_next_run(tf, tmp_path, reporter):
+    """Re-training from tl's own SavedModel: its head is removed and the features come from the nested base."""
+    from plugins.keras.saved_model import tl_save_model
+    from plugins.keras.trainer import build_classifier
+
+    user = conv_base(tf)
+    pooled = tf.keras.layers.GlobalAveragePooling2D(name="gap")(user.output)
+    with_top = tf.keras.Model(user.input, tf.keras.layers.Dense(5, activation="softmax", name="top")(pooled))
+    first = build_classifier(remove_top(with_top, reporter), num_outputs=3, size=32, dropout=0.2).model
+    (tmp_path / "saved").mkdir()
+    tl_save_model(model=first, path=tmp_path / "saved", reporter=reporter)
+
+    features = remove_top(tf.keras.models.load_model(tmp_path / "saved", compile=False), reporter)
+
+    assert features.output_shape == (None, 8)
+    assert "Top layers removed: dropout (Dropout), predictions (Dense)" in reporter.stream.getvalue()
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    assert np.allclose(features.predict(images, verbose=0), first.get_layer(index=1).predict(images, verbose=0),
+                       atol=1e-5)
+
+
 # --- plugins/keras/base_model.py: the user's model (source_keras_model) -----
 
 

@@ -52,4 +52,22 @@ def tl_remove_top_layer(model, reporter):
         return model
     names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in removed)
     reporter.info(f'Top layers removed: {names}; features are the output of "{feature_layer.name}"')
-    return tf.keras.Model(inputs=model.inputs, outputs=feature_layer.output, name=f"{model.name}_features")
+    return tf.keras.Model(inputs=model.inputs, outputs=output_in(model, feature_layer), name=f"{model.name}_features")
+
+
+def output_in(model, layer):
+    """``layer``'s output tensor in ``model``'s own graph.
+
+    A nested model (e.g. the feature extractor inside a model tl saved) also has an
+    output in its inner graph; the call inside ``model`` is its last inbound node.
+    """
+    import tensorflow as tf
+
+    for node in range(len(layer.inbound_nodes) - 1, -1, -1):
+        candidate = layer.get_output_at(node)
+        try:
+            tf.keras.Model(inputs=model.inputs, outputs=candidate)
+        except ValueError:  # a tensor of another graph: "Graph disconnected"
+            continue
+        return candidate
+    return layer.output
