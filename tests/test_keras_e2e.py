@@ -211,7 +211,7 @@ def test_default_mobilenet_v2_base(textures, tmp_path):
     assert result.exit_code == 0, result.output
     assert "MobileNetV2" in result.output
     assert "Top layers: none to remove" in result.output
-    assert 'Warning: MobileNetV2 with random weights ("weights": null) and a frozen base' in result.output
+    assert 'Warning: MobileNetV2 with random weights ("weights": null): its features are random' in result.output
     assert load_saved_model(project).output_shape == (None, 3)
     assert project.results()["num_images"] == 3 * VAL_PER_CLASS
 

@@ -278,3 +278,17 @@ def test_pipeline_batches_rgb_inputs_in_the_preprocessing_range(tf, mixed_images
     assert images.min() < low + 0.1 * (high - low) and images.max() > high - 0.1 * (high - low)
     gray = images[1]
     assert np.allclose(gray[..., 0], gray[..., 1]) and np.allclose(gray[..., 0], gray[..., 2])
+
+
+def test_random_mobilenet_v2_features_are_informative_not_vanishing(tf):
+    """Keras' default initialisation makes a frozen MobileNetV2's features ~1e-10; tl's He scaling keeps them
+    at unit size, so "weights": null still gives features a head can learn from."""
+    from plugins.keras.base_model import he_initialise
+
+    model = tf.keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    assert np.abs(model(images, training=False).numpy()).max() < 1e-6
+    he_initialise(model, seed=0)
+    features = model(images, training=False).numpy()
+    assert 0.1 < features.std() < 100
+    assert np.abs(features[0] - features[1]).mean() > 0.01, "different images, different features"

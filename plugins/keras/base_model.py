@@ -34,18 +34,21 @@ def load_mobilenet_v2(config, reporter):
     size = config.input_tensor_size
     alpha = config.options["mobilenet_alpha"]
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
-    if weights is None and not config.options.get("fine_tune_layers"):
+    if weights is None:
         reporter.warning(
-            'MobileNetV2 with random weights ("weights": null) and a frozen base gives features that carry '
-            'almost no information, so the head cannot learn much; use a weights file, or "fine_tune_layers"'
+            'MobileNetV2 with random weights ("weights": null): its features are random projections, so expect '
+            "far lower accuracy than with ImageNet weights; for real use give a weights file"
         )
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
     reporter.info(f"Base model: MobileNetV2 (alpha {alpha:g}, {size}x{size}, {shown} weights, no top)")
     try:
-        return tf.keras.applications.MobileNetV2(
+        model = tf.keras.applications.MobileNetV2(
             input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=weights
         )
+        if weights is None:
+            he_initialise(model, config.seed)
+        return model
     except Exception as exc:
         if weights == "imagenet":
             raise ModelError(
@@ -73,6 +76,27 @@ def saving_keras_version(path):
             return version.decode() if isinstance(version, bytes) else version
     except Exception:  # not a file of either kind: nothing to say about versions
         return None
+
+
+def he_initialise(model, seed=None):
+    """Re-draw every convolution kernel with He scaling (std = sqrt(2 / fan-in)).
+
+    With Keras' default initialisation a frozen MobileNetV2 shrinks its input by
+    about 1e-10 on the way through, so its features are numerically zero; He
+    scaling keeps them at unit size, so random features still carry information.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
+            kernel, fan_in = layer.depthwise_kernel, int(np.prod(layer.depthwise_kernel.shape[:2]))
+        elif isinstance(layer, tf.keras.layers.Conv2D):
+            kernel, fan_in = layer.kernel, int(np.prod(layer.kernel.shape[:-1]))
+        else:
+            continue
+        kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
 
 
 def load_user_model(path, config, reporter):
