@@ -10,7 +10,7 @@ import click
 from tlcore import __version__
 from tlcore.calls import describe_exception
 from tlcore.errors import PluginError, TLError, one_line
-from tlcore.pluginmanager import DISABLE_ENV
+from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
 from cli.plugins import load_plugins, plugin_option, plugins
 
@@ -19,6 +19,11 @@ EXIT_INTERRUPTED = 130
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C."""
+
+
+def _fresh_line():
+    """On a terminal, end a progress line drawn in place before a message (elsewhere nothing is needed)."""
+    return "\n" if sys.stderr.isatty() else ""
 
 
 def _raise_terminated(signum, frame):
@@ -51,56 +56,70 @@ def run(configuration, blocked, extra, debug):
     if not debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous_handlers = {signal.SIGINT: signal.getsignal(signal.SIGINT),
+                         signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
     from tlcore.report import Reporter
     from tlcore.run import run as run_flow
 
     status = {}
     try:
-        manager, config = _prepare(configuration, blocked, extra)
+        manager, config, notes = _prepare(configuration, blocked, extra)
         reporter = Reporter()
         _header(reporter, config, manager)
+        for note in notes:
+            reporter.warning(note)
         run_flow(config, manager, reporter, status)
+        for signum in (signal.SIGINT, signal.SIGTERM):  # done: a late Ctrl-C must not turn success into failure
+            signal.signal(signum, signal.SIG_IGN)
     except KeyboardInterrupt as stop:
         word, code = ("Terminated", 128 + signal.SIGTERM) if isinstance(stop, Terminated) else ("Interrupted", EXIT_INTERRUPTED)
         if status.get("outputs_written"):
-            click.echo(f"\n{word} after the outputs were written: saved_model and results.json are complete.", err=True)
+            click.echo(f"{_fresh_line()}{word} after the outputs were written: saved_model and results.json are complete.", err=True)
         else:
-            click.echo(f"\n{word}: stopped before finishing; no output was written and earlier outputs are unchanged.",
+            click.echo(f"{_fresh_line()}{word}: stopped before finishing; no output was written and earlier outputs are unchanged.",
                        err=True)
         sys.exit(code)
     except TLError as exc:
         if debug:
             raise
-        click.echo(f"\nError: {exc}", err=True)
+        click.echo(f"{_fresh_line()}Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug in tl itself: still one line, the traceback on request
         if debug:
             raise
-        click.echo(f"\nError: unexpected {one_line(describe_exception(exc))}; run again with --debug for the "
+        click.echo(f"{_fresh_line()}Error: unexpected {one_line(describe_exception(exc))}; run again with --debug for the "
                    "traceback, and please report it", err=True)
         sys.exit(1)
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
 
 def _prepare(configuration, blocked, extra):
-    """Load the plugins (minus blocked ones), then read and check the configuration with their keys."""
+    """Load the plugins (minus blocked ones), then read and check the configuration with their keys.
+
+    Returns the manager, the configuration and warnings to show once output starts.
+    """
     from tlcore.config import blocked_plugins, load_config, plugin_config_keys
 
     configured = blocked_plugins(configuration)
     manager = load_plugins((*blocked, *configured), extra)
-    for names, where in ((blocked, "--block"), (configured, '"block_plugins" in configuration.json:')):
-        unknown = sorted(set(names) - set(manager.infos))
-        if unknown:
-            raise PluginError(f"{where} {unknown[0]}: no plugin has this name; `tl plugins list` shows the names")
+    notes = []
+    for names, where, strict in ((blocked, "--block", not installed_plugins_disabled()),
+                                 (configured, '"block_plugins" in the configuration:', False)):
+        for name in sorted(set(names) - set(manager.infos)):
+            if strict:
+                raise PluginError(f"{where} {name}: no plugin has this name; `tl plugins list` shows the names")
+            notes.append(f"{where} {name}: no plugin has this name (not installed?); nothing to block")
     for info in manager.failures:
-        raise PluginError(
-            f'plugin "{info.name}" cannot be used ({info.error}); uninstall it, '
-            f"skip it with --block {info.name}, or set {DISABLE_ENV}=1 to load no installed plugins"
-        )
+        raise PluginError(f'plugin "{info.name}" cannot be used ({info.error}); {info.remedy}')
     keys = [key for plugin_keys in plugin_config_keys(manager).values() for key in plugin_keys]
-    return manager, load_config(configuration, plugin_keys=keys)
+    # With plugins blocked or disabled, keys only they declare are expected: ignored, not refused.
+    lenient = bool(manager.blocked_names) or installed_plugins_disabled()
+    config = load_config(configuration, plugin_keys=keys, ignore_unknown=lenient)
+    notes += [f'configuration key "{key}" is not used by any loaded plugin (a blocked or disabled plugin may use it)'
+              for key in config.ignored_keys]
+    return manager, config, notes
 
 
 def _header(reporter, config, manager):
@@ -113,6 +132,8 @@ def _header(reporter, config, manager):
         ))
     if manager.blocked_names:
         reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
+    if installed_plugins_disabled():
+        reporter.info(f"Installed plugins are disabled ({DISABLE_ENV} is set)")
 
 
 main.add_command(plugins)

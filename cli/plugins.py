@@ -102,7 +102,13 @@ def list_plugins(as_json, hook_name, extra):
         hooks = [hook for hook in ANSWER_HOOKS if hook == hook_name]
     records = _records(manager, infos)
     order = {hook: manager.call_order(hook) for hook in hooks}
+    from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
+
+    disabled = installed_plugins_disabled()
     if as_json:
-        click.echo(json.dumps({"plugins": records, "call_order": order}, indent=2))
+        click.echo(json.dumps({"plugins": records, "call_order": order, "installed_plugins_disabled": disabled},
+                              indent=2))
     else:
         _print_table(records, order)
+        if disabled:
+            click.echo(f"\nInstalled plugins are disabled ({DISABLE_ENV} is set): only built-ins and -p modules are listed.")

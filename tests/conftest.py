@@ -11,14 +11,12 @@ from cli.main import main
 from tests.builders import write_config, write_labels
 
 REPO = Path(__file__).resolve().parent.parent
-HERMETIC = {"TL_DISABLE_PLUGINS": "1"}
-"""Tests see only tl's own plugins unless they ask for installed ones (TL_DISABLE_PLUGINS="")."""
 
 
 @pytest.fixture(autouse=True)
-def no_installed_plugins(monkeypatch):
-    for name, value in HERMETIC.items():
-        monkeypatch.setenv(name, value)
+def plugins_as_installed(monkeypatch):
+    """Tests see the plugins that are installed (none but tl's own in CI), whatever the caller's shell says."""
+    monkeypatch.delenv("TL_DISABLE_PLUGINS", raising=False)
 
 
 # The structure of a JPEG (start, JFIF header, start of scan, end) without pixel data:
@@ -92,7 +90,7 @@ DELETE = object()
 
 def run_tl(*args, cwd=None, env=None, timeout=600):
     """``tl`` as a real subprocess (same interpreter), with the repository importable."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **HERMETIC, **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "cli", *map(str, args)], cwd=cwd, env=full_env,
         capture_output=True, text=True, timeout=timeout,

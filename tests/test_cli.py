@@ -134,3 +134,27 @@ def test_a_bug_in_tl_is_one_line_and_debug_shows_the_traceback(project, monkeypa
     assert "unexpected RuntimeError: boom; run again with --debug" in one_line_error(result)
     debugged = project.run("--debug")
     assert isinstance(debugged.exception, RuntimeError)
+
+
+def test_plugins_list_says_when_installed_plugins_are_disabled(monkeypatch):
+    monkeypatch.setenv("TL_DISABLE_PLUGINS", "1")
+    result = invoke("plugins", "list")
+    assert "Installed plugins are disabled (TL_DISABLE_PLUGINS is set)" in result.output
+    assert json.loads(invoke("plugins", "list", "--json").output)["installed_plugins_disabled"] is True
+
+
+def test_dash_p_finds_a_module_in_the_current_folder(project, tmp_path, monkeypatch):
+    folder = tmp_path / "my-plugin"
+    folder.mkdir()
+    (folder / "tl_hello_here.py").write_text(textwrap.dedent("""
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_on_run_start():
+            print("HELLO FROM THE CURRENT FOLDER")
+    """))
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(folder))])
+    result = project.run("-p", "tl_hello_here")
+    assert result.exit_code == 0, result.output
+    assert "HELLO FROM THE CURRENT FOLDER" in result.output

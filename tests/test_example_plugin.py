@@ -14,12 +14,8 @@ pytestmark = pytest.mark.tensorflow
 EXAMPLE = REPO / "examples" / "tl-cut-at-layer"
 
 
-INSTALLED = {"TL_DISABLE_PLUGINS": ""}
-
-
 def tl(*args):
-    """``tl`` in a subprocess that loads installed plugins."""
-    return run_tl(*args, env=INSTALLED)
+    return run_tl(*args)
 
 
 def pip(*args):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.builders import colour_project
-from tests.conftest import HERMETIC, REPO
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.tensorflow
 
@@ -29,7 +29,7 @@ def previous_run(tmp_path_factory):
 def start(config, *args, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "cli", "run", str(config), *args],
-        env={**os.environ, "PYTHONPATH": str(REPO), **HERMETIC, **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

@@ -198,6 +198,8 @@ class RunConfig:
     preprocessing: str = "mobilenet_v2"
     seed: int | None = None
     block_plugins: tuple = ()
+    ignored_keys: tuple = ()
+    """Unknown keys ignored because plugins were blocked or disabled (``ignore_unknown``)."""
     options: Mapping[str, Any] = field(default_factory=dict)
     """Values of keys declared by plugins (``tl_config_keys``), defaults filled in."""
 
@@ -260,7 +262,7 @@ def read_json_object(path, what="configuration file"):
     return data
 
 
-def load_config(path, plugin_keys=()):
+def load_config(path, plugin_keys=(), ignore_unknown=False):
     """Read, check and resolve configuration.json; raise ConfigError on the first problem.
 
     Checks run in the order the SDK specifies: the file, then unknown and missing
@@ -274,6 +276,12 @@ def load_config(path, plugin_keys=()):
         if key.name in keys:
             raise ConfigError(f'configuration key "{key.name}" is declared twice (by the core or two plugins)')
         keys[key.name] = key
+    # A blocked plugin's keys are expected; a near-miss of a known key is still a typo.
+    ignored = tuple(
+        name for name in data
+        if name not in keys and not difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
+    ) if ignore_unknown else ()
+    data = {name: value for name, value in data.items() if name not in ignored}
     for name in data:
         if name not in keys:
             close = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
@@ -303,4 +311,4 @@ def load_config(path, plugin_keys=()):
             )
     core = {key.name: values.pop(key.name) for key in CORE_KEYS}
     core["evaluate_label_file"] = label_file
-    return RunConfig(config_file=path, options=values, **core)
+    return RunConfig(config_file=path, options=values, ignored_keys=ignored, **core)

@@ -8,6 +8,7 @@ installed plugin is asked before the built-ins (and built-ins are ``trylast``).
 import difflib
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -19,6 +20,10 @@ from tlcore.calls import describe_exception
 ENTRY_POINT_GROUP = "tl"
 DISABLE_ENV = "TL_DISABLE_PLUGINS"
 """Set to 1 to load no third-party plugins: the rescue when one stops ``tl`` from starting."""
+
+
+def installed_plugins_disabled():
+    return os.environ.get(DISABLE_ENV, "").strip() not in ("", "0")
 
 
 @dataclass
@@ -33,6 +38,16 @@ class PluginInfo:
     blocked: bool = False
     error: str | None = None
     hooks: list = field(default_factory=list)
+    from_option: bool = False
+    """Loaded with ``-p MODULE`` rather than installed."""
+
+    @property
+    def remedy(self):
+        """What the user can do when this plugin is broken."""
+        if self.from_option:
+            return f"fix the module, or leave out -p {self.module}"
+        return (f"uninstall it, skip it with --block {self.name}, "
+                f"or set {DISABLE_ENV}=1 to load no installed plugins")
 
 
 def builtin_name(module_name, package="plugins"):
@@ -65,13 +80,18 @@ class PluginManager(pluggy.PluginManager):
             self._load(info, lambda name=module_name: importlib.import_module(name))
 
     def load_modules(self, module_names):
-        """Plugins named by module (``tl run -p MODULE``): for trying a plugin without installing it."""
+        """Plugins named by module (``tl run -p MODULE``): for trying a plugin without installing it.
+
+        Like ``python -m``, the current folder is searched first.
+        """
+        if module_names and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         for module_name in module_names:
-            info = PluginInfo(module_name, module_name)
+            info = PluginInfo(module_name, module_name, from_option=True)
             self._load(info, lambda name=module_name: importlib.import_module(name))
 
     def load_entrypoints(self, group=ENTRY_POINT_GROUP):
-        if os.environ.get(DISABLE_ENV, "").strip() not in ("", "0"):
+        if installed_plugins_disabled():
             return
         seen = set()
         for entry_point in metadata.entry_points(group=group):
