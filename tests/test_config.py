@@ -264,3 +264,26 @@ def test_a_configuration_reached_through_a_linked_folder_works(project, tmp_path
     project.write()
     result = project.run(config=link / "configuration.json")
     assert result.exit_code == 0, result.output
+
+
+def test_output_folder_inside_the_dataset_is_refused(project):
+    fails(project, '"output_dir"', 'is inside "dataset_training_dir"', "choose a folder outside the dataset",
+          output_dir="dataset/training/out")
+
+
+def test_trailing_comma_gets_a_hint(project):
+    project.config_path.write_text('{\n  "epochs": 3,\n}')
+    assert "(a comma before it?)" in one_line_error(project.run())
+
+
+def test_errors_name_the_configuration_file_the_user_gave(project):
+    config = project.root / "my settings.json"
+    config.write_text(json.dumps({**project.values, "augmentation": ["flips"]}))
+    result = project.run(config=config)
+    line = one_line_error(result)
+    assert line.startswith('Error: my settings.json: "augmentation" has \'flips\'; did you mean "flip"?'), line
+
+
+@pytest.mark.parametrize("value", ["ImageNet", "none", "null"])
+def test_weights_spelled_like_a_keyword_gets_a_hint(project, value):
+    fails(project, f'"weights" is "{value}"; write "imagenet" (lower case) or null (without quotes)', weights=value)

@@ -266,3 +266,8 @@ def test_an_unreadable_folder_is_an_error_not_an_empty_class(project, monkeypatc
     monkeypatch.setattr(imagenet_folder.os, "walk", walk)
     with pytest.raises(DatasetError, match=r"cannot read the folder .*dog: Permission denied; check its permissions"):
         index(project)
+
+
+def test_validating_on_the_training_folder_is_a_warning(project):
+    _, reporter = index(project, dataset_validation_dir="dataset/training")
+    assert "the validation folder is the training folder" in reporter.err.getvalue()

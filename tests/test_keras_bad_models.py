@@ -85,3 +85,10 @@ def test_not_enough_disk_space_is_reported_before_training(tmp_path, monkeypatch
     assert "Error: not enough free disk space in" in result.output and "1 MiB free, the SavedModel needs" in result.output
     assert "Epoch" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_weights_only_file_is_named_as_such(tmp_path):
+    path = tmp_path / "weights.h5"
+    small_model().save_weights(path)
+    with pytest.raises(ModelError, match="weights.h5 holds only weights, not a model; save the whole model"):
+        load(path)

@@ -80,3 +80,13 @@ def test_disk_cache_is_reused_only_while_model_preprocessing_and_files_are_uncha
     model.layers[1].kernel.assign(model.layers[1].kernel * 2)
     _, [fourth], said = features()
     assert "reusing" not in said and fourth not in (second, third), "other weights, other features"
+
+
+def test_a_seeded_run_repeats_exactly_even_with_augmentation(tiny):
+    root, configure = tiny
+    config = configure(augmentation=["flip", "rotation"], seed=7)
+    runs = [run_tl("run", config) for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr
+    epoch_lines = [[line[line.index("loss:"):] for line in run.stdout.splitlines() if "val_loss" in line]
+                   for run in runs]
+    assert epoch_lines[0] == epoch_lines[1] and len(epoch_lines[0]) == 2

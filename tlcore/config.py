@@ -26,7 +26,8 @@ class ConfigKey:
     also has ``path_kind`` (``file``, ``dir``, ``file_or_dir`` or ``output_dir``)
     and is resolved from the configuration file's folder. ``convert``, when given,
     is called as ``convert(value, base_dir)`` after the type check and returns the
-    value to use, or raises :class:`tlcore.errors.ConfigError`.
+    value to use, or raises ``ValueError(message)``, which becomes a one-line
+    :class:`tlcore.errors.ConfigError` naming the file and the key.
     """
 
     name: str
@@ -73,7 +74,7 @@ class ConfigKey:
             if self.nullable and value == "":
                 return None
             path = resolve_path(value, base_dir=base_dir, key=self.name, kind=self.path_kind, source=source)
-            return self.convert(path, base_dir) if self.convert is not None else path
+            return self._converted(path, base_dir, where)
         expected = {
             "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
             "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -94,9 +95,15 @@ class ConfigKey:
             raise ConfigError(f"{where} is {value}; it must be at least {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(f"{where} is {value}; it must be at most {self.maximum:g}")
-        if self.convert is not None:
+        return self._converted(value, base_dir, where)
+
+    def _converted(self, value, base_dir, where):
+        if self.convert is None:
+            return value
+        try:
             return self.convert(value, base_dir)
-        return value
+        except ValueError as exc:
+            raise ConfigError(f"{where} {exc}") from None
 
 
 PREPROCESSING_CHOICES = ("mobilenet_v2", "unit", "none")
@@ -124,7 +131,7 @@ CORE_KEYS = (
               help="pixel scaling: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255]"),
     ConfigKey("seed", "integer", default=None, nullable=True, minimum=0, maximum=2**32 - 1,
               help="random seed (initial weights, shuffling, augmentation); null = different every run"),
-    ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value),
+    ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value, None),
               help="names of plugins never to load for this configuration (see `tl plugins list`)"),
 )
 
@@ -164,9 +171,13 @@ def plugin_config_keys(manager, errors=None):
     return keys
 
 
-def _plugin_names(value, source="configuration.json"):
+def _plugin_names(value, source):
+    """``block_plugins`` checked; ``source`` None: called as ``convert`` (ValueError), else ConfigError."""
     if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
-        raise ConfigError(f'{source}: "block_plugins" must be a list of plugin names, e.g. ["keras.top1"]')
+        message = 'must be a list of plugin names, e.g. ["keras.top1"]'
+        if source is None:
+            raise ValueError(message)
+        raise ConfigError(f'{source}: "block_plugins" {message}')
     return tuple(value)
 
 
@@ -254,7 +265,10 @@ def read_json_object(path, what="configuration file"):
     try:
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        hint = " (a comma before it?)" if exc.msg.startswith("Expecting property name") else ""
+        raise ConfigError(
+            f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+        ) from None
     except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits, or nesting too deep
         raise ConfigError(f"{path.name} cannot be read as JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -301,6 +315,13 @@ def load_config(path, plugin_keys=(), ignore_unknown=False):
         else:
             values[key.name] = key.default
 
+    for output in ("output_dir", "evaluate_result_dir"):
+        for dataset in ("dataset_training_dir", "dataset_validation_dir"):
+            if values[output].is_relative_to(values[dataset]):
+                raise ConfigError(
+                    f'{source}: "{output}" ({values[output]}) is inside "{dataset}", where the next run would '
+                    "take it for a class folder; choose a folder outside the dataset"
+                )
     label_file = values["evaluate_label_file"]
     if label_file is None:
         label_file = values["dataset_training_dir"].parent / "labels.json"

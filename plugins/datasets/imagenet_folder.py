@@ -134,6 +134,11 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
 @hookimpl(trylast=True)
 def tl_load_dataset(config, reporter):
     labels = load_labels(config.evaluate_label_file)
+    if config.dataset_validation_dir == config.dataset_training_dir:
+        reporter.warning(
+            "the validation folder is the training folder: Top-1 will measure how well the model remembers "
+            "its training images, not how well it works on new ones"
+        )
     bad_images = config.options.get("bad_images", "skip")
     training, training_classes = index_split(
         "training", config.dataset_training_dir, labels, config.evaluate_label_file, reporter, bad_images

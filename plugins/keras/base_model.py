@@ -2,7 +2,7 @@
 
 from tlcore.config import ConfigKey
 from tlcore.calls import describe_exception
-from tlcore.errors import ConfigError, ModelError
+from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 from tlcore.paths import resolve_path
 
@@ -13,7 +13,9 @@ def _weights(value, base_dir):
     if value == "imagenet":
         return value
     if not isinstance(value, str):
-        raise ConfigError('configuration.json: "weights" must be "imagenet", null or the path of a weights file')
+        raise ValueError('must be "imagenet", null or the path of a weights file')
+    if value.strip().lower() in ("imagenet", "none", "null", "random"):
+        raise ValueError(f'is "{value}"; write "imagenet" (lower case) or null (without quotes) for random weights')
     return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
 
 
@@ -56,7 +58,11 @@ def load_mobilenet_v2(config, reporter):
                 'without network access set "weights" to a local weights file, or to null for random weights'
             ) from None
         if weights is not None:
-            raise ModelError(f"cannot load MobileNetV2 weights from {weights}: {describe_exception(exc)}") from None
+            raise ModelError(
+                f"cannot load MobileNetV2 weights from {weights}: {describe_exception(exc)}; the file must hold "
+                f"MobileNetV2 weights without the top for alpha {alpha:g} (as saved by "
+                f"MobileNetV2(alpha={alpha:g}, include_top=False).save_weights)"
+            ) from None
         raise
 
 
@@ -99,6 +105,17 @@ def he_initialise(model, seed=None):
         kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
 
 
+def weights_only(path):
+    """Whether ``path`` is an .h5 file of weights (save_weights) rather than a whole model."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            return "model_config" not in handle.attrs and "layer_names" in handle.attrs
+    except Exception:  # not an HDF5 file
+        return False
+
+
 def load_user_model(path, config, reporter):
     import tensorflow as tf
 
@@ -116,7 +133,12 @@ def load_user_model(path, config, reporter):
                 f"TensorFlow {tf.__version__}) cannot read; save it again with TensorFlow 2.15's tf.keras "
                 f"(model.save('model.h5')) or as a SavedModel. Keras said: {describe_exception(exc)}"
             ) from None
-        raise ModelError(f"Keras cannot load the model {path}: {describe_exception(exc)}") from None
+        if weights_only(path):
+            raise ModelError(f"{path} holds only weights, not a model; save the whole model with model.save()") from None
+        raise ModelError(
+            f"Keras cannot load the model {path}: {describe_exception(exc)}; give a Keras SavedModel folder or a "
+            ".h5/.keras file written by model.save()"
+        ) from None
     if not isinstance(model, tf.keras.Model):
         raise ModelError(f"{path} is a TensorFlow SavedModel but not a Keras model; save it with model.save()")
     if len(model.inputs) != 1 or len(model.outputs) != 1:

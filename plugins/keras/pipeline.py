@@ -67,11 +67,10 @@ def make_dataset(split, preprocessing, batch_size, shuffle=False, seed=None, aug
     data = data.map(
         lambda path, label, pillow, index: (decode_and_resize(path, pillow, preprocessing), label, index),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not shuffle,
+        deterministic=not shuffle or seed is not None,  # a seeded run repeats exactly
     ).ignore_errors().batch(batch_size)
-    if augment is not None:
-        data = data.map(lambda images, labels, index: (augment(images, training=True), labels, index),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:  # random draws in batch order, so a seeded run repeats exactly
+        data = data.map(lambda images, labels, index: (augment(images, training=True), labels, index))
     scale, offset = preprocessing.scale, preprocessing.offset
     if indexed:
         data = data.map(lambda images, labels, index: (images * scale + offset, labels, index),

@@ -33,13 +33,13 @@ def tl_config_keys():
 
 
 def _augmentation(value, base_dir):
-    from tlcore.errors import ConfigError
+    import difflib
 
-    unknown = [item for item in value if item not in AUGMENTATIONS]
-    if unknown:
-        raise ConfigError(
-            f'configuration.json: "augmentation" has {unknown[0]!r}; use any of {", ".join(AUGMENTATIONS)}'
-        )
+    for item in value:
+        if item not in AUGMENTATIONS:
+            close = difflib.get_close_matches(str(item), AUGMENTATIONS, n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            raise ValueError(f"has {item!r}; {hint}use any of {', '.join(AUGMENTATIONS)}")
     return tuple(dict.fromkeys(value))
 
 
