@@ -73,3 +73,15 @@ def test_plugin_modules_import_heavy_libraries_only_inside_hooks():
         top_level = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
         heavy = [line for line in top_level if line.split()[1].split(".")[0] in ("tensorflow", "keras", "numpy", "PIL")]
         assert heavy == [], f"{path.relative_to(REPO)} imports at module level: {heavy}"
+
+
+def test_the_plugin_guide_example_and_its_test_work(tmp_path, monkeypatch):
+    """docs/writing-a-plugin.md stays true: its plugin and its test, taken from the page, pass."""
+    plugin, test = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "writing-a-plugin.md").read_text(), re.S)[:2]
+    (tmp_path / "tl_history_csv.py").write_text(plugin)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    namespace = {}
+    exec(compile(test, "writing-a-plugin.md", "exec"), namespace)
+    work = tmp_path / "work"
+    work.mkdir()
+    namespace["test_history_is_written_at_the_end_of_the_run"](work)
