@@ -158,7 +158,9 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     )
     require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
     cached = options["feature_cache"] != "off" and not options["augmentation"] and not options["fine_tune_layers"]
-    base = "frozen" if not options["fine_tune_layers"] else f"last {options['fine_tune_layers']} layers trainable of"
+    tuned = min(options["fine_tune_layers"], len(model.layers))
+    base = "frozen" if not tuned else (
+        f"all {tuned} layers trainable of" if tuned == len(model.layers) else f"last {tuned} layers trainable of")
     epochs = f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}"
     if cached:
         arrays = feature_arrays(classifier.features, dataset, preprocessing, config, reporter, options["feature_cache"])
