@@ -142,15 +142,21 @@ def test_run_learns_textures_and_writes_outputs(trained, textures):
     assert read_json(saved / "tl_run.json")["metrics"] == results
 
 
+def validation_inputs(project, textures):
+    """``(labels, [(path, id)], model inputs)`` of the validation images, prepared as the saved
+    preprocessing.json says."""
+    saved = project.root / "out" / "saved_model"
+    labels = read_json(saved / "labels.json")
+    samples = validation_samples(textures, labels)
+    return labels, samples, model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+
+
 def test_saved_model_reloads_and_reproduces_reported_accuracy(trained, textures):
     """The saved model, fed as preprocessing.json says, scores one column per label id and the reported accuracy."""
     import numpy as np
 
     project, _ = trained
-    saved = project.root / "out" / "saved_model"
-    labels = read_json(saved / "labels.json")
-    samples = validation_samples(textures, labels)
-    images = model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+    labels, samples, images = validation_inputs(project, textures)
 
     scores = load_saved_model(project).predict(images, verbose=0)
 
@@ -168,8 +174,8 @@ def test_saved_model_serves_without_keras(trained, textures):
 
     project, _ = trained
     saved = project.root / "out" / "saved_model"
-    samples = validation_samples(textures, read_json(saved / "labels.json"))[:4]
-    images = model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+    _, _, images = validation_inputs(project, textures)
+    images = images[:4]
 
     serve = tf.saved_model.load(str(saved)).signatures["serving_default"]
     served = serve(image=tf.constant(images))["predictions"].numpy()
@@ -220,19 +226,15 @@ def test_mct_quantizes_the_saved_model(trained, textures):
     """model-compression-toolkit quantizes the saved model; the quantized model still tells the textures apart."""
     import model_compression_toolkit as mct
     import numpy as np
-    import tensorflow as tf
 
     project, _ = trained
-    saved = project.root / "out" / "saved_model"
-    labels = read_json(saved / "labels.json")
-    samples = validation_samples(textures, labels)
-    images = model_input([path for path, _ in samples], read_json(saved / "preprocessing.json"))
+    labels, samples, images = validation_inputs(project, textures)
 
     def representative_data():
         for batch in (images[:4], images[-4:]):
             yield [batch]
 
-    quantized, _ = mct.ptq.keras_post_training_quantization(tf.keras.models.load_model(str(saved)), representative_data)
+    quantized, _ = mct.ptq.keras_post_training_quantization(load_saved_model(project), representative_data)
 
     scores = quantized.predict(images, verbose=0)
     assert scores.shape == (len(samples), len(labels))
