@@ -85,3 +85,13 @@ def test_the_plugin_guide_example_and_its_test_work(tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
     namespace["test_history_is_written_at_the_end_of_the_run"](work)
+
+
+def test_every_test_named_in_the_bad_input_list_exists():
+    listed = re.findall(r"(test_\w+\.py)?::(test_\w+)|(test_\w+\.py)", (REPO / "docs" / "bad-inputs.md").read_text())
+    sources = {path.name: path.read_text() for path in (REPO / "tests").glob("test_*.py")}
+    for _, name, _ in listed:
+        if name and not name.endswith("_"):
+            assert any(f"def {name}" in text for text in sources.values()), f"docs/bad-inputs.md names {name}"
+    for module in {m for m, _, _ in listed if m} | {m for _, _, m in listed if m}:
+        assert module in sources, f"docs/bad-inputs.md names {module}"
