@@ -5,6 +5,7 @@ import json
 import click
 
 from tlcore.config import plugin_config_keys
+from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
 
 def load_plugins(blocked=(), extra=()):
@@ -102,8 +103,6 @@ def list_plugins(as_json, hook_name, extra):
         hooks = [hook for hook in ANSWER_HOOKS if hook == hook_name]
     records = _records(manager, infos)
     order = {hook: manager.call_order(hook) for hook in hooks}
-    from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
-
     disabled = installed_plugins_disabled()
     if as_json:
         click.echo(json.dumps({"plugins": records, "call_order": order, "installed_plugins_disabled": disabled},

@@ -131,7 +131,7 @@ CORE_KEYS = (
               help="pixel scaling: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255]"),
     ConfigKey("seed", "integer", default=None, nullable=True, minimum=0, maximum=2**32 - 1,
               help="random seed (initial weights, shuffling, augmentation); null = different every run"),
-    ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value, None),
+    ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value),
               help="names of plugins never to load for this configuration (see `tl plugins list`)"),
 )
 
@@ -171,13 +171,10 @@ def plugin_config_keys(manager, errors=None):
     return keys
 
 
-def _plugin_names(value, source):
-    """``block_plugins`` checked; ``source`` None: called as ``convert`` (ValueError), else ConfigError."""
+def _plugin_names(value):
+    """``block_plugins`` as a tuple; ValueError if it is not a list of names."""
     if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
-        message = 'must be a list of plugin names, e.g. ["keras.top1"]'
-        if source is None:
-            raise ValueError(message)
-        raise ConfigError(f'{source}: "block_plugins" {message}')
+        raise ValueError('must be a list of plugin names, e.g. ["keras.top1"]')
     return tuple(value)
 
 
@@ -188,8 +185,10 @@ def blocked_plugins(path):
     ones to load must be known first. Errors here are the same as :func:`load_config`'s.
     """
     path = Path(path).absolute()
-    value = read_json_object(path).get("block_plugins", [])
-    return _plugin_names(value, path.name)
+    try:
+        return _plugin_names(read_json_object(path).get("block_plugins", []))
+    except ValueError as exc:
+        raise ConfigError(f'{path.name}: "block_plugins" {exc}') from None
 
 
 @dataclass(frozen=True)
@@ -290,17 +289,15 @@ def load_config(path, plugin_keys=(), ignore_unknown=False):
         if key.name in keys:
             raise ConfigError(f'configuration key "{key.name}" is declared twice (by the core or two plugins)')
         keys[key.name] = key
-    # A blocked plugin's keys are expected; a near-miss of a known key is still a typo.
-    ignored = tuple(
-        name for name in data
-        if name not in keys and not difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
-    ) if ignore_unknown else ()
-    data = {name: value for name, value in data.items() if name not in ignored}
-    for name in data:
-        if name not in keys:
-            close = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
-            hint = f'did you mean "{close[0]}"?' if close else "valid keys: " + ", ".join(sorted(keys))
-            raise ConfigError(f'{source}: unknown key "{name}"; {hint}')
+    ignored = []
+    for name in [name for name in data if name not in keys]:
+        close = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
+        if ignore_unknown and not close:  # a blocked plugin's key is expected; a near-miss is still a typo
+            ignored.append(name)
+            del data[name]
+            continue
+        hint = f'did you mean "{close[0]}"?' if close else "valid keys: " + ", ".join(sorted(keys))
+        raise ConfigError(f'{source}: unknown key "{name}"; {hint}')
     for key in keys.values():
         if key.required and key.name not in data:
             raise ConfigError(f'{source}: missing required key "{key.name}" ({key.help})')
@@ -332,4 +329,4 @@ def load_config(path, plugin_keys=(), ignore_unknown=False):
             )
     core = {key.name: values.pop(key.name) for key in CORE_KEYS}
     core["evaluate_label_file"] = label_file
-    return RunConfig(config_file=path, options=values, ignored_keys=ignored, **core)
+    return RunConfig(config_file=path, options=values, ignored_keys=tuple(ignored), **core)

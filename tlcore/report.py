@@ -101,10 +101,12 @@ class Reporter:
         self.interval = interval
         self.warnings = []
 
+    def _isatty(self, stream):
+        return stream.isatty() if self.isatty is None else self.isatty
+
     def _line_start(self, stream):
         """On a terminal, erase a progress line drawn in place, so a message never runs into it."""
-        isatty = stream.isatty() if self.isatty is None else self.isatty
-        return "\r\x1b[K" if isatty else ""
+        return "\r\x1b[K" if self._isatty(stream) else ""
 
     def info(self, message):
         self.stream.write(self._line_start(self.stream) + message + "\n")
@@ -126,7 +128,7 @@ class Reporter:
         On a terminal the elapsed time ticks in place; elsewhere a line is printed
         every ``interval`` seconds. The closing line says how long it took.
         """
-        isatty = self.stream.isatty() if self.isatty is None else self.isatty
+        isatty = self._isatty(self.stream)
         started = time.monotonic()
         done = threading.Event()
         lock = threading.Lock()
@@ -149,5 +151,5 @@ class Reporter:
                 done.set()
             thread.join()
         elapsed = time.monotonic() - started
-        self.stream.write(("\r" if isatty else "") + f"{label}: done in {elapsed:.1f} s" + ("\x1b[K\n" if isatty else "\n"))
+        self.stream.write(f"{self._line_start(self.stream)}{label}: done in {elapsed:.1f} s\n")
         self.stream.flush()

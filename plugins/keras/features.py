@@ -14,9 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
-from tlcore.outputs import StagedDir
+from tlcore.outputs import StagedDir, require_free_space
 
-from plugins.keras.pipeline import make_dataset, report_undecodable
+from plugins.keras.pipeline import make_dataset, report_undecodable, unseen
 
 MEMORY_LIMIT_BYTES = 256 * 2**20
 """Features of both splits up to this size stay in memory ("feature_cache": "auto")."""
@@ -61,7 +61,7 @@ def extract(compute, split, preprocessing, batch_size, out, reporter):
         seen.update(index.tolist())
         bar.update(len(seen))
     bar.finish()
-    return sorted(set(range(len(split))) - seen)
+    return unseen(split, seen)
 
 
 def feature_arrays(features_model, dataset, preprocessing, config, reporter, mode="auto"):
@@ -73,7 +73,6 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
     labels = {name: np.asarray(getattr(dataset, name).label_ids, dtype=np.int32) for name in SPLITS}
     size = sum(len(getattr(dataset, name)) for name in SPLITS) * dim * 4
     batch_size = max(config.batch_size, 32)
-    bad_images = config.options.get("bad_images", "skip")
     compute = compiled(features_model)
     if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
         reporter.info(f"Computing features once per image ({dim} values each, {size / 2**20:.1f} MiB in memory)")
@@ -82,7 +81,7 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
             split = getattr(dataset, name)
             arrays[name] = np.zeros((len(split), dim), dtype=np.float32)
             bad[name] = extract(compute, split, preprocessing, batch_size, arrays[name], reporter)
-            report_undecodable(split, bad[name], bad_images, reporter)
+            report_undecodable(split, bad[name], config, reporter)
         return {name: (arrays[name], labels[name], _rows(len(labels[name]), bad[name])) for name in SPLITS}
 
     root = Path(config.output_dir) / CACHE_FOLDER
@@ -96,10 +95,8 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
         reporter.info(f"Features: reusing the cache {folder} (model, preprocessing and images unchanged)")
         bad = json.loads((folder / COMPLETE).read_text())["undecodable"]
         for name in SPLITS:
-            report_undecodable(getattr(dataset, name), bad[name], bad_images, reporter)
+            report_undecodable(getattr(dataset, name), bad[name], config, reporter)
     else:
-        from plugins.keras.trainer import require_free_space
-
         require_free_space(root, size + 2**20, "the feature cache")
         reporter.info(f"Computing features once per image into {folder} ({size / 2**20:.1f} MiB on disk)")
         bad = {}
@@ -111,7 +108,7 @@ def feature_arrays(features_model, dataset, preprocessing, config, reporter, mod
                 bad[name] = extract(compute, split, preprocessing, batch_size, out, reporter)
                 out.flush()
                 del out
-                report_undecodable(split, bad[name], bad_images, reporter)
+                report_undecodable(split, bad[name], config, reporter)
             (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": bad}))
             staged.publish()
     return {

@@ -86,17 +86,22 @@ def undecodable(split, preprocessing, batch_size=64):
     seen = set()
     for _, _, index in make_dataset(split, preprocessing, batch_size, indexed=True):
         seen.update(index.numpy().tolist())
+    return unseen(split, seen)
+
+
+def unseen(split, seen):
+    """Sample indices of ``split`` not in ``seen``: the ones an indexed pass dropped."""
     return sorted(set(range(len(split))) - seen)
 
 
-def report_undecodable(split, indices, bad_images, reporter):
-    """Warn about (``bad_images`` "skip") or stop on (``"error"``) images TensorFlow could not decode."""
+def report_undecodable(split, indices, config, reporter):
+    """Warn about (``"bad_images": "skip"``) or stop on (``"error"``) images TensorFlow could not decode."""
     from tlcore.errors import DatasetError
 
     if not indices:
         return
     paths = [str(split.samples[i][0]) for i in indices]
-    if bad_images == "error":
+    if config.options.get("bad_images", "skip") == "error":
         raise DatasetError(
             f"{paths[0]}: TensorFlow cannot decode this image ({len(paths)} such in {split.name}); "
             'remove or replace it, or set "bad_images": "skip"'

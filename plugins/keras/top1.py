@@ -2,7 +2,7 @@
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.keras.pipeline import make_dataset, report_undecodable
+from plugins.keras.pipeline import make_dataset, report_undecodable, unseen
 
 
 @hookimpl(trylast=True)
@@ -27,8 +27,7 @@ def tl_evaluate(model, dataset, preprocessing, config, reporter):
         seen.update(index.numpy().tolist())
         bar.update(len(seen), top_1_accuracy=correct.sum() / len(seen))
     bar.finish(top_1_accuracy=correct.sum() / max(len(seen), 1))
-    report_undecodable(split, sorted(set(range(len(split))) - seen), config.options.get("bad_images", "skip"),
-                       reporter)
+    report_undecodable(split, unseen(split, seen), config, reporter)
     seen = len(seen)
     if not seen:
         from tlcore.errors import DatasetError

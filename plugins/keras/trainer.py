@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from tlcore.config import ConfigKey
 from tlcore.hookspecs import hookimpl
+from tlcore.outputs import require_free_space
 
 from plugins.keras.pipeline import (
     AUGMENTATIONS, make_augmentation, make_dataset, report_undecodable, undecodable, without,
@@ -119,20 +120,6 @@ def progress_callback(reporter, events, epochs, batch_size, num_train, num_valid
     return EpochProgress()
 
 
-def require_free_space(folder, needed, what):
-    """Refuse to start long work whose result could not be written to ``folder``."""
-    import shutil
-
-    from tlcore.errors import OutputError
-
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise OutputError(
-            f"not enough free disk space in {folder}: {free / 2**20:.0f} MiB free, {what} needs about "
-            f"{needed / 2**20:.0f} MiB; free some space or choose another output_dir"
-        )
-
-
 def compile_for_training(model, learning_rate):
     import tensorflow as tf
 
@@ -172,7 +159,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
         augment = make_augmentation(options["augmentation"], seed) if options["augmentation"] else None
         with reporter.activity("Checking that every training image decodes"):
             bad = undecodable(dataset.training, preprocessing)
-        report_undecodable(dataset.training, bad, options.get("bad_images", "skip"), reporter)
+        report_undecodable(dataset.training, bad, config, reporter)
         training = make_dataset(without(dataset.training, bad), preprocessing, config.batch_size, shuffle=True,
                                 seed=seed, augment=augment)
         validation = make_dataset(dataset.validation, preprocessing, config.batch_size)

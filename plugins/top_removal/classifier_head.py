@@ -44,30 +44,27 @@ def split_head(model):
 
 @hookimpl(trylast=True)
 def tl_remove_top_layer(model, reporter):
-    import tensorflow as tf
-
     feature_layer, removed = split_head(model)
     if not removed:
         reporter.info(f'Top layers: none to remove; features are the output of "{feature_layer.name}"')
         return model
     names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in removed)
     reporter.info(f'Top layers removed: {names}; features are the output of "{feature_layer.name}"')
-    return tf.keras.Model(inputs=model.inputs, outputs=output_in(model, feature_layer), name=f"{model.name}_features")
+    return cut_at(model, feature_layer)
 
 
-def output_in(model, layer):
-    """``layer``'s output tensor in ``model``'s own graph.
+def cut_at(model, layer):
+    """``model`` from its inputs to ``layer``'s output.
 
     A nested model (e.g. the feature extractor inside a model tl saved) also has an
-    output in its inner graph; the call inside ``model`` is its last inbound node.
+    output in its inner graph, so each of the layer's outputs is tried, latest call
+    first, until one belongs to ``model``'s own graph.
     """
     import tensorflow as tf
 
-    for node in range(len(layer.inbound_nodes) - 1, -1, -1):
-        candidate = layer.get_output_at(node)
+    for node in range(len(layer.inbound_nodes) - 1, 0, -1):
         try:
-            tf.keras.Model(inputs=model.inputs, outputs=candidate)
+            return tf.keras.Model(inputs=model.inputs, outputs=layer.get_output_at(node), name=f"{model.name}_features")
         except ValueError:  # a tensor of another graph: "Graph disconnected"
             continue
-        return candidate
-    return layer.output
+    return tf.keras.Model(inputs=model.inputs, outputs=layer.get_output_at(0), name=f"{model.name}_features")
