@@ -1,14 +1,19 @@
 """The built-in plugins of tl, registered like any third-party plugin.
 
 Each module implements hooks of :mod:`tlcore.hookspecs` and imports heavy
-libraries (TensorFlow) only inside its hook bodies, so listing plugins is instant.
+libraries (TensorFlow, PyTorch) only inside its hook bodies, so listing plugins is
+instant. Framework packs (``keras/``, ``torch/``, and the top removals of
+``top_removal/``) declare the framework they serve with ``TL_FRAMEWORK``; the
+others are framework-neutral.
 """
 
 BUILTIN_PLUGINS = (
     "plugins.datasets.imagenet_folder",
+    "plugins.keras.framework",
     "plugins.keras.base_model",
     "plugins.top_removal.classifier_head",
     "plugins.keras.trainer",
     "plugins.keras.saved_model",
-    "plugins.keras.top1",
+    "plugins.metrics.top1",
+    "plugins.metrics.per_class",
 )

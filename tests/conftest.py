@@ -1,3 +1,5 @@
+import functools
+import io
 import json
 import os
 import subprocess
@@ -20,18 +22,29 @@ def plugins_as_installed(monkeypatch):
 
 
 # The structure of a JPEG (start, JFIF header, start of scan, end) without pixel data:
-# it passes the dataset's checks, and framework-free plugins never decode it.
+# it passes the dataset's byte checks, but no decoder can make an image of it.
 JPEG_SHELL = (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
               b"\xff\xda\x00\x02\x00\x00\xff\xd9")
+COLOURS = ((200, 40, 40), (40, 190, 60), (40, 60, 210), (220, 210, 40), (190, 50, 190), (50, 200, 200))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_jpeg(colour):
+    """An 8x8 JPEG of one colour."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
 
 
 def touch_images(root, classes, per_class=3, suffix=".jpg"):
-    """Image files for framework-free tests (JPEG structure, no pixels)."""
-    for name in classes:
+    """Tiny real JPEGs for framework-free tests: each class its own colour, in the order given."""
+    for index, name in enumerate(classes):
         folder = Path(root) / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            (folder / f"{name}_{i}{suffix}").write_bytes(JPEG_SHELL)
+            (folder / f"{name}_{i}{suffix}").write_bytes(tiny_jpeg(COLOURS[index % len(COLOURS)]))
 
 
 @pytest.fixture
@@ -58,6 +71,7 @@ class Project:
             "epochs": 2,
             "output_dir": "out",
             "evaluate_result_dir": "results",
+            "framework": "fake",
         }
 
     @property
@@ -71,10 +85,10 @@ class Project:
         return write_config(self.root, **values)
 
     def run(self, *args, fake=True, config=None):
-        """``tl run`` in-process; ``fake`` loads the pure-Python framework in place of Keras."""
+        """``tl run`` in-process; ``fake`` loads the pure-Python framework (``"framework": "fake"``)."""
         if config is None:
             config = self.config_path if self.config_path.exists() else self.write()
-        extra = ["-p", "tests.fake_framework", "--block", "keras.top1"] if fake else []
+        extra = ["-p", "tests.fake_framework"] if fake else []
         return CliRunner().invoke(main, ["run", str(config), *extra, *args])
 
     def results(self):

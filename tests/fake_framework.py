@@ -1,22 +1,40 @@
-"""A pure-Python stand-in for TensorFlow, so the core can be driven in milliseconds.
+"""A complete framework pack in a page of numpy: the nearest mean colour.
 
-Load it with ``tl run -p tests.fake_framework``: registered last, it is asked
-before the built-in Keras plugins (which are ``trylast``). The "model" is a dict;
-the "classifier" predicts the most common training label.
+The minimal example of docs/writing-a-plugin.md ("Writing a framework pack"), and
+the stand-in for TensorFlow in tl's own tests: load it with
+``tl run -p tests.fake_framework`` and set ``"framework": "fake"``. The "base
+model" averages each image's colour; training places one centroid per label id;
+prediction scores each image by its distance to every centroid.
 """
 
 import json
 import os
 import time
-from collections import Counter
 
+from tlcore.frameworks import Framework
 from tlcore.hookspecs import hookimpl
+from tlcore.training import TrainingLoop, announce_training, run_seed, training_data
+
+TL_FRAMEWORK = "fake"
+FAR = 1e3
+"""Distance of a label id without training images from everything."""
 
 
 @hookimpl
-def tl_load_base_model(config, reporter):
-    reporter.info("Base model: fake")
-    return {"name": "fake-base", "layers": ["features", "top"]}
+def tl_frameworks():
+    return [Framework(
+        name="fake",
+        summary="nearest mean colour (pure numpy; tl's tests and docs)",
+        keys=("feature_cache", "preprocessing"),
+        default_preprocessing="unit",
+        model_format="model.json: one mean colour per label id",
+    )]
+
+
+@hookimpl
+def tl_load_base_model(reporter):
+    reporter.info("Base model: mean colour")
+    return {"name": "mean-colour", "layers": ["mean", "top"]}
 
 
 @hookimpl
@@ -25,16 +43,56 @@ def tl_remove_top_layer(model, reporter):
     return {**model, "layers": model["layers"][:-1]}
 
 
+def mean_colour(images):
+    """A batch of NHWC model input -> its mean colour per image (n x 3)."""
+    return images.mean(axis=(1, 2))
+
+
+def scores(centroids, features):
+    """Softmax over minus the distance to each centroid."""
+    import numpy as np
+
+    distance = np.linalg.norm(features[:, None, :] - centroids[None, :, :], axis=2)
+    logits = -10 * distance
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def measure(centroids, features, labels):
+    """``(mean cross-entropy, number correct)`` of a batch."""
+    import numpy as np
+
+    predicted = scores(centroids, features)
+    loss = -np.log(predicted[np.arange(len(labels)), labels] + 1e-7).mean()
+    return loss, int((predicted.argmax(axis=1) == labels).sum())
+
+
 @hookimpl
-def tl_train(model, dataset, config, reporter, events):
-    delay = float(os.environ.get("TL_FAKE_EPOCH_SECONDS", "0"))
-    majority = Counter(dataset.training.label_ids).most_common(1)[0][0]
-    for epoch in range(1, config.epochs + 1):
-        reporter.info(f"Epoch {epoch}/{config.epochs}")
-        events.epoch_start(epoch)
+def tl_train(model, dataset, preprocessing, config, reporter, events):
+    import numpy as np
+
+    delay = float(os.environ.get("TL_FAKE_EPOCH_SECONDS", "0"))  # lets tests interrupt a run mid-training
+    data = training_data(dataset, preprocessing, config, reporter, run_seed(config),
+                         compute=mean_colour, dim=3, model_key=lambda: "mean-colour")
+    features = (lambda batch: batch) if data.cached else mean_colour
+    centroids = np.full((dataset.num_outputs, 3), FAR)
+    announce_training(reporter, config, dataset.num_outputs, model["name"], len(model["layers"]), data.cached)
+    loop = TrainingLoop(reporter, events, config.epochs, data.num_train, data.num_validation)
+    for epoch in loop:
         time.sleep(delay)
-        events.epoch_end(epoch, {"loss": 1.0 / epoch, "acc": 0.5})
-    return {"base": model, "predicts": majority}
+        sums, counts = np.zeros((dataset.num_outputs, 3)), np.zeros(dataset.num_outputs)
+        for images, labels in data.training(epoch):
+            batch = features(images)
+            loop.trained(len(labels), *measure(centroids, batch, labels))
+            np.add.at(sums, labels, batch)
+            np.add.at(counts, labels, 1)
+        seen = counts > 0
+        centroids[seen] = sums[seen] / counts[seen, None]
+        for images, labels in data.validation():
+            loop.validated(len(labels), *measure(centroids, features(images), labels))
+        loop.end_epoch()
+    return {"base": model, "centroids": centroids.tolist()}
 
 
 @hookimpl
@@ -44,7 +102,12 @@ def tl_save_model(model, path):
 
 
 @hookimpl
-def tl_evaluate(model, dataset):
-    labels = dataset.validation.label_ids
-    correct = sum(label == model["predicts"] for label in labels)
-    return {"top_1_accuracy": correct / len(labels), "num_images": len(labels)}
+def tl_load_model(path):
+    return json.loads((path / "model.json").read_text())
+
+
+@hookimpl
+def tl_predict(model, images):
+    import numpy as np
+
+    return scores(np.asarray(model["centroids"]), mean_colour(images))

@@ -35,24 +35,46 @@ def test_version():
     assert result.output.strip() == f"tl, version {__version__}"
 
 
-def test_plugins_list_shows_every_built_in_and_its_hooks():
+def test_plugins_list_shows_every_built_in_its_framework_and_its_hooks():
     result = invoke("plugins", "list")
     assert result.exit_code == 0
     lines = result.output.splitlines()
     trainer = next(line for line in lines if line.startswith("keras.trainer "))
-    assert "built-in" in trainer and "tl_train" in trainer and "tl_config_keys" in trainer
+    assert trainer.split()[1:4] == ["built-in", "keras", "tl_train"]
+    top1 = next(line for line in lines if line.startswith("metrics.top1 "))
+    assert top1.split()[1:4] == ["built-in", "any", "tl_evaluate"], "metrics serve any framework"
     for name in ("datasets.imagenet_folder", "keras.base_model", "top_removal.classifier_head",
-                 "keras.saved_model", "keras.top1"):
+                 "keras.saved_model", "keras.framework", "metrics.per_class"):
         assert any(line.startswith(name + " ") for line in lines), name
-    assert "tl_remove_top_layer: top_removal.classifier_head" in result.output
+    assert "tl_remove_top_layer [keras]: top_removal.classifier_head" in result.output
+
+
+def test_plugins_list_shows_the_frameworks_and_their_steps():
+    result = invoke("plugins", "list", "-p", "tests.fake_framework")
+    assert result.exit_code == 0, result.output
+    frameworks = result.output.split('Frameworks (configuration key "framework"):', 1)[1]
+    assert "  keras (default): TensorFlow 2.15 tf.keras" in frameworks
+    assert "  fake: nearest mean colour" in frameworks
+    assert ("    steps: load_base_model, remove_top_layer, train, save_model, predict, load_model"
+            in frameworks.split("  fake:")[1])
+    assert "tl_train [fake]: tests.fake_framework" in result.output
+    assert "tl_train [keras]: keras.trainer" in result.output
 
 
 def test_plugins_list_json_and_hook_filter():
-    records = json.loads(invoke("plugins", "list", "--json").output)
+    records = json.loads(invoke("plugins", "list", "--json", "-p", "tests.fake_framework").output)
     by_name = {record["name"]: record for record in records["plugins"]}
-    assert by_name["keras.top1"]["hooks"] == ["tl_evaluate"]
-    assert by_name["keras.top1"]["builtin"] is True
-    assert records["call_order"]["tl_train"] == ["keras.trainer"]
+    assert by_name["metrics.top1"]["hooks"] == ["tl_evaluate"]
+    assert by_name["metrics.top1"]["builtin"] is True and by_name["metrics.top1"]["frameworks"] is None
+    assert by_name["keras.trainer"]["frameworks"] == ["keras"]
+    assert records["call_order"]["tl_train [keras]"] == ["keras.trainer"]
+    assert records["call_order"]["tl_train [fake]"] == ["tests.fake_framework"]
+    frameworks = {record["name"]: record for record in records["frameworks"]}
+    keras = frameworks["keras"]
+    assert keras["default"] is True and keras["layout"] == "NHWC" and keras["default_preprocessing"] == "mobilenet_v2"
+    assert keras["steps"]["tl_remove_top_layer"] == ["top_removal.classifier_head"]
+    assert "keras.trainer" in keras["plugins"] and "metrics.top1" not in keras["plugins"]
+    assert frameworks["fake"]["declared_by"] == "tests.fake_framework" and frameworks["fake"]["missing_steps"] == []
 
     filtered = json.loads(invoke("plugins", "list", "--json", "--hook", "tl_train", "-p", "tests.fake_framework").output)
     assert [record["name"] for record in filtered["plugins"]] == ["tests.fake_framework", "keras.trainer"]

@@ -92,7 +92,7 @@ def test_unknown_key_far_from_any_lists_valid_keys(project):
 
 def test_with_plugins_blocked_their_keys_are_ignored_with_a_warning_but_typos_still_fail(project):
     """A blocked (or disabled) plugin's keys are expected in the configuration: a warning, not an error."""
-    result = project.run(config=project.write(cut_at_layer="block_13"))
+    result = project.run("--block", "metrics.per_class", config=project.write(cut_at_layer="block_13"))
     assert result.exit_code == 0, result.output
     assert 'Warning: configuration key "cut_at_layer" is not used by any loaded plugin' in result.output
     fails(project, 'unknown key "bach_size"', 'did you mean "batch_size"?', bach_size=8)
@@ -111,7 +111,11 @@ def test_with_plugins_blocked_their_keys_are_ignored_with_a_warning_but_typos_st
     ("input_tensor_size", 16, "must be at least 32"),
     ("input_tensor_size", 10**9, "must be at most"),
     ("input_tensor_size", {"w": 3}, "must be an integer, not an object"),
-    ("preprocessing", "caffe", 'use one of "mobilenet_v2", "unit", "none"'),
+    ("preprocessing", "caffe", 'use one of mobilenet_v2, unit, none, imagenet, or {"mean"'),
+    ("preprocessing", "imagenett", 'did you mean "imagenet"?'),
+    ("preprocessing", {"mean": [1, 2], "std": [1, 1, 1]}, '"mean" must be a list of 3 numbers'),
+    ("preprocessing", {"mean": [1, 2, 3], "std": [1, 0, 1]}, '"std" values must be greater than 0'),
+    ("preprocessing", {"mean": [1, 2, 3]}, 'needs "mean" and "std"'),
     ("learning_rate", -1, "must be at least"),
 ])
 def test_wrong_type_or_out_of_range(project, key, value, message):
@@ -281,7 +285,7 @@ def test_errors_name_the_configuration_file_the_user_gave(project):
     config.write_text(json.dumps({**project.values, "augmentation": ["flips"]}))
     result = project.run(config=config)
     line = one_line_error(result)
-    assert line.startswith('Error: my settings.json: "augmentation" has \'flips\'; did you mean "flip"?'), line
+    assert line.startswith('Error: my settings.json: "augmentation" has "flips"; did you mean "flip"?'), line
 
 
 @pytest.mark.parametrize("value", ["ImageNet", "none", "null"])

@@ -5,13 +5,11 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugins.datasets import imagenet_folder
-from plugins.keras import base_model, trainer
 from tlcore.config import CORE_KEYS, RunConfig, load_config
 from tlcore.errors import ConfigError
 
-PLUGIN_KEYS = [*imagenet_folder.tl_config_keys(), *base_model.tl_config_keys(), *trainer.tl_config_keys()]
-KEY_NAMES = [key.name for key in (*CORE_KEYS, *PLUGIN_KEYS)]
+PLUGIN_KEYS = []
+KEY_NAMES = [key.name for key in CORE_KEYS]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)

@@ -50,8 +50,11 @@ def test_installed_plugin_is_listed_first_with_its_distribution_and_key(installe
     record = next(r for r in listing["plugins"] if r["name"] == "cut-at-layer")
     assert (record["distribution"], record["version"], record["builtin"]) == ("tl-cut-at-layer", "0.1.0", False)
     assert record["hooks"] == ["tl_config_keys", "tl_remove_top_layer"]
+    assert record["frameworks"] == ["keras"]
     assert [key["name"] for key in record["config_keys"]] == ["cut_at_layer"]
-    assert listing["call_order"]["tl_remove_top_layer"] == ["cut-at-layer", "top_removal.classifier_head"]
+    assert listing["call_order"]["tl_remove_top_layer [keras]"] == ["cut-at-layer", "top_removal.classifier_head"]
+    keras = next(framework for framework in listing["frameworks"] if framework["name"] == "keras")
+    assert "cut-at-layer" in keras["plugins"]
 
 
 def test_tl_run_uses_the_installed_plugin_with_its_configuration_key(installed, tiny_project):
@@ -85,7 +88,7 @@ def test_after_uninstall_the_built_in_answers_again(installed, tiny_project):
     """Last in this module: uninstalls the example (the fixture's own uninstall then does nothing)."""
     pip("uninstall", "--yes", "--quiet", "tl-cut-at-layer")
     listing = json.loads(tl("plugins", "list", "--json").stdout)
-    assert listing["call_order"]["tl_remove_top_layer"] == ["top_removal.classifier_head"]
+    assert listing["call_order"]["tl_remove_top_layer [keras]"] == ["top_removal.classifier_head"]
     result = tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
     assert result.returncode == 2
     assert 'unknown key "cut_at_layer"' in one_line_error(result)

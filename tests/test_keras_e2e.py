@@ -20,7 +20,7 @@ import pytest
 
 from tests.builders import texture_dataset, write_labels
 from tests.conftest import REPO, Project, one_line_error, run_tl
-from tlcore.preprocessing import SCALINGS
+from tlcore.preprocessing import PRESETS
 
 pytestmark = pytest.mark.tensorflow
 
@@ -42,7 +42,7 @@ def model_input(paths, preprocessing):
         np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
         for path in paths
     ]
-    return np.stack(pixels) * preprocessing["scale"] + preprocessing["offset"]
+    return ((np.stack(pixels) - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])).astype("float32")
 
 
 def build_base_cnn(training_dir):
@@ -64,8 +64,8 @@ def build_base_cnn(training_dir):
     x = layers.MaxPooling2D()(x)
     x = layers.Conv2D(32, 3, activation="relu", kernel_initializer="he_normal")(x)
     features = layers.GlobalAveragePooling2D(name="pool")(x)
-    scale, offset = SCALINGS["mobilenet_v2"]
-    images = model_input(sorted(training_dir.glob("*/*.jpg")), {"size": SIZE, "scale": scale, "offset": offset})
+    mean, std = PRESETS["mobilenet_v2"]
+    images = model_input(sorted(training_dir.glob("*/*.jpg")), {"size": SIZE, "mean": mean, "std": std})
     values = tf.keras.Model(inputs, features).predict(images, verbose=0)
     normalized = layers.Normalization(mean=values.mean(0), variance=values.var(0), name="feature_norm")(features)
     outputs = layers.Dense(10, activation="softmax", name="imagenet_top")(normalized)
@@ -92,6 +92,7 @@ def textures_project(root, textures, **changes):
         "dataset_training_dir": str(textures / "training"),
         "dataset_validation_dir": str(textures / "validation"),
         "input_tensor_size": SIZE,
+        "framework": "keras",
         **changes,
     })
     project.write()
@@ -332,8 +333,8 @@ def damaged_png(path, source):
     path.write_bytes(data[:middle] + bytes(64) + data[middle + 64:])
 
 
-def test_an_image_tensorflow_cannot_decode_is_named_then_skipped_or_stops_the_run(textures, base_h5, tmp_path):
-    """A PNG whose pixel data is damaged passes the byte checks but not TensorFlow's decoder: the user learns which
+def test_an_image_that_cannot_be_decoded_is_named_then_skipped_or_stops_the_run(textures, base_h5, tmp_path):
+    """A PNG whose pixel data is damaged passes the byte checks but not the decoder: the user learns which
     file it is, and "bad_images" decides whether the run goes on without it or stops."""
     dataset = tmp_path / "dataset"
     shutil.copytree(textures, dataset)
@@ -343,13 +344,13 @@ def test_an_image_tensorflow_cannot_decode_is_named_then_skipped_or_stops_the_ru
 
     result = project.run(fake=False)
     assert result.exit_code == 0, result.output
-    assert f"training: skipped 1 image(s) TensorFlow cannot decode: {damaged}" in result.output
+    assert f"training: skipped 1 image(s) that cannot be decoded: {damaged} (" in result.output
 
     project.write(bad_images="error")
     before = project.files()
     result = project.run(fake=False)
     assert result.exit_code == 2, result.output
-    assert f"{damaged}: TensorFlow cannot decode this image" in one_line_error(result)
+    assert f"{damaged}: this image cannot be decoded (" in one_line_error(result)
     assert project.files() == before
 
 

@@ -1,8 +1,6 @@
 """Frozen-base training on features computed once: in memory, on disk (reused, refreshed), or off."""
 
-import io
 import json
-import os
 
 import pytest
 
@@ -37,49 +35,18 @@ def test_with_augmentation_or_fine_tuning_images_stream_through_the_whole_model(
         assert json.loads((root / "out" / "results.json").read_text())["num_images"] == 2
 
 
-def test_disk_cache_is_reused_only_while_model_preprocessing_and_files_are_unchanged(tiny):
+def test_the_feature_cache_key_changes_with_the_weights_and_only_then(tiny):
+    """The Keras pack's model key: the disk cache is reused while the extractor's weights are unchanged."""
     import tensorflow as tf
 
-    from plugins.datasets.imagenet_folder import tl_load_dataset
-    from plugins.keras.features import CACHE_FOLDER, feature_arrays
-    from tlcore.config import load_config
-    from tlcore.preprocessing import Preprocessing
-    from tlcore.report import Reporter
+    from plugins.keras.trainer import model_key
 
-    from plugins.keras import base_model, trainer
-
-    root, configure = tiny
-    config = load_config(configure(), plugin_keys=[*base_model.tl_config_keys(), *trainer.tl_config_keys()])
-    config.output_dir.mkdir()
-    quiet = Reporter(stream=io.StringIO(), err=io.StringIO())
-    dataset = tl_load_dataset(config=config, reporter=quiet)
     inputs = tf.keras.Input((32, 32, 3))
     model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(4, 3)(inputs)))
-
-    def features(model=model, preprocessing=None):
-        preprocessing = preprocessing or Preprocessing.from_config(config)
-        reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-        arrays = feature_arrays(model, dataset, preprocessing, config, reporter, mode="disk")
-        folders = sorted(p.name for p in (config.output_dir / CACHE_FOLDER).glob("features-*"))
-        return arrays, folders, reporter.stream.getvalue()
-
-    arrays, [first], said = features()
-    assert "Computing features once per image into" in said
-    assert arrays["training"][0].shape == (6, 4) and list(arrays["training"][1]) == [1, 1, 1, 0, 0, 0]
-    reused, folders, said = features()
-    assert "reusing the cache" in said and folders == [first]
-    assert (reused["validation"][0] == arrays["validation"][0]).all()
-
-    os.utime(dataset.training.samples[0][0], ns=(0, 0))
-    _, [second], said = features()
-    assert "reusing" not in said and second != first, "a changed image file refreshes the cache"
-
-    _, [third], said = features(preprocessing=Preprocessing("unit", 32, 1 / 255, 0.0))
-    assert "reusing" not in said and third != second, "other preprocessing, other features"
-
+    first = model_key(model)
+    assert model_key(model) == first
     model.layers[1].kernel.assign(model.layers[1].kernel * 2)
-    _, [fourth], said = features()
-    assert "reusing" not in said and fourth not in (second, third), "other weights, other features"
+    assert model_key(model) != first
 
 
 def test_a_seeded_run_repeats_exactly_even_with_augmentation(tiny):

@@ -1,4 +1,4 @@
-"""The Keras plugins called directly on tiny models built in each test: top removal, base models, input pipeline."""
+"""The Keras plugins called directly on tiny models built in each test: top removal and base models."""
 
 import io
 import random
@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 from tlcore.config import RunConfig
-from tlcore.dataset import Split
 from tlcore.errors import ModelError
-from tlcore.preprocessing import SCALINGS, Preprocessing
 from tlcore.report import Reporter
 
 pytestmark = pytest.mark.tensorflow
@@ -154,7 +152,6 @@ def config_with_model(tmp_path, model_path, size=32):
         evaluate_result_dir=tmp_path / "results",
         source_keras_model=model_path,
         input_tensor_size=size,
-        options={"weights": "imagenet", "mobilenet_alpha": 1.0},
     )
 
 
@@ -171,8 +168,7 @@ def test_mobilenet_v2_loads_a_local_weights_file(tf, tmp_path, reporter):
     donor = tf.keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
     weights = tmp_path / "mobilenet_v2_0.35_no_top.h5"
     donor.save_weights(weights)
-    config = dataclasses.replace(config_with_model(tmp_path, None),
-                                 options={"weights": weights, "mobilenet_alpha": 0.35})
+    config = dataclasses.replace(config_with_model(tmp_path, None), weights=weights, mobilenet_alpha=0.35)
 
     model = load_base(config, reporter)
 
@@ -185,8 +181,7 @@ def test_a_weights_file_for_another_model_is_a_clear_error(tf, tmp_path, reporte
 
     weights = tmp_path / "other.h5"
     single_conv(tf, (32, 32, 3)).save_weights(weights)
-    config = dataclasses.replace(config_with_model(tmp_path, None),
-                                 options={"weights": weights, "mobilenet_alpha": 0.35})
+    config = dataclasses.replace(config_with_model(tmp_path, None), weights=weights, mobilenet_alpha=0.35)
     with pytest.raises(ModelError, match=r"cannot load MobileNetV2 weights from .*other.h5: ValueError"):
         load_base(config, reporter)
 
@@ -236,48 +231,6 @@ def test_savedmodel_folder_loads(tf, tmp_path, reporter):
 
     assert model.input_shape == (None, None, None, 3)
     assert str(path) in reporter.stream.getvalue()
-
-
-# --- plugins/keras/pipeline.py ----------------------------------------------
-
-
-@pytest.fixture
-def mixed_images(tmp_path):
-    """A 40x40 RGB JPEG, a grayscale JPEG and an RGBA PNG, each half black and half white."""
-    from PIL import Image
-
-    half = np.zeros((40, 40), dtype=np.uint8)
-    half[:, 20:] = 255
-    images = {
-        "rgb.jpg": Image.fromarray(np.stack([half] * 3, axis=-1)),
-        "gray.jpg": Image.fromarray(half, mode="L"),
-        "rgba.png": Image.fromarray(np.stack([half] * 3 + [np.full_like(half, 255)], axis=-1), mode="RGBA"),
-    }
-    for name, image in images.items():
-        image.save(tmp_path / name)
-    return Split("validation", tmp_path, tuple((tmp_path / name, label) for label, name in enumerate(images)))
-
-
-@pytest.mark.parametrize("name, low, high", [("mobilenet_v2", -1.0, 1.0), ("unit", 0.0, 1.0), ("none", 0.0, 255.0)])
-def test_pipeline_batches_rgb_inputs_in_the_preprocessing_range(tf, mixed_images, name, low, high):
-    """JPEG, grayscale JPEG and PNG all become size x size x 3 float32 inputs spanning the range the scaling names."""
-    from plugins.keras.pipeline import make_dataset
-
-    scale, offset = SCALINGS[name]
-    preprocessing = Preprocessing(name=name, size=32, scale=scale, offset=offset)
-
-    batches = list(make_dataset(mixed_images, preprocessing, batch_size=2))
-
-    assert [tuple(images.shape) for images, _ in batches] == [(2, 32, 32, 3), (1, 32, 32, 3)]
-    assert all(images.dtype == tf.float32 for images, _ in batches)
-    images = np.concatenate([images.numpy() for images, _ in batches])
-    labels = np.concatenate([labels.numpy() for _, labels in batches])
-    assert labels.tolist() == mixed_images.label_ids
-    tolerance = 1e-5 * (high - low)
-    assert images.min() >= low - tolerance and images.max() <= high + tolerance
-    assert images.min() < low + 0.1 * (high - low) and images.max() > high - 0.1 * (high - low)
-    gray = images[1]
-    assert np.allclose(gray[..., 0], gray[..., 1]) and np.allclose(gray[..., 0], gray[..., 2])
 
 
 def test_random_mobilenet_v2_features_are_informative_not_vanishing(tf):

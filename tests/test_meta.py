@@ -17,9 +17,14 @@ def hook_specs():
             if callable(function) and hasattr(function, marker)}
 
 
+def plain_signature(name, function):
+    """``tl_train(model, dataset, ...)``: the hook's name and argument names (the types are in the bullets)."""
+    return f"{name}({', '.join(inspect.signature(function).parameters)})"
+
+
 def test_every_hook_is_documented_under_its_exact_signature():
     headings = re.findall(r"^## (tl_\w+\(.*\))$", HOOK_DOCS, re.M)
-    expected = [f"{name}{inspect.signature(function)}" for name, function in hook_specs().items()]
+    expected = [plain_signature(name, function) for name, function in hook_specs().items()]
     assert sorted(headings) == sorted(expected)
 
 
@@ -27,7 +32,7 @@ def test_every_documented_argument_has_a_bullet():
     for name, function in hook_specs().items():
         section = HOOK_DOCS.split(f"## {name}(", 1)[1].split("\n## ", 1)[0]
         for argument in inspect.signature(function).parameters:
-            assert f"- `{argument}`:" in section, f"{name}: argument {argument} undocumented"
+            assert re.search(rf"^- `{argument}` \(`[^`]+`\):", section, re.M), f"{name}: argument {argument} undocumented"
         assert "```python" in section, f"{name}: no example"
 
 
@@ -46,6 +51,18 @@ def test_answer_hooks_are_exactly_the_firstresult_hooks():
     firstresult = {name for name, function in hook_specs().items()
                    if getattr(function, f"{hookspecs.PROJECT_NAME}_spec").get("firstresult")}
     assert firstresult == set(ANSWER_HOOKS)
+
+
+def test_framework_steps_are_documented_as_such_and_typed():
+    from tlcore.frameworks import STEPS
+
+    for name, function in hook_specs().items():
+        section = HOOK_DOCS.split(f"## {name}(", 1)[1].split("\n## ", 1)[0]
+        assert ("framework step" in section) == (name in STEPS), name
+        signature = inspect.signature(function)
+        assert signature.return_annotation is not inspect.Signature.empty, f"{name}: no return type"
+        for argument in signature.parameters.values():
+            assert argument.annotation is not inspect.Parameter.empty, f"{name}: {argument.name} has no type"
 
 
 def test_every_hook_is_exercised_by_a_test():

@@ -18,7 +18,7 @@ from tlcore.report import Reporter
 from tlcore.run import run
 
 
-def manager_with(*plugins, blocked=("keras.top1",)):
+def manager_with(*plugins, blocked=()):
     manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=blocked, entrypoints=False, extra=["tests.fake_framework"])
     for index, plugin in enumerate(plugins):
         manager.register(plugin, name=f"test-plugin-{index}")
@@ -71,19 +71,23 @@ class Recorder:
 
     @hookimpl
     def tl_on_epoch_end(self, epoch, logs):
-        self.calls.append(f"tl_on_epoch_end {epoch} loss={logs['loss']:.2f}")
+        self.calls.append(f"tl_on_epoch_end {epoch} val_acc={logs['val_acc']:.2f}")
 
     @hookimpl(tryfirst=True)
     def tl_save_model(self, path):
         self.calls.append("tl_save_model")
 
-    @hookimpl
-    def tl_evaluate(self, model):
-        self.calls.append("tl_evaluate")
+    @hookimpl(tryfirst=True)
+    def tl_predict(self, images):
+        self.calls.append(f"tl_predict {len(images)}")
 
     @hookimpl
-    def tl_on_run_end(self, metrics):
-        self.calls.append(f"tl_on_run_end top1={metrics['top_1_accuracy']:.2f}")
+    def tl_evaluate(self, predictions):
+        self.calls.append(f"tl_evaluate {len(predictions)}")
+
+    @hookimpl
+    def tl_on_run_end(self, metrics, result):
+        self.calls.append(f"tl_on_run_end top1={metrics['top_1_accuracy']:.2f} epochs={len(result.history)}")
 
 
 def test_hooks_are_called_in_the_documented_order(project):
@@ -96,27 +100,45 @@ def test_hooks_are_called_in_the_documented_order(project):
         "tl_remove_top_layer",
         "tl_train",
         "tl_on_epoch_start 1/2",
-        "tl_on_epoch_end 1 loss=1.00",
+        "tl_on_epoch_end 1 val_acc=1.00",
         "tl_on_epoch_start 2/2",
-        "tl_on_epoch_end 2 loss=0.50",
+        "tl_on_epoch_end 2 val_acc=1.00",
         "tl_save_model",
-        "tl_evaluate",
-        "tl_on_run_end top1=0.33",
+        "tl_predict 2",  # the 6 validation images, batch_size 2
+        "tl_predict 2",
+        "tl_predict 2",
+        "tl_evaluate 6",
+        "tl_on_run_end top1=1.00 epochs=2",
     ]
 
 
 def test_run_writes_model_record_and_results(project):
-    metrics, _ = run_with(project)
+    result, _ = run_with(project)
     saved = project.root / "out" / "saved_model"
-    assert json.loads((saved / "model.json").read_text())["base"]["layers"] == ["features"]
+    assert json.loads((saved / "model.json").read_text())["base"]["layers"] == ["mean"]
     assert json.loads((saved / "labels.json").read_text()) == {"cat": 0, "dog": 1, "fox": 2}
     preprocessing = json.loads((saved / "preprocessing.json").read_text())
-    assert (preprocessing["size"], preprocessing["scale"], preprocessing["offset"]) == (32, 1 / 127.5, -1.0)
+    assert (preprocessing["size"], preprocessing["scale"], preprocessing["offset"]) == (32, 1 / 255, 0.0)
+    assert (preprocessing["layout"], preprocessing["channel_order"], preprocessing["name"]) == ("NHWC", "RGB", "unit")
     record = json.loads((saved / "tl_run.json").read_text())
-    assert record["plugins"]["tl_train"] == "tests.fake_framework"
+    assert record["framework"] == "fake"
+    assert record["plugins"]["tl_train"] == record["plugins"]["tl_predict"] == "tests.fake_framework"
     assert record["plugins"]["tl_load_dataset"] == "datasets.imagenet_folder"
-    assert project.results() == metrics == {"top_1_accuracy": pytest.approx(1 / 3), "num_images": 6}
+    assert [epoch["epoch"] for epoch in record["history"]] == [1, 2]
+    assert project.results() == dict(result.metrics)
+    assert result.metrics["top_1_accuracy"] == 1.0 and result.metrics["num_images"] == 6
+    assert result.metrics["per_class"]["dog"] == {"top_1_accuracy": 1.0, "num_images": 2}
     assert not [p for p in (project.root / "out").iterdir() if p.name != "saved_model"], "no leftovers"
+
+
+def test_the_run_result_says_what_was_made_and_by_whom(project):
+    result, _ = run_with(project, epochs=3)
+    assert result.framework == "fake"
+    assert result.saved_model_dir == project.root / "out" / "saved_model"
+    assert result.results_file == project.root / "results" / "results.json"
+    assert [epoch["epoch"] for epoch in result.history] == [1, 2, 3]
+    assert set(result.history[-1]) == {"epoch", "loss", "acc", "val_loss", "val_acc"}
+    assert result.plugins["tl_save_model"] == "tests.fake_framework" and result.seconds > 0
 
 
 def test_an_installed_plugin_answers_before_the_built_in(project):
@@ -129,8 +151,8 @@ def test_an_installed_plugin_answers_before_the_built_in(project):
             return type(dataset)(labels=dataset.labels, training=dataset.training,
                                  validation=dataset.training, labels_file=None)
 
-    metrics, _ = run_with(project, Dataset())
-    assert metrics["num_images"] == 12, "the plugin's dataset (validation = training) was used"
+    result, _ = run_with(project, Dataset())
+    assert result.metrics["num_images"] == 12, "the plugin's dataset (validation = training) was used"
 
 
 def test_a_plugin_that_raises_is_named(project):
@@ -181,16 +203,17 @@ def test_metrics_of_several_evaluators_are_merged_and_duplicates_refused(project
         def tl_evaluate(self):
             return {"top_1_accuracy": 1.0}
 
-    metrics, _ = run_with(project, Extra())
-    assert metrics["num_classes"] == 3 and "top_1_accuracy" in project.results()
-    with pytest.raises(PluginError, match='"top_1_accuracy" is reported by both "test-plugin-0" and "tests.fake_framework"'):
+    result, _ = run_with(project, Extra())
+    assert result.metrics["num_classes"] == 3 and "top_1_accuracy" in project.results()
+    with pytest.raises(PluginError, match='"top_1_accuracy" is reported by both "test-plugin-0" and "metrics.top1"'):
         run_with(project, Clash())
 
 
 def test_no_answer_says_a_plugin_is_missing(project):
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder"], entrypoints=False)
-    with pytest.raises(PluginError, match="no plugin implements tl_load_dataset; is a built-in plugin blocked"):
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder"], entrypoints=False,
+                                  extra=["tests.fake_framework"])
+    with pytest.raises(PluginError, match="no plugin implements tl_load_dataset; is a plugin blocked or not installed"):
         run(load_config(project.write()), manager, reporter)
 
 
@@ -203,9 +226,10 @@ def test_a_missing_evaluator_is_found_before_anything_runs(project):
             self.calls.append("tl_on_run_start")
 
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["keras.top1"], entrypoints=False)
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["metrics.top1", "metrics.per_class"], entrypoints=False,
+                                  extra=["tests.fake_framework"])
     manager.register(Watcher())
-    with pytest.raises(PluginError, match="no plugin implements tl_evaluate; is a built-in plugin blocked"):
+    with pytest.raises(PluginError, match="no plugin implements tl_evaluate; is a plugin blocked"):
         run(load_config(project.write()), manager, reporter)
     assert Watcher.calls == []
 
@@ -217,7 +241,7 @@ def test_answer_hooks_returning_nothing_say_so(project):
             return None
 
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder", "keras.top1"],
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder"],
                                   entrypoints=False, extra=["tests.fake_framework"])
     manager.register(Silent())
     with pytest.raises(PluginError, match="no plugin answered tl_load_dataset"):
@@ -320,24 +344,25 @@ def test_blocking_an_unknown_plugin_name_is_an_error(project):
     assert "--block keras.trainr: no plugin has this name" in one_line_error(result)
 
 
-def test_run_header_names_added_and_blocked_plugins(project):
-    result = project.run()
+def test_run_header_names_the_framework_and_added_and_blocked_plugins(project):
+    result = project.run("--block", "metrics.per_class")
     assert result.exit_code == 0
+    assert "(framework fake)" in result.output.splitlines()[0]
     assert "Plugins: tests.fake_framework" in result.output
-    assert "Blocked: keras.top1" in result.output
+    assert "Blocked: metrics.per_class" in result.output
 
 
 def test_block_plugins_configuration_key(project):
-    project.write(block_plugins=["keras.top1"])
+    project.write(block_plugins=["metrics.per_class"])
     result = CliRunner().invoke(main, ["run", str(project.config_path), "-p", "tests.fake_framework"])
     assert result.exit_code == 0, result.output
-    assert "Blocked: keras.top1" in result.output
-    project.write(block_plugins=["keras.top1", "tl-uninstalled-long-ago"])
+    assert "Blocked: metrics.per_class" in result.output and "per_class" not in project.results()
+    project.write(block_plugins=["metrics.per_class", "tl-uninstalled-long-ago"])
     result = CliRunner().invoke(main, ["run", str(project.config_path), "-p", "tests.fake_framework"])
     assert result.exit_code == 0, result.output
     assert ('Warning: "block_plugins" in the configuration: tl-uninstalled-long-ago: no plugin has this name '
             "(not installed?); nothing to block") in result.output
-    project.write(block_plugins="keras.top1")
+    project.write(block_plugins="metrics.per_class")
     result = project.run()
     assert '"block_plugins" must be a list of plugin names' in one_line_error(result)
 
@@ -409,3 +434,16 @@ def test_plugin_path_keys_resolve_from_the_configuration_folder(project, tmp_pat
 def test_a_duplicate_plugin_name_can_be_blocked_or_uninstalled(project):
     result = project.run("-p", "keras.trainer")
     assert "keras.trainer" in result.output and "uninstall one of them" in one_line_error(result)
+
+
+def test_scores_of_the_wrong_shape_are_named(project):
+    class OneColumn:
+        TL_FRAMEWORK = "fake"
+
+        @hookimpl(tryfirst=True)
+        def tl_predict(self, images):
+            return [[1.0]] * len(images)
+
+    with pytest.raises(PluginError, match=r'plugin "test-plugin-0" returned scores of shape \(2, 1\) from tl_predict '
+                                          r"for 2 images; expected \(2, 3\): one score per output index"):
+        run_with(project, OneColumn())

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from tlcore.errors import ConfigError
+from tlcore.frameworks import DEFAULT_FRAMEWORK
 from tlcore.paths import resolve_path, type_name
 
 REQUIRED = object()
@@ -106,11 +107,61 @@ class ConfigKey:
             raise ConfigError(f"{where} {exc}") from None
 
 
-PREPROCESSING_CHOICES = ("mobilenet_v2", "unit", "none")
+def _weights(value, base_dir):
+    if value == "imagenet":
+        return value
+    if not isinstance(value, str):
+        raise ValueError('must be "imagenet", null or the path of a weights file')
+    if value.strip().lower() in ("imagenet", "none", "null", "random"):
+        raise ValueError(f'is "{value}"; write "imagenet" (lower case) or null (without quotes) for random weights')
+    return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
+
+
+def _preprocessing(value, base_dir):
+    """A preset name, or ``{"mean": [r, g, b], "std": [r, g, b], "channel_order": "RGB"}`` in pixel units."""
+    from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
+
+    if isinstance(value, str):
+        if value not in PRESETS:
+            close = difflib.get_close_matches(value, list(PRESETS), n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            raise ValueError(f'is "{value}"; {hint}use one of {", ".join(PRESETS)}, or {{"mean": [...], "std": [...]}}')
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"must be one of {', '.join(PRESETS)} or an object with \"mean\" and \"std\"")
+    unknown = sorted(set(value) - {"mean", "std", "channel_order"})
+    if unknown or "mean" not in value or "std" not in value:
+        raise ValueError('as an object needs "mean" and "std" (3 numbers each, pixel units 0-255) and may have '
+                         '"channel_order"' + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    for name in ("mean", "std"):
+        numbers = value[name]
+        if (not isinstance(numbers, list) or len(numbers) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)):
+            raise ValueError(f'"{name}" must be a list of 3 numbers (R, G, B, in pixel units 0-255)')
+    if min(value["std"]) <= 0:
+        raise ValueError('"std" values must be greater than 0')
+    order = value.get("channel_order", "RGB")
+    if order not in CHANNEL_ORDERS:
+        raise ValueError(f'"channel_order" must be one of {", ".join(CHANNEL_ORDERS)}')
+    return {"mean": [float(v) for v in value["mean"]], "std": [float(v) for v in value["std"]], "channel_order": order}
+
+
+def _augmentation(value, base_dir):
+    from tlcore.images import AUGMENTATIONS
+
+    for item in value:
+        if item not in AUGMENTATIONS:
+            close = difflib.get_close_matches(str(item), AUGMENTATIONS, n=1)
+            hint = f'did you mean "{close[0]}"? ' if close else ""
+            raise ValueError(f"has {json.dumps(item)}; {hint}use any of {', '.join(AUGMENTATIONS)}")
+    return tuple(dict.fromkeys(value))
+
+
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 CORE_KEYS = (
     ConfigKey("source_keras_model", "path", default=None, nullable=True, path_kind="file_or_dir",
-              help="base model: Keras SavedModel folder or .h5 file; empty = MobileNetV2"),
+              help="base model: Keras SavedModel folder, .h5 or .keras file; empty = MobileNetV2 (framework keras)"),
     ConfigKey("dataset_training_dir", "path", path_kind="dir",
               help="training images, one sub-folder per class"),
     ConfigKey("dataset_validation_dir", "path", path_kind="dir",
@@ -127,12 +178,34 @@ CORE_KEYS = (
               help="where saved_model/ is written; created if missing"),
     ConfigKey("evaluate_result_dir", "path", path_kind="output_dir",
               help="where results.json is written; created if missing"),
-    ConfigKey("preprocessing", "string", default="mobilenet_v2", choices=PREPROCESSING_CHOICES,
-              help="pixel scaling: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255]"),
+    ConfigKey("framework", "string", default=DEFAULT_FRAMEWORK,
+              help="the framework that loads, trains and saves the model, e.g. keras or torch (see `tl plugins list`)"),
     ConfigKey("seed", "integer", default=None, nullable=True, minimum=0, maximum=2**32 - 1,
               help="random seed (initial weights, shuffling, augmentation); null = different every run"),
+    ConfigKey("bad_images", "string", default="skip", choices=("skip", "error"),
+              help="unusable image files (empty, truncated, not an image): skip them with a warning, "
+                   "or stop the run"),
     ConfigKey("block_plugins", "list", default=(), convert=lambda value, base_dir: _plugin_names(value),
               help="names of plugins never to load for this configuration (see `tl plugins list`)"),
+    ConfigKey("weights", "any", default="imagenet", nullable=True, convert=_weights,
+              help='weights of the default MobileNetV2: "imagenet" (downloaded once), null (random) or a local '
+                   "weights file"),
+    ConfigKey("mobilenet_alpha", "number", default=1.0, choices=MOBILENET_ALPHAS,
+              help="width multiplier of the default MobileNetV2"),
+    ConfigKey("preprocessing", "any", default=None, nullable=True, convert=_preprocessing,
+              help="how pixels become input: mobilenet_v2 = [-1, 1], unit = [0, 1], none = [0, 255], imagenet = "
+                   'ImageNet mean/std, or {"mean": [r, g, b], "std": [r, g, b]}; null = the framework\'s default'),
+    ConfigKey("learning_rate", "number", default=0.001, minimum=1e-8, maximum=10.0,
+              help="Adam learning rate of the new head"),
+    ConfigKey("dropout", "number", default=0.2, minimum=0.0, maximum=0.9,
+              help="dropout before the new head"),
+    ConfigKey("augmentation", "list", default=(), convert=_augmentation,
+              help="random changes to training images, any of flip, rotation, zoom, contrast, brightness"),
+    ConfigKey("fine_tune_layers", "integer", default=0, minimum=0, maximum=100000,
+              help="also train the last N layers of the base (BatchNorm stays frozen); 0 = frozen base"),
+    ConfigKey("feature_cache", "string", default="auto", choices=("auto", "memory", "disk", "off"),
+              help="frozen base without augmentation: compute features once, in memory or on disk "
+                   "(auto: memory when small); off = run the base every epoch"),
 )
 
 
@@ -174,21 +247,27 @@ def plugin_config_keys(manager, errors=None):
 def _plugin_names(value):
     """``block_plugins`` as a tuple; ValueError if it is not a list of names."""
     if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
-        raise ValueError('must be a list of plugin names, e.g. ["keras.top1"]')
+        raise ValueError('must be a list of plugin names, e.g. ["metrics.per_class"]')
     return tuple(value)
 
 
-def blocked_plugins(path):
-    """The ``block_plugins`` of a configuration file, read before plugins are loaded.
+def read_selection(path):
+    """``(block_plugins, framework)`` of a configuration file, read before plugins are loaded.
 
     Plugins declare configuration keys, so the full check needs them loaded; which
-    ones to load must be known first. Errors here are the same as :func:`load_config`'s.
+    ones to load, and which framework's keys apply, must be known first. Errors
+    here are the same as :func:`load_config`'s.
     """
     path = Path(path).absolute()
+    data = read_json_object(path)
     try:
-        return _plugin_names(read_json_object(path).get("block_plugins", []))
+        blocked = _plugin_names(data.get("block_plugins", []))
     except ValueError as exc:
         raise ConfigError(f'{path.name}: "block_plugins" {exc}') from None
+    framework = data.get("framework", DEFAULT_FRAMEWORK)
+    if not isinstance(framework, str):
+        raise ConfigError(f'{path.name}: "framework" must be a string, not {type_name(framework)} ({json.dumps(framework)})')
+    return blocked, framework
 
 
 @dataclass(frozen=True)
@@ -205,9 +284,20 @@ class RunConfig:
     batch_size: int = 32
     input_tensor_size: int = 224
     epochs: int = 10
-    preprocessing: str = "mobilenet_v2"
+    framework: str = DEFAULT_FRAMEWORK
     seed: int | None = None
+    bad_images: str = "skip"
     block_plugins: tuple = ()
+    weights: str | Path | None = "imagenet"
+    mobilenet_alpha: float = 1.0
+    preprocessing: str | Mapping[str, Any] | None = None
+    learning_rate: float = 0.001
+    dropout: float = 0.2
+    augmentation: tuple = ()
+    fine_tune_layers: int = 0
+    feature_cache: str = "auto"
+    given_keys: frozenset = frozenset()
+    """The keys the configuration file sets (the others have their defaults)."""
     ignored_keys: tuple = ()
     """Unknown keys ignored because plugins were blocked or disabled (``ignore_unknown``)."""
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -226,13 +316,19 @@ class RunConfig:
 
     def to_dict(self):
         """JSON-ready form: every key with its resolved value."""
-        data = {}
-        for key in CORE_KEYS:
-            value = getattr(self, key.name)
-            data[key.name] = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
-        for name, value in self.options.items():
-            data[name] = str(value) if isinstance(value, Path) else value
+        data = {key.name: _jsonable(getattr(self, key.name)) for key in CORE_KEYS}
+        data.update((name, _jsonable(value)) for name, value in self.options.items())
         return data
+
+
+def _jsonable(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
 
 
 def read_json_object(path, what="configuration file"):
@@ -275,14 +371,28 @@ def read_json_object(path, what="configuration file"):
     return data
 
 
-def load_config(path, plugin_keys=(), ignore_unknown=False):
+def load_config(path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None):
     """Read, check and resolve configuration.json; raise ConfigError on the first problem.
 
     Checks run in the order the SDK specifies: the file, then unknown and missing
     keys, then values, then the model and training paths before the validation path.
+
+    :param plugin_keys: the :class:`ConfigKey` s of the plugins that take part in the run.
+    :param ignore_unknown: ignore (and list in ``ignored_keys``) unknown keys that are not
+        near-misses of a known key: plugins were blocked or disabled.
+    :param foreign_keys: ``{key: frameworks}`` of keys that plugins of other frameworks
+        declare; setting one is an error that says which framework it belongs to.
+    :param frameworks: the names of the available frameworks; ``framework`` must be one.
     """
     path = Path(path).absolute()
-    data = read_json_object(path)
+    return config_from_dict(read_json_object(path), path, plugin_keys, ignore_unknown,
+                            foreign_keys=foreign_keys, frameworks=frameworks)
+
+
+def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None):
+    """:func:`load_config` for ``data`` already read; relative paths start at ``path``'s folder."""
+    path = Path(path).absolute()
+    data = dict(data)
     source = path.name
     keys = {key.name: key for key in CORE_KEYS}
     for key in plugin_keys:
@@ -290,7 +400,14 @@ def load_config(path, plugin_keys=(), ignore_unknown=False):
             raise ConfigError(f'configuration key "{key.name}" is declared twice (by the core or two plugins)')
         keys[key.name] = key
     ignored = []
+    foreign_keys = foreign_keys or {}
     for name in [name for name in data if name not in keys]:
+        if name in foreign_keys:
+            owners = " or ".join(f'"{framework}"' for framework in foreign_keys[name])
+            raise ConfigError(
+                f'{source}: "{name}" is a key of framework {owners}, but "framework" is '
+                f'"{data.get("framework", DEFAULT_FRAMEWORK)}"; remove the key or change "framework"'
+            )
         close = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
         if ignore_unknown and not close:  # a blocked plugin's key is expected; a near-miss is still a typo
             ignored.append(name)
@@ -311,6 +428,10 @@ def load_config(path, plugin_keys=(), ignore_unknown=False):
             values[key.name] = key.check(key.default, base_dir, f"{source} (default)")
         else:
             values[key.name] = key.default
+    if frameworks is not None and values["framework"] not in frameworks:
+        from tlcore.frameworks import select_framework
+
+        select_framework(frameworks, values["framework"], source)
 
     for output in ("output_dir", "evaluate_result_dir"):
         for dataset in ("dataset_training_dir", "dataset_validation_dir"):
@@ -329,4 +450,14 @@ def load_config(path, plugin_keys=(), ignore_unknown=False):
             )
     core = {key.name: values.pop(key.name) for key in CORE_KEYS}
     core["evaluate_label_file"] = label_file
-    return RunConfig(config_file=path, options=values, ignored_keys=tuple(ignored), **core)
+    return RunConfig(config_file=path, options=values, ignored_keys=tuple(ignored), given_keys=frozenset(data), **core)
+
+
+def check_framework_keys(config, framework):
+    """Refuse optional core keys that ``framework`` does not honour, when the configuration sets them."""
+    from tlcore.frameworks import OPTIONAL_KEYS
+
+    for name in OPTIONAL_KEYS:
+        if name in config.given_keys and name not in framework.keys and getattr(config, name) is not None:
+            hint = framework.key_hints.get(name, "remove it or choose another framework")
+            raise ConfigError(f'{config.config_file.name}: "{name}" does not apply to framework "{framework.name}"; {hint}')

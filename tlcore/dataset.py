@@ -12,15 +12,12 @@ from tlcore.errors import DatasetError
 class Split:
     """The images of one split: ``samples`` is a tuple of ``(path, label_id)``.
 
-    ``pillow_paths`` are images a framework's fast decoder would get wrong (EXIF
-    rotation, CMYK, WebP): decode them with Pillow. ``skipped`` lists the
-    ``(path, reason)`` of files that were left out as unusable.
+    ``skipped`` lists the ``(path, reason)`` of files that were left out as unusable.
     """
 
     name: str
     root: Path
     samples: tuple
-    pillow_paths: frozenset = frozenset()
     skipped: tuple = ()
 
     def __len__(self):
@@ -33,11 +30,6 @@ class Split:
     @property
     def label_ids(self):
         return [label for _, label in self.samples]
-
-    @property
-    def pillow_flags(self):
-        """For each sample, whether it must be decoded with Pillow."""
-        return [str(path) in self.pillow_paths for path, _ in self.samples]
 
     def counts(self):
         """Number of images per label id."""

@@ -9,10 +9,31 @@ asked in pluggy's order: the last registered first, shifted by ``tryfirst`` and
 answers before them. *Collecting* hooks call every plugin. *Observer* hooks
 (``tl_on_*``) call every plugin and ignore return values.
 
+*Framework steps* (loading the base model, top removal, training, saving,
+prediction, loading a saved model) are asked only of the plugins that serve the
+selected framework (``TL_FRAMEWORK``) and of framework-neutral plugins.
+
 Documented hook by hook in ``docs/hooks.md``.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
 import pluggy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tlcore.config import ConfigKey, RunConfig
+    from tlcore.dataset import DatasetIndex
+    from tlcore.evaluation import Predictions
+    from tlcore.frameworks import Framework
+    from tlcore.preprocessing import Preprocessing
+    from tlcore.report import Reporter
+    from tlcore.run import RunResult
+    from tlcore.training import RunEvents
 
 PROJECT_NAME = "tl"
 
@@ -20,16 +41,26 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
-# --- configuration -----------------------------------------------------------
+# --- declarations ---------------------------------------------------------------
 
 
 @hookspec
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     """Declare configuration keys this plugin reads from configuration.json.
 
     :returns: a list of :class:`tlcore.config.ConfigKey`. Every plugin is asked;
         the keys are validated like the built-in ones, and a key nobody declares
-        is reported as unknown.
+        is reported as unknown. Keys of a plugin that serves other frameworks than
+        the selected one are refused.
+    """
+
+
+@hookspec
+def tl_frameworks() -> list[Framework]:
+    """Declare the frameworks this plugin provides.
+
+    :returns: a list of :class:`tlcore.frameworks.Framework`. Every plugin is asked;
+        a framework declared by two plugins is an error.
     """
 
 
@@ -37,15 +68,15 @@ def tl_config_keys():
 
 
 @hookspec
-def tl_on_run_start(config):
-    """Observer: a run starts, after its configuration was validated.
+def tl_on_run_start(config: RunConfig) -> None:
+    """Observer: a run starts, after its configuration and framework were checked.
 
     :param config: the :class:`tlcore.config.RunConfig` of the run.
     """
 
 
 @hookspec(firstresult=True)
-def tl_load_dataset(config, reporter):
+def tl_load_dataset(config: RunConfig, reporter: Reporter) -> DatasetIndex | None:
     """Index the training and validation images. Stops at first non-None result.
 
     :param config: the :class:`tlcore.config.RunConfig`.
@@ -55,8 +86,8 @@ def tl_load_dataset(config, reporter):
 
 
 @hookspec(firstresult=True)
-def tl_load_base_model(config, reporter):
-    """Load the base model to transfer-learn from. Stops at first non-None result.
+def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
+    """Framework step: load the base model to transfer-learn from. Stops at first non-None result.
 
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter`.
@@ -65,8 +96,8 @@ def tl_load_base_model(config, reporter):
 
 
 @hookspec(firstresult=True)
-def tl_remove_top_layer(model, config, reporter):
-    """Turn the base model into a feature extractor. Stops at first non-None result.
+def tl_remove_top_layer(model: Any, config: RunConfig, reporter: Reporter) -> Any:
+    """Framework step: turn the base model into a feature extractor. Stops at first non-None result.
 
     :param model: the result of :func:`tl_load_base_model`.
     :param config: the :class:`tlcore.config.RunConfig`.
@@ -76,26 +107,49 @@ def tl_remove_top_layer(model, config, reporter):
 
 
 @hookspec(firstresult=True)
-def tl_train(model, dataset, preprocessing, config, reporter, events):
-    """Train a new classification head on the frozen feature extractor.
+def tl_train(model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+             reporter: Reporter, events: RunEvents) -> Any:
+    """Framework step: train a new classification head on the feature extractor.
 
     Stops at first non-None result.
 
     :param model: the result of :func:`tl_remove_top_layer`.
     :param dataset: the :class:`tlcore.dataset.DatasetIndex`.
-    :param preprocessing: the :class:`tlcore.preprocessing.Preprocessing` to apply to
-        every image; evaluation uses the same one.
+    :param preprocessing: the :class:`tlcore.preprocessing.Preprocessing` of every image;
+        evaluation, prediction and quantization use the same one.
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter` for epoch lines and progress.
-    :param events: a :class:`tlcore.run.RunEvents`; call ``events.epoch_start(epoch)``
-        and ``events.epoch_end(epoch, logs)`` so observer plugins hear about epochs.
-    :returns: the trained classifier: input image tensor -> one score per label id.
+    :param events: a :class:`tlcore.training.RunEvents`; call ``events.epoch_start(epoch)``
+        and ``events.epoch_end(epoch, logs)`` (or use :class:`tlcore.training.TrainingLoop`)
+        so observer plugins hear about epochs.
+    :returns: the trained classifier: model input -> one score per label id.
+    """
+
+
+@hookspec
+def tl_on_epoch_start(config: RunConfig, epoch: int, epochs: int) -> None:
+    """Observer: a training epoch starts.
+
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param epoch: the epoch number, counted from 1.
+    :param epochs: the number of epochs of the run.
+    """
+
+
+@hookspec
+def tl_on_epoch_end(config: RunConfig, epoch: int, epochs: int, logs: Mapping[str, float]) -> None:
+    """Observer: a training epoch ended.
+
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param epoch: the epoch number, counted from 1.
+    :param epochs: the number of epochs of the run.
+    :param logs: dict of metric name -> float (``loss``, ``acc``, ``val_loss``, ``val_acc``).
     """
 
 
 @hookspec(firstresult=True)
-def tl_save_model(model, path, config, reporter):
-    """Save the trained classifier into the folder ``path``.
+def tl_save_model(model: Any, path: Path, config: RunConfig, reporter: Reporter) -> Any:
+    """Framework step: save the trained classifier into the folder ``path``.
 
     Stops at first non-None result. ``path`` is a fresh staging folder; the core
     moves it to ``output_dir/saved_model`` only when the whole run succeeded.
@@ -108,16 +162,39 @@ def tl_save_model(model, path, config, reporter):
     """
 
 
+@hookspec(firstresult=True)
+def tl_load_model(path: Path, reporter: Reporter) -> Any:
+    """Framework step: load a classifier that :func:`tl_save_model` saved. Stops at first non-None result.
+
+    :param path: the ``saved_model`` folder.
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: the classifier, as :func:`tl_predict` takes it.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_predict(model: Any, images: np.ndarray) -> np.ndarray | None:
+    """Framework step: score a batch of images. Stops at first non-None result.
+
+    :param model: the classifier (from :func:`tl_train` or :func:`tl_load_model`).
+    :param images: model input: a float32 numpy array of n images, already preprocessed
+        and laid out as the framework declared (NHWC or NCHW).
+    :returns: scores, an array-like of shape (n, number of outputs): one row per image,
+        one column per output index (label id).
+    """
+
+
 @hookspec
-def tl_evaluate(model, dataset, preprocessing, config, reporter):
-    """Compute metrics of the trained classifier on the validation split.
+def tl_evaluate(predictions: Predictions, dataset: DatasetIndex, config: RunConfig,
+                reporter: Reporter) -> dict[str, Any] | None:
+    """Compute metrics from the classifier's predictions on the validation images.
 
     Every plugin is asked; the core merges the dicts into results.json and refuses
     a metric name reported by two plugins.
 
-    :param model: the result of :func:`tl_train`.
+    :param predictions: the :class:`tlcore.evaluation.Predictions`: scores, true label
+        ids and file paths of the validation images.
     :param dataset: the :class:`tlcore.dataset.DatasetIndex`.
-    :param preprocessing: the same :class:`tlcore.preprocessing.Preprocessing` as training.
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter`.
     :returns: a dict of JSON-serialisable metrics, or None.
@@ -125,30 +202,24 @@ def tl_evaluate(model, dataset, preprocessing, config, reporter):
 
 
 @hookspec
-def tl_on_epoch_start(config, epoch, epochs):
-    """Observer: a training epoch starts.
-
-    :param config: the :class:`tlcore.config.RunConfig`.
-    :param epoch: the epoch number, counted from 1.
-    :param epochs: the number of epochs of the run.
-    """
-
-
-@hookspec
-def tl_on_epoch_end(config, epoch, epochs, logs):
-    """Observer: a training epoch ended.
-
-    :param config: the :class:`tlcore.config.RunConfig`.
-    :param epoch: the epoch number, counted from 1.
-    :param epochs: the number of epochs of the run.
-    :param logs: dict of metric name -> float (``loss``, ``acc``, ``val_loss``, ``val_acc``).
-    """
-
-
-@hookspec
-def tl_on_run_end(config, metrics):
+def tl_on_run_end(config: RunConfig, metrics: Mapping[str, Any], result: RunResult) -> None:
     """Observer: a run finished and its outputs were written.
 
     :param config: the :class:`tlcore.config.RunConfig`.
     :param metrics: the merged metrics written to results.json.
+    :param result: the :class:`tlcore.run.RunResult`: metrics, epoch history, output paths
+        and the plugins that answered.
+    """
+
+
+@hookspec
+def tl_on_run_failed(config: RunConfig, error: BaseException) -> None:
+    """Observer: a run failed or was interrupted; nothing of it was published.
+
+    Called for errors and for Ctrl-C / SIGTERM (``KeyboardInterrupt``), so plugins can
+    clean up what they started. An error raised here is shown as a warning and does
+    not hide the run's own error.
+
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param error: the exception that stopped the run.
     """

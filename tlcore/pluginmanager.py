@@ -16,6 +16,8 @@ import pluggy
 
 from tlcore import hookspecs
 from tlcore.calls import describe_exception
+from tlcore.errors import PluginError
+from tlcore.frameworks import FRAMEWORK_ATTRIBUTE, served_by
 
 ENTRY_POINT_GROUP = "tl"
 DISABLE_ENV = "TL_DISABLE_PLUGINS"
@@ -38,6 +40,8 @@ class PluginInfo:
     blocked: bool = False
     error: str | None = None
     hooks: list = field(default_factory=list)
+    frameworks: tuple | None = None
+    """The frameworks it serves (its ``TL_FRAMEWORK``); None for a framework-neutral plugin."""
     from_option: bool = False
     """Loaded with ``-p MODULE`` rather than installed."""
 
@@ -127,6 +131,12 @@ class PluginManager(pluggy.PluginManager):
         except Exception as exc:  # a broken plugin is reported, not fatal
             info.error = describe_exception(exc)
             return
+        try:
+            info.frameworks = served_by(plugin)
+        except ValueError as exc:
+            info.error = str(exc)
+            self.unregister(plugin)
+            return
         self._check_hook_names(info, plugin)
         info.hooks = sorted(impl.name for impl in self.get_hookcallers(plugin) or ())
 
@@ -144,6 +154,13 @@ class PluginManager(pluggy.PluginManager):
     def hook_names(self):
         """Names of the hooks tl defines (not of misspelled implementations)."""
         return sorted(name for name in dir(self.hook) if name.startswith("tl_") and getattr(self.hook, name).has_spec())
+
+    def frameworks_of(self, plugin_name):
+        """The frameworks the registered plugin ``plugin_name`` serves; None when it is neutral."""
+        try:
+            return served_by(self.get_plugin(plugin_name))
+        except ValueError as exc:
+            raise PluginError(f'plugin "{plugin_name}": {exc} ({FRAMEWORK_ATTRIBUTE})') from None
 
     def describe(self):
         """Every plugin seen, in registration order, with the hooks it implements."""

@@ -1,68 +1,119 @@
-"""The orchestrator: one transfer-learning run, hook by hook."""
+"""The orchestrator: one transfer-learning run, hook by hook, on the selected framework."""
 
-import json
+from __future__ import annotations
+
 import os
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore import __version__
-from tlcore.calls import call_all, call_first
+from tlcore.calls import Hooks
+from tlcore.config import check_framework_keys
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
+from tlcore.evaluation import evaluate, predict_split
+from tlcore.frameworks import RUN_STEPS, Framework, registered_frameworks, select_framework
 from tlcore.outputs import (
     MARKER, StagedDir, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred, staged_json,
     write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
+from tlcore.training import RunEvents
 
-ANSWER_HOOKS = ("tl_load_dataset", "tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model")
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.pluginmanager import PluginManager
+    from tlcore.report import Reporter
 
+ANSWER_HOOKS = ("tl_load_dataset", *RUN_STEPS[:-1], "tl_load_model", "tl_predict")
+"""The first-answer hooks, in the order ``tl plugins list`` shows them."""
 
-class RunEvents:
-    """Handed to the trainer so that observer plugins hear about epochs."""
-
-    def __init__(self, manager, config):
-        self._manager = manager
-        self._config = config
-
-    def epoch_start(self, epoch):
-        call_all(self._manager, "tl_on_epoch_start", config=self._config, epoch=epoch, epochs=self._config.epochs)
-
-    def epoch_end(self, epoch, logs):
-        logs = {name: float(value) for name, value in logs.items()}
-        call_all(
-            self._manager, "tl_on_epoch_end", config=self._config, epoch=epoch, epochs=self._config.epochs, logs=logs
-        )
+REQUIRED_HOOKS = ("tl_load_dataset", *RUN_STEPS, "tl_evaluate")
 
 
-def _answer(manager, hook_name, **kwargs):
-    result, plugin = call_first(manager, hook_name, **kwargs)
-    if result is None:
-        raise PluginError(f"no plugin answered {hook_name}; is a built-in plugin blocked?")
-    return result, plugin
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced: ``tl run`` prints it, the Python API returns it.
+
+    :param metrics: the merged metrics, as written to ``results.json``.
+    :param history: one dict per epoch: ``epoch``, ``loss``, ``acc``, ``val_loss``, ``val_acc``.
+    :param framework: the name of the framework that trained the model.
+    :param saved_model_dir: ``output_dir/saved_model``.
+    :param results_file: ``evaluate_result_dir/results.json``.
+    :param plugins: which plugin answered each step (hook name -> plugin name).
+    :param seconds: the wall time of the run.
+    """
+
+    metrics: Mapping[str, Any]
+    history: tuple[Mapping[str, float], ...]
+    framework: str
+    saved_model_dir: Path
+    results_file: Path
+    plugins: Mapping[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+        object.__setattr__(self, "plugins", MappingProxyType(dict(self.plugins)))
 
 
-REQUIRED_HOOKS = (*ANSWER_HOOKS, "tl_evaluate")
+def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
+    """The framework ``config`` selects, checked: known, installed, and given only keys it honours."""
+    framework = select_framework(registered_frameworks(manager), config.framework, config.config_file.name)
+    check_framework_keys(config, framework)
+    framework.check_installed()
+    return framework
 
 
-def run(config, manager, reporter, status=None):
-    """Run the whole flow for a validated ``config``; return the metrics written to results.json.
+def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug: bool = False) -> RunResult:
+    """Run the whole flow for a validated ``config`` and return its :class:`RunResult`.
 
-    ``status`` (a dict), if given, gets ``"outputs_written": True`` once saved_model and
-    results.json are in place, so a caller interrupted later knows they are complete.
+    Observer plugins hear ``tl_on_run_failed`` when the run fails or is interrupted
+    after it started. A ``KeyboardInterrupt`` that arrives after the outputs were
+    published carries the result as its ``result`` attribute.
     """
     started = time.monotonic()
-    status = {} if status is None else status
-    for hook in REQUIRED_HOOKS:
-        if not getattr(manager.hook, hook).get_hookimpls():
-            raise PluginError(f"no plugin implements {hook}; is a built-in plugin blocked?")
-    call_all(manager, "tl_on_run_start", config=config)
+    framework = framework_of(config, manager)
+    if not debug:
+        framework.quieten()
+    hooks = Hooks(manager, framework)
+    hooks.require(REQUIRED_HOOKS)
+    hooks.all("tl_on_run_start", config=config)
+    try:
+        result = _run(hooks, config, reporter, started)
+    except BaseException as error:
+        _tell_failure(hooks, config, error, reporter)
+        raise
+    try:
+        hooks.all("tl_on_run_end", config=config, metrics=dict(result.metrics), result=result)
+    except KeyboardInterrupt as stop:
+        stop.result = result  # type: ignore[attr-defined]  # the outputs are complete: the caller may say so
+        raise
+    return result
+
+
+def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporter: Reporter) -> None:
+    """Call every ``tl_on_run_failed`` observer; their own errors become warnings, never the run's error."""
+    for impl in hooks.implementations("tl_on_run_failed"):
+        try:
+            impl.function(**{name: {"config": config, "error": error}[name] for name in impl.argnames})
+        except Exception as exc:  # noqa: BLE001 - an observer must not hide why the run stopped
+            from tlcore.calls import describe_exception
+
+            reporter.warning(f'plugin "{impl.plugin_name}" failed in tl_on_run_failed: {describe_exception(exc)}')
+
+
+def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) -> RunResult:
     check_replaceable(config.saved_model_dir)
     if config.results_file.exists() and not config.results_file.is_file():
         raise OutputError(f"{config.results_file} exists and is not a file; move it away or choose another "
                           "evaluate_result_dir")
-    answered = {}
-    dataset, answered["tl_load_dataset"] = _answer(manager, "tl_load_dataset", config=config, reporter=reporter)
+    answered: dict[str, str] = {}
+    dataset, answered["tl_load_dataset"] = hooks.answer("tl_load_dataset", config=config, reporter=reporter)
     if not isinstance(dataset, DatasetIndex):
         raise PluginError(
             f'plugin "{answered["tl_load_dataset"]}" returned {type(dataset).__name__} from tl_load_dataset; '
@@ -71,33 +122,47 @@ def run(config, manager, reporter, status=None):
     created = prepare_output_dir(config.output_dir, "output_dir")
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
-        metrics = _train_save_evaluate(manager, config, reporter, dataset, answered, status)
+        events = RunEvents(hooks, config)
+        metrics = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
     except BaseException:
         remove_if_empty(created)
         raise
+    seconds = time.monotonic() - started
     reporter.info(f"Saved model: {config.saved_model_dir}")
-    reporter.info(f"Results: {config.results_file} ({time.monotonic() - started:.1f} s in all)")
-    call_all(manager, "tl_on_run_end", config=config, metrics=metrics)
-    return metrics
+    reporter.info(f"Results: {config.results_file} ({seconds:.1f} s in all)")
+    assert hooks.framework is not None
+    return RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
+                     saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
+                     seconds=seconds)
 
 
-def _train_save_evaluate(manager, config, reporter, dataset, answered, status):
-    preprocessing = Preprocessing.from_config(config)
+def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
+                         answered: dict[str, str], events: RunEvents) -> dict[str, Any]:
+    preprocessing = Preprocessing.from_config(config, hooks.framework)
     common = {"config": config, "reporter": reporter}
-    model, answered["tl_load_base_model"] = _answer(manager, "tl_load_base_model", **common)
-    extractor, answered["tl_remove_top_layer"] = _answer(manager, "tl_remove_top_layer", model=model, **common)
-    classifier, answered["tl_train"] = _answer(
-        manager, "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing,
-        events=RunEvents(manager, config), **common,
+    model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
+    extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)
+    classifier, answered["tl_train"] = hooks.answer(
+        "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
     )
     with StagedDir(config.saved_model_dir) as staged:
-        _, answered["tl_save_model"] = _answer(manager, "tl_save_model", model=classifier, path=staged.path, **common)
-        metrics = evaluate(manager, classifier, dataset, preprocessing, **common)
+        _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
+
+        def predict(images: Any) -> tuple[Any, str]:
+            scores, answered["tl_predict"] = hooks.answer("tl_predict", model=classifier, images=images)
+            return scores, answered["tl_predict"]
+
+        predictions = predict_split(predict, dataset.validation, preprocessing, dataset, config, reporter,
+                                    label="evaluating ")
+        metrics = evaluate(hooks, predictions, dataset, config, reporter)
         write_json_atomic(staged.path / "labels.json", dict(sorted(dataset.labels.items(), key=lambda kv: kv[1])))
         write_json_atomic(staged.path / "preprocessing.json", preprocessing.to_dict())
+        assert hooks.framework is not None
         write_json_atomic(staged.path / MARKER, {
             "tl_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "framework": hooks.framework.name,
+            "model_format": hooks.framework.model_format,
             "configuration": config.to_dict(),
             "num_outputs": dataset.num_outputs,
             "class_names": dataset.class_names,
@@ -107,6 +172,7 @@ def _train_save_evaluate(manager, config, reporter, dataset, answered, status):
                 {"path": str(path), "reason": reason}
                 for split in (dataset.training, dataset.validation) for path, reason in split.skipped
             ],
+            "history": events.history,
             "metrics": metrics,
         })
         results = staged_json(config.results_file, metrics)
@@ -114,31 +180,8 @@ def _train_save_evaluate(manager, config, reporter, dataset, answered, status):
             with signals_deferred():
                 staged.publish()
                 os.replace(results, config.results_file)
-                status["outputs_written"] = True
         except OSError as exc:
             raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
         finally:
             results.unlink(missing_ok=True)
-    return metrics
-
-
-def evaluate(manager, model, dataset, preprocessing, config, reporter):
-    """Merge every evaluator's metrics; a metric reported twice is an error."""
-    metrics, owner = {}, {}
-    for plugin, result in call_all(
-        manager, "tl_evaluate", model=model, dataset=dataset, preprocessing=preprocessing,
-        config=config, reporter=reporter,
-    ):
-        if not isinstance(result, dict):
-            raise PluginError(f'plugin "{plugin}" returned {type(result).__name__} from tl_evaluate; it must return a dict')
-        try:
-            json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            raise PluginError(f'plugin "{plugin}" returned metrics that are not JSON-serialisable: {exc}') from None
-        for name, value in result.items():
-            if name in metrics:
-                raise PluginError(f'metric "{name}" is reported by both "{owner[name]}" and "{plugin}"; block one of them')
-            metrics[name], owner[name] = value, plugin
-    if not metrics:
-        raise PluginError("no plugin answered tl_evaluate; is the built-in evaluator blocked?")
     return metrics

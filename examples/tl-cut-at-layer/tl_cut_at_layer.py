@@ -13,6 +13,8 @@ from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
 PLUGIN = "cut-at-layer"
+TL_FRAMEWORK = "keras"
+"""It cuts Keras models: asked only when the configuration selects the keras framework."""
 
 
 @hookimpl

@@ -8,7 +8,7 @@ truncated, or non-image files are skipped with a warning that names them
 import os
 from pathlib import Path
 
-from tlcore.config import ConfigKey, read_json_object
+from tlcore.config import read_json_object
 from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError
 from tlcore.hookspecs import hookimpl
@@ -19,15 +19,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SHOWN = 5
 MAX_LABEL_ID = 65535
 """The output layer has (largest id + 1) units, so ids are kept to a sane range."""
-
-
-@hookimpl
-def tl_config_keys():
-    return [
-        ConfigKey("bad_images", "string", default="skip", choices=("skip", "error"),
-                  help="unusable image files (empty, truncated, not an image): skip them with a warning, "
-                       "or stop the run"),
-    ]
 
 
 def load_labels(path):
@@ -68,7 +59,7 @@ def _unreadable(error):
 
 def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     """Index ``root/<class>/<image>``; every class folder must be in ``labels``."""
-    samples, pillow, skipped, ignored = [], set(), [], []
+    samples, skipped, ignored = [], [], []
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError as exc:
@@ -108,8 +99,6 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
                         )
                     skipped.append((path, checked.problem))
                     continue
-                if checked.pillow:
-                    pillow.add(path)
                 samples.append((Path(path), labels[entry.name]))
         if not found:
             raise DatasetError(f"{name} class folder {entry.path} has no images; add .jpg images or remove the folder")
@@ -127,7 +116,7 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     empty = sorted(entry.name for entry in classes if labels[entry.name] not in used)
     if empty:
         raise DatasetError(f'{name} class "{empty[0]}" has no usable images; add images or remove the folder')
-    split = Split(name, Path(root), tuple(samples), pillow_paths=frozenset(pillow), skipped=tuple(skipped))
+    split = Split(name, Path(root), tuple(samples), skipped=tuple(skipped))
     return split, {entry.name for entry in classes}
 
 
@@ -139,7 +128,7 @@ def tl_load_dataset(config, reporter):
             "the validation folder is the training folder: Top-1 will measure how well the model remembers "
             "its training images, not how well it works on new ones"
         )
-    bad_images = config.options.get("bad_images", "skip")
+    bad_images = config.bad_images
     training, training_classes = index_split(
         "training", config.dataset_training_dir, labels, config.evaluate_label_file, reporter, bad_images
     )
@@ -163,10 +152,8 @@ def tl_load_dataset(config, reporter):
             f"label ids leave output indices {_listing([str(i) for i in dataset.unused_ids])} unused; the model has "
             f"{dataset.num_outputs} outputs (largest id + 1) and no class is trained for the unused ones"
         )
-    special = len(training.pillow_paths) + len(validation.pillow_paths)
     reporter.info(
         f"Dataset: {len(training)} training and {len(validation)} validation images, "
         f"{len(labels)} classes ({config.evaluate_label_file})"
-        + (f"; {special} decoded with Pillow (EXIF rotation, CMYK or WebP)" if special else "")
     )
     return dataset

@@ -1,7 +1,7 @@
 """Telling, from a file's first bytes, whether it is an image tl can train on.
 
 Pure Python and cheap (a few small reads per file), so a dataset is checked in
-well under a second per thousand images, before TensorFlow is even imported.
+well under a second per thousand images, before any framework is even imported.
 """
 
 import os
@@ -9,19 +9,15 @@ import struct
 from dataclasses import dataclass
 
 JPEG, PNG, GIF, BMP, WEBP = "JPEG", "PNG", "GIF", "BMP", "WebP"
-SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 TAIL_SEARCH = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Probe:
-    """What the first bytes say: ``format``; ``problem`` if unusable; ``pillow`` if TensorFlow
-    cannot decode it faithfully (EXIF rotation, CMYK, WebP) and Pillow must."""
+    """What the first bytes say: ``format``, and ``problem`` if the file is unusable."""
 
     format: str | None = None
     problem: str | None = None
-    pillow: bool = False
-    reason: str = ""
 
 
 def probe(path):
@@ -46,7 +42,7 @@ def probe(path):
                     return Probe(BMP, problem=f"truncated BMP ({handle.tell()} of {declared} bytes)")
                 return Probe(BMP)
             if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-                return Probe(WEBP, pillow=True, reason="WebP")
+                return Probe(WEBP)
     except OSError as exc:
         return Probe(problem=f"cannot be read ({exc.strerror})")
     return Probe(problem="not an image (its content is not JPEG, PNG, GIF, BMP or WebP)")
@@ -61,14 +57,13 @@ def _ends_with(handle, trailer, slack=64):
 
 
 def _probe_jpeg(handle):
-    """Walk the JPEG markers up to the image data: components (CMYK?), EXIF orientation, end marker."""
+    """Walk the JPEG markers up to the image data, and look for the end marker."""
     handle.seek(0, 2)
     size = handle.tell()
     handle.seek(max(0, size - TAIL_SEARCH))
     if b"\xff\xd9" not in handle.read():
         return Probe(JPEG, problem="truncated JPEG (no end-of-image marker)")
     handle.seek(2)
-    components, orientation = 3, 1
     damaged = Probe(JPEG, problem="damaged JPEG (bad marker structure)")
     while True:
         if handle.read(1) != b"\xff":
@@ -80,38 +75,12 @@ def _probe_jpeg(handle):
             return damaged
         kind = kind[0]
         if kind == 0xDA:  # start of scan: the headers are over
-            break
+            return Probe(JPEG)
         if kind == 0x01 or 0xD0 <= kind <= 0xD7:  # markers without a segment
             continue
         raw = handle.read(2)
         if len(raw) < 2 or struct.unpack(">H", raw)[0] < 2:
             return damaged
         length = struct.unpack(">H", raw)[0] - 2
-        body = handle.read(length)
-        if len(body) < length:
+        if len(handle.read(length)) < length:
             return damaged
-        if kind in SOF_MARKERS and len(body) >= 6:
-            components = body[5]
-        elif kind == 0xE1 and body.startswith(b"Exif\0\0"):
-            orientation = _exif_orientation(body[6:])
-    if components == 4:
-        return Probe(JPEG, pillow=True, reason="CMYK JPEG")
-    if orientation not in (1, 0):
-        return Probe(JPEG, pillow=True, reason=f"EXIF orientation {orientation}")
-    return Probe(JPEG)
-
-
-def _exif_orientation(tiff):
-    """The Orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block; 1 if absent or unreadable."""
-    try:
-        order = {b"II": "<", b"MM": ">"}[tiff[:2]]
-        (ifd,) = struct.unpack(order + "I", tiff[4:8])
-        (count,) = struct.unpack(order + "H", tiff[ifd:ifd + 2])
-        for index in range(count):
-            entry = tiff[ifd + 2 + 12 * index: ifd + 14 + 12 * index]
-            tag, _, _, value = struct.unpack(order + "HHIH", entry[:10])
-            if tag == 0x0112:
-                return value
-    except (KeyError, struct.error):
-        pass
-    return 1

@@ -1,40 +1,18 @@
 """The base model: MobileNetV2 (no top) by default, or the user's Keras model."""
 
-from tlcore.config import ConfigKey
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
-from tlcore.paths import resolve_path
 
-MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-
-
-def _weights(value, base_dir):
-    if value == "imagenet":
-        return value
-    if not isinstance(value, str):
-        raise ValueError('must be "imagenet", null or the path of a weights file')
-    if value.strip().lower() in ("imagenet", "none", "null", "random"):
-        raise ValueError(f'is "{value}"; write "imagenet" (lower case) or null (without quotes) for random weights')
-    return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
-
-
-@hookimpl
-def tl_config_keys():
-    return [
-        ConfigKey("weights", "any", default="imagenet", nullable=True, convert=_weights,
-                  help='MobileNetV2 weights: "imagenet" (downloaded once), null (random) or a local weights file'),
-        ConfigKey("mobilenet_alpha", "number", default=1.0, choices=MOBILENET_ALPHAS,
-                  help="MobileNetV2 width multiplier"),
-    ]
+TL_FRAMEWORK = "keras"
 
 
 def load_mobilenet_v2(config, reporter):
     import tensorflow as tf
 
-    weights = config.options["weights"]
+    weights = config.weights
     size = config.input_tensor_size
-    alpha = config.options["mobilenet_alpha"]
+    alpha = config.mobilenet_alpha
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
     if weights is None:
         reporter.warning(
@@ -119,7 +97,7 @@ def weights_only(path):
 def load_user_model(path, config, reporter):
     import tensorflow as tf
 
-    if config.options["weights"] != "imagenet":
+    if config.weights != "imagenet":
         reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_keras_model"')
     try:
         model = tf.keras.models.load_model(str(path), compile=False)

@@ -1,6 +1,10 @@
-"""Saving the trained classifier as a TensorFlow SavedModel (Keras format inside)."""
+"""Saving the trained classifier as a TensorFlow SavedModel (Keras format inside), and loading it back."""
 
+from tlcore.calls import describe_exception
+from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "keras"
 
 
 @hookimpl(trylast=True)
@@ -18,3 +22,14 @@ def tl_save_model(model, path, reporter):
         model.save(str(path), save_format="tf", include_optimizer=False, save_traces=False,
                    signatures={"serving_default": serve.get_concrete_function()})
     return path
+
+
+@hookimpl(trylast=True)
+def tl_load_model(path, reporter):
+    import tensorflow as tf
+
+    with reporter.activity("Loading the model"):
+        try:
+            return tf.keras.models.load_model(str(path), compile=False)
+        except Exception as exc:
+            raise ModelError(f"Keras cannot load the saved model {path}: {describe_exception(exc)}") from None

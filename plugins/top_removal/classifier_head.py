@@ -1,4 +1,4 @@
-"""The built-in top-layer removal: cut off the classification head at the end of a model.
+"""The built-in top-layer removal for Keras models: cut off the classification head at the end of a model.
 
 Walking back from the output, layers that only classify (Dense, Dropout,
 Softmax, softmax/sigmoid/linear Activation, Flatten, Reshape, and 1x1
@@ -8,6 +8,8 @@ global pooling or the last feature map) becomes the feature output.
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "keras"
 
 HEAD_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 

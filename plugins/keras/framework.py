@@ -1,0 +1,45 @@
+"""The keras framework: what the core needs to know of it, and prediction."""
+
+import weakref
+
+from tlcore.frameworks import OPTIONAL_KEYS, Framework
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "keras"
+
+KERAS = Framework(
+    name="keras",
+    summary="TensorFlow 2.15 tf.keras: MobileNetV2 or your Keras model (source_keras_model)",
+    keys=OPTIONAL_KEYS,
+    default_preprocessing="mobilenet_v2",
+    layout="NHWC",
+    model_format="TensorFlow SavedModel: tf.keras.models.load_model(folder), or tf.saved_model.load(folder)"
+                 ".signatures['serving_default'] (input 'image', output 'predictions')",
+    requires=("tensorflow",),
+    install="install tl again (pip install -e .), which installs TensorFlow 2.15",
+    quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3"},  # TF 2.15 logs harmless CUDA-factory clashes as errors
+    quiet_loggers=("tensorflow",),
+    message_noise=(r"\{\{function_node [^}]*\}\}\s*",),  # TensorFlow's graph-function prefix
+)
+
+_inference = weakref.WeakKeyDictionary()
+
+
+@hookimpl
+def tl_frameworks():
+    return [KERAS]
+
+
+def inference(model):
+    """``model`` in inference mode as one graph for any batch size (traced once, not per batch shape)."""
+    import tensorflow as tf
+
+    if model not in _inference:
+        _inference[model] = tf.function(lambda images: model(images, training=False),
+                                        input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
+    return _inference[model]
+
+
+@hookimpl(trylast=True)
+def tl_predict(model, images):
+    return inference(model)(images).numpy()

@@ -1,0 +1,1 @@
+"""Metric plugins: framework-neutral, they measure predictions (``tl_evaluate``), never a model."""

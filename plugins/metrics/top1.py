@@ -1,0 +1,12 @@
+"""Top-1 accuracy on the validation images: the share whose best-scoring output is their label id."""
+
+from tlcore.hookspecs import hookimpl
+
+
+@hookimpl(trylast=True)
+def tl_evaluate(predictions, reporter):
+    correct = int((predictions.predicted == predictions.label_ids).sum())
+    total = len(predictions)
+    accuracy = correct / total
+    reporter.info(f"Top-1 accuracy: {accuracy:.4f} ({correct} of {total} {predictions.split} images)")
+    return {"top_1_accuracy": accuracy, "num_images": total}

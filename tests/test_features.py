@@ -1,0 +1,77 @@
+"""The core's feature cache, driven by a numpy "extractor": computed once, in memory or on disk, reused only
+while the model, the preprocessing and the image files are unchanged. The same for every framework."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+from plugins.datasets.imagenet_folder import tl_load_dataset
+from tlcore.config import load_config
+from tlcore.features import CACHE_FOLDER, cached_features
+from tlcore.preprocessing import PRESETS, Preprocessing
+from tlcore.report import Reporter
+
+
+def mean_colour(images):
+    return images.mean(axis=(1, 2))
+
+
+@pytest.fixture
+def setting(project):
+    config = load_config(project.write(feature_cache="disk"))
+    config.output_dir.mkdir()
+    quiet = Reporter(stream=io.StringIO(), err=io.StringIO())
+    return config, tl_load_dataset(config=config, reporter=quiet)
+
+
+def features(config, dataset, key="model-1", preprocessing=None):
+    mean, std = PRESETS["unit"]
+    preprocessing = preprocessing or Preprocessing("unit", 32, mean, std)
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+    calls = []
+
+    def compute(images):
+        calls.append(len(images))
+        return mean_colour(images)
+
+    sets = cached_features(compute, 3, lambda: key, dataset, preprocessing, config, reporter)
+    folders = sorted(p.name for p in (config.output_dir / CACHE_FOLDER).glob("features-*"))
+    return sets, folders, reporter.stream.getvalue(), sum(calls)
+
+
+def test_disk_cache_is_reused_only_while_model_preprocessing_and_files_are_unchanged(setting):
+    config, dataset = setting
+    sets, [first], said, computed = features(config, dataset)
+    assert "Computing features once per image into" in said and computed == 18
+    assert "features of training images 12/12" in said
+    assert sets["training"].features.shape == (12, 3) and list(sets["training"].labels) == [0] * 4 + [1] * 4 + [2] * 4
+    reused, folders, said, computed = features(config, dataset)
+    assert "reusing the cache" in said and folders == [first] and computed == 0
+    assert np.array_equal(reused["validation"].features, sets["validation"].features)
+
+    os.utime(dataset.training.samples[0][0], ns=(0, 0))
+    _, [second], said, _ = features(config, dataset)
+    assert "reusing" not in said and second != first, "a changed image file refreshes the cache"
+
+    other = Preprocessing("mobilenet_v2", 32, *PRESETS["mobilenet_v2"])
+    _, [third], said, _ = features(config, dataset, preprocessing=other)
+    assert "reusing" not in said and third != second, "other preprocessing, other features"
+
+    _, [fourth], said, _ = features(config, dataset, key="model-2")
+    assert "reusing" not in said and fourth not in (second, third), "another model, other features"
+
+
+def test_features_stay_in_memory_when_small_and_batches_read_rows_in_any_order(setting):
+    import dataclasses
+
+    config, dataset = setting
+    config = dataclasses.replace(config, feature_cache="auto")
+    sets, folders, said, _ = features(config, dataset)
+    assert folders == [] and "MiB in memory" in said
+    training = sets["training"]
+    order = np.array([5, 0, 11, 3])
+    batches = list(training.batches(2, order))
+    assert [sorted(labels.tolist()) for _, labels in batches] == [[0, 1], [0, 2]]
+    assert np.allclose(np.concatenate([f for f, _ in batches]).sum(0), training.features[[0, 3, 5, 11]].sum(0))

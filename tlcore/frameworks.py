@@ -1,0 +1,177 @@
+"""Frameworks: named packs of plugins, selected by the configuration key ``framework``.
+
+A framework (Keras, PyTorch, a third-party one, the tests' fake) is declared by a
+plugin's ``tl_frameworks`` hook as a :class:`Framework`. Plugins that do
+framework-specific work say which framework(s) they serve with a module (or class)
+attribute ``TL_FRAMEWORK = "keras"`` (a name or a tuple of names); a plugin without
+it is framework-neutral. A run asks only the selected framework's plugins and the
+neutral ones, so a step is never answered by another framework's code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
+
+from tlcore.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from tlcore.pluginmanager import PluginManager
+
+FRAMEWORK_ATTRIBUTE = "TL_FRAMEWORK"
+DEFAULT_FRAMEWORK = "keras"
+
+RUN_STEPS = ("tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model", "tl_predict")
+"""The framework steps every ``tl run`` needs, in the order a run calls them."""
+
+STEPS = (*RUN_STEPS, "tl_load_model")
+"""Every framework step: the run's, and loading a saved model (``tl predict``)."""
+
+STEP_NAMES = {
+    "tl_load_base_model": "load the base model",
+    "tl_remove_top_layer": "remove the top layers",
+    "tl_train": "train",
+    "tl_save_model": "save",
+    "tl_predict": "predict",
+    "tl_load_model": "load a saved model",
+}
+
+OPTIONAL_KEYS = (
+    "source_keras_model", "weights", "mobilenet_alpha", "preprocessing", "learning_rate", "dropout",
+    "augmentation", "fine_tune_layers", "feature_cache",
+)
+"""Core configuration keys a framework may or may not honour; the others apply to every framework."""
+
+LAYOUTS = ("NHWC", "NCHW")
+
+
+@dataclass(frozen=True)
+class Framework:
+    """What the core needs to know of a framework, beyond its plugins' hooks.
+
+    :param name: the value of the configuration key ``framework`` that selects it.
+    :param summary: one line for ``tl plugins list``.
+    :param keys: the optional core keys (:data:`OPTIONAL_KEYS`) it honours; giving another
+        one in configuration.json is an error.
+    :param key_hints: advice shown when an unsupported key is given, by key.
+    :param default_preprocessing: the preprocessing preset used when the configuration
+        gives none (see :data:`tlcore.preprocessing.PRESETS`).
+    :param layout: ``"NHWC"`` or ``"NCHW"``: how image batches reach its hooks.
+    :param model_format: what ``saved_model/`` holds, for the user.
+    :param requires: modules it imports; a missing one is a one-line error at start-up.
+    :param install: how to install them.
+    :param quiet_env: environment variables set before it is imported, unless ``--debug``.
+    :param quiet_loggers: :mod:`logging` loggers set to ERROR, unless ``--debug``.
+    :param message_noise: regular expressions removed from its libraries' error messages.
+    """
+
+    name: str
+    summary: str = ""
+    keys: tuple[str, ...] = ()
+    key_hints: Mapping[str, str] = field(default_factory=dict)
+    default_preprocessing: str = "unit"
+    layout: str = "NHWC"
+    model_format: str = ""
+    requires: tuple[str, ...] = ()
+    install: str = ""
+    quiet_env: Mapping[str, str] = field(default_factory=dict)
+    quiet_loggers: tuple[str, ...] = ()
+    message_noise: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"Framework name {self.name!r} must be a word, e.g. 'keras'")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"Framework {self.name!r}: layout must be one of {LAYOUTS}")
+        unknown = sorted(set(self.keys) - set(OPTIONAL_KEYS))
+        if unknown:
+            raise ValueError(f"Framework {self.name!r}: keys {unknown} are not optional core keys {OPTIONAL_KEYS}")
+        object.__setattr__(self, "key_hints", MappingProxyType(dict(self.key_hints)))
+        object.__setattr__(self, "quiet_env", MappingProxyType(dict(self.quiet_env)))
+
+    def missing_modules(self) -> list[str]:
+        """The modules of :attr:`requires` that cannot be imported (found without importing them)."""
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
+
+    def check_installed(self) -> None:
+        missing = self.missing_modules()
+        if missing:
+            raise ConfigError(
+                f'framework "{self.name}" needs {", ".join(missing)}, which is not installed; {self.install or "install it"}'
+            )
+
+    def quieten(self) -> None:
+        """Silence the framework's own start-up and log chatter (``tl run`` without ``--debug``)."""
+        import logging
+        import os
+
+        for name, value in self.quiet_env.items():
+            os.environ.setdefault(name, value)
+        for name in self.quiet_loggers:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def served_by(plugin: Any) -> tuple[str, ...] | None:
+    """The frameworks ``plugin`` serves (its ``TL_FRAMEWORK``), or None for a neutral plugin.
+
+    :raises ValueError: when the attribute is neither a name nor a tuple or list of names.
+    """
+    value = getattr(plugin, FRAMEWORK_ATTRIBUTE, None)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f'{FRAMEWORK_ATTRIBUTE} must be a framework name or a tuple of names, e.g. "keras"')
+    return tuple(value)
+
+
+def serves(frameworks: tuple[str, ...] | None, name: str | None) -> bool:
+    """Whether a plugin serving ``frameworks`` (None: neutral) is asked when ``name`` is selected."""
+    return name is None or frameworks is None or name in frameworks
+
+
+def registered_frameworks(manager: PluginManager, errors: dict[str, str] | None = None) -> dict[str, tuple[Framework, str]]:
+    """``{name: (Framework, plugin name)}`` of every framework the plugins declare.
+
+    A plugin returning something else, or a framework declared twice, raises
+    PluginError, unless ``errors`` is a dict: then the error is stored under the plugin's name.
+    """
+    from tlcore.calls import call_all
+
+    found: dict[str, tuple[Framework, str]] = {}
+    for plugin, declared in call_all(manager, "tl_frameworks", errors=errors):
+        try:
+            if not isinstance(declared, (list, tuple)) or not all(isinstance(f, Framework) for f in declared):
+                raise PluginError(
+                    f'plugin "{plugin}" returned {type(declared).__name__} from tl_frameworks; '
+                    "it must return a list of tlcore.frameworks.Framework"
+                )
+            for framework in declared:
+                if framework.name in found:
+                    raise PluginError(
+                        f'framework "{framework.name}" is declared by both "{found[framework.name][1]}" and "{plugin}"; '
+                        "block or uninstall one of them"
+                    )
+        except PluginError as exc:
+            if errors is None:
+                raise
+            errors[plugin] = str(exc)
+            continue
+        for framework in declared:
+            found[framework.name] = (framework, plugin)
+    return found
+
+
+def select_framework(frameworks: Mapping[str, tuple[Framework, str]], name: str, source: str) -> Framework:
+    """The framework called ``name``, or a one-line ConfigError listing the available ones."""
+    if name not in frameworks:
+        import difflib
+
+        available = ", ".join(sorted(frameworks)) or "none (is a built-in plugin blocked?)"
+        close = difflib.get_close_matches(name, list(frameworks), n=1)
+        hint = f'did you mean "{close[0]}"? ' if close else ""
+        raise ConfigError(f'{source}: "framework" is "{name}", which is not available; {hint}available: {available}')
+    return frameworks[name][0]

@@ -1,0 +1,115 @@
+"""Decoding and augmenting images, the same way for every framework.
+
+Pillow decodes every file: EXIF orientation is applied, CMYK, grayscale,
+palette and 16-bit images become 8-bit RGB, and a JPEG much larger than the
+input is decoded at a reduced scale (1/2, 1/4 or 1/8, done inside the JPEG
+decoder) before the bilinear resize, so a 12-megapixel photo costs little more
+than a small one. Augmentation works on the resized uint8 pixels, drawn from a
+random generator seeded by the run's seed, the epoch and the image's index, so
+the result depends on the image, not on which thread or worker handled it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "brightness")
+ROTATION_DEGREES = 18.0
+"""Largest rotation, either way (Keras' RandomRotation(0.05) of a full turn)."""
+ZOOM = 0.1
+CONTRAST = 0.2
+BRIGHTNESS = 0.2 * 255
+DRAFT_MARGIN = 2
+"""A JPEG is decoded at the smallest scale that keeps it at least this many times the input size."""
+
+
+class UndecodableImage(Exception):
+    """An image file that passed the byte checks but cannot be decoded; ``str()`` says why."""
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """``path`` as uint8 RGB pixels of shape (size, size, 3): upright, resized bilinearly.
+
+    :raises UndecodableImage: when the file cannot be decoded.
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning and palette notes
+            with Image.open(path) as image:
+                if image.format == "JPEG":
+                    image.draft("RGB", (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
+                image = ImageOps.exif_transpose(image)
+                image = _as_rgb(image)
+                if image.size != (size, size):
+                    image = image.resize((size, size), Image.BILINEAR)
+                return np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise UndecodableImage(_reason(exc)) from None
+
+
+def _as_rgb(image):
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits, not clip
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def random_generator(seed: int, *keys: int) -> np.random.Generator:
+    """A generator determined by ``seed`` and ``keys`` (epoch, image index, ...)."""
+    import numpy as np
+
+    return np.random.default_rng([seed, *keys])
+
+
+def augment(pixels: np.ndarray, names: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """Apply the named random changes to one image of uint8 pixels (size, size, 3)."""
+    import numpy as np
+
+    image = pixels
+    if "rotation" in names or "zoom" in names:
+        angle = rng.uniform(-ROTATION_DEGREES, ROTATION_DEGREES) if "rotation" in names else 0.0
+        zoom = rng.uniform(1 - ZOOM, 1 + ZOOM) if "zoom" in names else 1.0
+        image = _rotate_and_zoom(image, angle, zoom)
+    if "flip" in names and rng.random() < 0.5:
+        image = image[:, ::-1]
+    if "contrast" in names or "brightness" in names:
+        values = image.astype(np.float32)
+        if "contrast" in names:
+            mean = values.mean(axis=(0, 1), keepdims=True)
+            values = (values - mean) * rng.uniform(1 - CONTRAST, 1 + CONTRAST) + mean
+        if "brightness" in names:
+            values = values + rng.uniform(-BRIGHTNESS, BRIGHTNESS)
+        image = np.clip(values, 0, 255)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _rotate_and_zoom(pixels: np.ndarray, angle: float, zoom: float) -> np.ndarray:
+    """Rotate by ``angle`` degrees and zoom by ``zoom`` (> 1: in) about the centre, edges reflected."""
+    import numpy as np
+    from PIL import Image
+
+    size = pixels.shape[0]
+    pad = size // 2
+    padded = Image.fromarray(np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), mode="reflect"))
+    rotated = padded.rotate(angle, resample=Image.BILINEAR) if angle else padded
+    side = size / zoom
+    centre = pad + size / 2
+    box = (centre - side / 2, centre - side / 2, centre + side / 2, centre + side / 2)
+    return np.asarray(rotated.resize((size, size), Image.BILINEAR, box=box), dtype=np.uint8)

@@ -1,0 +1,67 @@
+"""Before a run: load the plugins, select the framework, read and check the configuration.
+
+The order matters: which plugins to load (``block_plugins``) and which framework's
+keys apply (``framework``) are read from the file first; then the plugins declare
+their keys, and the whole configuration is checked with the keys of the selected
+framework's plugins and the framework-neutral ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from tlcore.config import RunConfig, load_config, plugin_config_keys, read_selection
+from tlcore.errors import PluginError
+from tlcore.frameworks import Framework, registered_frameworks, serves
+from tlcore.pluginmanager import PluginManager, installed_plugins_disabled, make_plugin_manager
+from tlcore.run import framework_of
+
+
+@dataclass
+class Prepared:
+    """A run ready to start: its plugins, configuration, framework, and warnings to show once output starts."""
+
+    manager: PluginManager
+    config: RunConfig
+    framework: Framework
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(configuration: str | Path, builtins: Sequence[str], blocked: Sequence[str] = (),
+            extra: Sequence[str] = ()) -> Prepared:
+    """Load the plugins (minus blocked ones), then read and check ``configuration`` with their keys.
+
+    :param builtins: module names of the built-in plugins.
+    :param blocked: plugin names not to load (``--block``), besides the configuration's ``block_plugins``.
+    :param extra: module names to load as plugins (``-p MODULE``).
+    """
+    configured, framework_name = read_selection(configuration)
+    manager = make_plugin_manager(builtins, blocked=(*blocked, *configured), extra=extra)
+    notes = []
+    for names, where, strict in ((blocked, "--block", not installed_plugins_disabled()),
+                                 (configured, '"block_plugins" in the configuration:', False)):
+        for name in sorted(set(names) - set(manager.infos)):
+            if strict:
+                raise PluginError(f"{where} {name}: no plugin has this name; `tl plugins list` shows the names")
+            notes.append(f"{where} {name}: no plugin has this name (not installed?); nothing to block")
+    for info in manager.failures:
+        raise PluginError(f'plugin "{info.name}" cannot be used ({info.error}); {info.remedy}')
+    frameworks = registered_frameworks(manager)
+    keys, foreign = [], {}
+    for plugin, declared in plugin_config_keys(manager).items():
+        served = manager.frameworks_of(plugin)
+        if serves(served, framework_name):
+            keys.extend(declared)
+        else:
+            for key in declared:
+                foreign.setdefault(key.name, []).extend(name for name in served or () if name not in foreign.get(key.name, ()))
+    # With plugins blocked or disabled, keys only they declare are expected: ignored, not refused.
+    lenient = bool(manager.blocked_names) or installed_plugins_disabled()
+    config = load_config(configuration, plugin_keys=keys, ignore_unknown=lenient, foreign_keys=foreign,
+                         frameworks=frameworks)
+    framework = framework_of(config, manager)
+    notes += [f'configuration key "{key}" is not used by any loaded plugin (a blocked or disabled plugin may use it)'
+              for key in config.ignored_keys]
+    return Prepared(manager, config, framework, notes)
