@@ -14,6 +14,11 @@ BUILTIN_PLUGINS = (
     "plugins.top_removal.classifier_head",
     "plugins.keras.trainer",
     "plugins.keras.saved_model",
+    "plugins.torch.framework",
+    "plugins.torch.base_model",
+    "plugins.top_removal.torch_head",
+    "plugins.torch.trainer",
+    "plugins.torch.saving",
     "plugins.metrics.top1",
     "plugins.metrics.per_class",
 )

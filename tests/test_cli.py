@@ -59,6 +59,8 @@ def test_plugins_list_shows_the_frameworks_and_their_steps():
             in frameworks.split("  fake:")[1])
     assert "tl_train [fake]: tests.fake_framework" in result.output
     assert "tl_train [keras]: keras.trainer" in result.output
+    assert "tl_train [torch]: torch.trainer" in result.output
+    assert "  torch: PyTorch + torchvision" in frameworks
 
 
 def test_plugins_list_json_and_hook_filter():
@@ -77,7 +79,8 @@ def test_plugins_list_json_and_hook_filter():
     assert frameworks["fake"]["declared_by"] == "tests.fake_framework" and frameworks["fake"]["missing_steps"] == []
 
     filtered = json.loads(invoke("plugins", "list", "--json", "--hook", "tl_train", "-p", "tests.fake_framework").output)
-    assert [record["name"] for record in filtered["plugins"]] == ["tests.fake_framework", "keras.trainer"]
+    assert [record["name"] for record in filtered["plugins"]] == ["tests.fake_framework", "keras.trainer",
+                                                                  "torch.trainer"]
 
 
 def test_plugins_list_unknown_hook():

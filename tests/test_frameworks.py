@@ -22,9 +22,9 @@ def test_an_unknown_framework_is_one_line_listing_the_available_ones(project):
     result = project.run(config=project.write(framework="jax"))
     assert result.exit_code == 2
     assert one_line_error(result) == ('Error: configuration.json: "framework" is "jax", which is not available; '
-                                      "available: fake, keras")
+                                      "available: fake, keras, torch")
     result = project.run(config=project.write(framework="kears"))
-    assert 'did you mean "keras"? available: fake, keras' in one_line_error(result)
+    assert 'did you mean "keras"? available: fake, keras, torch' in one_line_error(result)
 
 
 def test_another_frameworks_plugin_is_never_asked(project):
@@ -234,3 +234,13 @@ def test_the_documented_minimal_framework_pack_is_the_one_tests_run():
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     source = (REPO / "tests" / "fake_framework.py").read_text()
     assert textwrap.dedent(blocks[0]).strip() == source.strip()
+
+
+def test_a_keras_model_key_with_the_torch_framework_points_to_the_torch_key(project):
+    (project.root / "model.h5").write_bytes(b"\x89HDF")
+    with pytest.raises(ConfigError, match='"source_keras_model" does not apply to framework "torch"; it names a Keras '
+                                          'model; give a PyTorch model as "source_torch_model"'):
+        prepare(project.write(framework="torch", source_keras_model="model.h5"), BUILTIN_PLUGINS)
+    with pytest.raises(ConfigError, match='"source_torch_model" is a key of framework "torch", but "framework" is '
+                                          '"keras"'):
+        prepare(project.write(framework="keras", source_torch_model="model.h5"), BUILTIN_PLUGINS)

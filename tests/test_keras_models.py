@@ -234,14 +234,14 @@ def test_savedmodel_folder_loads(tf, tmp_path, reporter):
 
 
 def test_random_mobilenet_v2_features_are_informative_not_vanishing(tf):
-    """Keras' default initialisation makes a frozen MobileNetV2's features ~1e-10; tl's He scaling keeps them
-    at unit size, so "weights": null still gives features a head can learn from."""
-    from plugins.keras.base_model import he_initialise
+    """Keras' default initialisation makes a frozen MobileNetV2's features ~1e-10; tl's random initialisation
+    keeps them at unit size, so "weights": null still gives features a head can learn from."""
+    from plugins.keras.base_model import random_initialise
 
     model = tf.keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
     images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
     assert np.abs(model(images, training=False).numpy()).max() < 1e-6
-    he_initialise(model, seed=0)
+    random_initialise(model, seed=0)
     features = model(images, training=False).numpy()
     assert 0.1 < features.std() < 100
     assert np.abs(features[0] - features[1]).mean() > 0.01, "different images, different features"

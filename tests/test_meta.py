@@ -112,3 +112,11 @@ def test_every_test_named_in_the_bad_input_list_exists():
             assert any(f"def {name}" in text for text in sources.values()), f"docs/bad-inputs.md names {name}"
     for module in {m for m, _, _ in listed if m} | {m for _, _, m in listed if m}:
         assert module in sources, f"docs/bad-inputs.md names {module}"
+
+
+def test_ci_runs_the_test_command_readme_gives():
+    """A newcomer's test command and CI's are the same line."""
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"^(\.venv/bin/pip install -e '[^']*' && \.venv/bin/python -m pytest)$", readme, re.M)
+    assert len(commands) == 1, commands
+    assert commands[0] in (REPO / ".ci" / "run").read_text().splitlines()

@@ -33,7 +33,7 @@ class Split:
 
     def counts(self):
         """Number of images per label id."""
-        counts = {}
+        counts: dict[int, int] = {}
         for _, label in self.samples:
             counts[label] = counts.get(label, 0) + 1
         return counts
@@ -79,7 +79,7 @@ class DatasetIndex:
     @property
     def class_names(self):
         """Class names indexed by output index; None where no class has that id."""
-        names = [None] * self.num_outputs
+        names: list[str | None] = [None] * self.num_outputs
         for name, label in self.labels.items():
             names[label] = name
         return names

@@ -116,24 +116,25 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
             shutil.rmtree(stale, ignore_errors=True)
     if (folder / COMPLETE).is_file():
         reporter.info(f"Features: reusing the cache {folder} (model, preprocessing and images unchanged)")
-        bad = json.loads((folder / COMPLETE).read_text())["undecodable"]
+        undecodable = json.loads((folder / COMPLETE).read_text())["undecodable"]
         for name in SPLITS:
-            _report_cached(getattr(dataset, name), bad[name], config, reporter)
+            _report_cached(getattr(dataset, name), undecodable[name], config, reporter)
     else:
         require_free_space(root, size + 2**20, "the feature cache")
         reporter.info(f"Computing features once per image into {folder} ({size / 2**20:.1f} MiB on disk)")
-        bad = {}
+        undecodable = {}
         with StagedDir(folder) as staged:
             for name in SPLITS:
                 out = np.lib.format.open_memmap(staged.path / f"{name}.npy", mode="w+", dtype=np.float32,
                                                 shape=(len(labels[name]), dim))
-                bad[name] = _extract(compute, getattr(dataset, name), preprocessing, config, out, reporter)
+                undecodable[name] = _extract(compute, getattr(dataset, name), preprocessing, config, out, reporter)
                 out.flush()
                 del out
-            (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": bad}))
+            (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": undecodable}))
             staged.publish()
     return {
-        name: FeatureSet(np.load(folder / f"{name}.npy", mmap_mode="r"), labels[name], _rows(len(labels[name]), bad[name]))
+        name: FeatureSet(np.load(folder / f"{name}.npy", mmap_mode="r"), labels[name],
+                         _rows(len(labels[name]), undecodable[name]))
         for name in SPLITS
     }
 

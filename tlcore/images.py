@@ -42,13 +42,12 @@ def decode(path: str, size: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning and palette notes
-            with Image.open(path) as image:
-                if image.format == "JPEG":
-                    image.draft("RGB", (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
-                image = ImageOps.exif_transpose(image)
-                image = _as_rgb(image)
+            with Image.open(path) as opened:
+                if opened.format == "JPEG":
+                    opened.draft("RGB", (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
+                image = _as_rgb(ImageOps.exif_transpose(opened))
                 if image.size != (size, size):
-                    image = image.resize((size, size), Image.BILINEAR)
+                    image = image.resize((size, size), Image.Resampling.BILINEAR)
                 return np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise UndecodableImage(_reason(exc)) from None
@@ -108,8 +107,8 @@ def _rotate_and_zoom(pixels: np.ndarray, angle: float, zoom: float) -> np.ndarra
     size = pixels.shape[0]
     pad = size // 2
     padded = Image.fromarray(np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), mode="reflect"))
-    rotated = padded.rotate(angle, resample=Image.BILINEAR) if angle else padded
+    rotated = padded.rotate(angle, resample=Image.Resampling.BILINEAR) if angle else padded
     side = size / zoom
     centre = pad + size / 2
     box = (centre - side / 2, centre - side / 2, centre + side / 2, centre + side / 2)
-    return np.asarray(rotated.resize((size, size), Image.BILINEAR, box=box), dtype=np.uint8)
+    return np.asarray(rotated.resize((size, size), Image.Resampling.BILINEAR, box=box), dtype=np.uint8)

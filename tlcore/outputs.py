@@ -74,7 +74,7 @@ class StagedDir:
 
     def __init__(self, target):
         self.target = Path(target)
-        self.path = None
+        self.path: Path | None = None
 
     def __enter__(self):
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-partial-", dir=self.target.parent))
@@ -83,6 +83,7 @@ class StagedDir:
 
     def publish(self):
         """Move the staged folder to ``target``; the previous one is removed only afterwards."""
+        assert self.path is not None, "publish() inside the with block"
         old = None
         if self.target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-old-", dir=self.target.parent))

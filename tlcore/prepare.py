@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tlcore.config import RunConfig, load_config, plugin_config_keys, read_selection
+from tlcore.config import ConfigKey, RunConfig, load_config, plugin_config_keys, read_selection
 from tlcore.errors import PluginError
 from tlcore.frameworks import Framework, registered_frameworks, serves
 from tlcore.pluginmanager import PluginManager, installed_plugins_disabled, make_plugin_manager
@@ -49,14 +49,16 @@ def prepare(configuration: str | Path, builtins: Sequence[str], blocked: Sequenc
     for info in manager.failures:
         raise PluginError(f'plugin "{info.name}" cannot be used ({info.error}); {info.remedy}')
     frameworks = registered_frameworks(manager)
-    keys, foreign = [], {}
+    keys: list[ConfigKey] = []
+    foreign: dict[str, list[str]] = {}
     for plugin, declared in plugin_config_keys(manager).items():
         served = manager.frameworks_of(plugin)
         if serves(served, framework_name):
             keys.extend(declared)
         else:
             for key in declared:
-                foreign.setdefault(key.name, []).extend(name for name in served or () if name not in foreign.get(key.name, ()))
+                owners = foreign.setdefault(key.name, [])
+                owners.extend(name for name in served or () if name not in owners)
     # With plugins blocked or disabled, keys only they declare are expected: ignored, not refused.
     lenient = bool(manager.blocked_names) or installed_plugins_disabled()
     config = load_config(configuration, plugin_keys=keys, ignore_unknown=lenient, foreign_keys=foreign,

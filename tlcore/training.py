@@ -107,7 +107,7 @@ class TrainingLoop:
     def logs(self) -> dict[str, float]:
         """The epoch's metrics so far: ``loss``, ``acc`` and, after validation, ``val_loss``, ``val_acc``."""
         sums = self._sums
-        logs = {}
+        logs: dict[str, float] = {}
         if sums["n"]:
             logs.update(loss=sums["loss"] / sums["n"], acc=sums["correct"] / sums["n"])
         if sums["val_n"]:

@@ -27,7 +27,7 @@ def load_mobilenet_v2(config, reporter):
             input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=weights
         )
         if weights is None:
-            he_initialise(model, config.seed)
+            random_initialise(model, config.seed)
         return model
     except Exception as exc:
         if weights == "imagenet":
@@ -62,17 +62,21 @@ def saving_keras_version(path):
         return None
 
 
-def he_initialise(model, seed=None):
-    """Re-draw every convolution kernel with He scaling (std = sqrt(2 / fan-in)).
+def random_initialise(model, seed=None):
+    """Random weights whose frozen features still tell images apart.
 
-    With Keras' default initialisation a frozen MobileNetV2 shrinks its input by
-    about 1e-10 on the way through, so its features are numerically zero; He
-    scaling keeps them at unit size, so random features still carry information.
+    Keras' default initialisation makes a frozen MobileNetV2 shrink its input by
+    about 1e-10 on the way through, and He scaling puts it in a chaotic regime where
+    features barely depend on the image. LeCun scaling (std = sqrt(1 / fan-in))
+    keeps them informative but about a thousand times too small, so the last
+    convolution is then scaled to give features of unit size on noise images (no
+    data is used). The torch pack does the same.
     """
     import numpy as np
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
+    kernels = []
     for layer in model.layers:
         if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
             kernel, fan_in = layer.depthwise_kernel, int(np.prod(layer.depthwise_kernel.shape[:2]))
@@ -80,7 +84,12 @@ def he_initialise(model, seed=None):
             kernel, fan_in = layer.kernel, int(np.prod(layer.kernel.shape[:-1]))
         else:
             continue
-        kernel.assign(rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype("float32"))
+        kernel.assign(rng.normal(0.0, np.sqrt(1.0 / fan_in), kernel.shape).astype("float32"))
+        kernels.append(kernel)
+    size = model.inputs[0].shape[1] or 96
+    noise = rng.uniform(-2, 2, (8, size, size, 3)).astype("float32")
+    features = model(noise, training=False).numpy().mean(axis=(1, 2))
+    kernels[-1].assign(kernels[-1] / max(float(features.std()), 1e-12))
 
 
 def weights_only(path):

@@ -1,0 +1,80 @@
+"""The built-in top-layer removal for PyTorch models: cut off the classification head.
+
+torchvision keeps a model's head in an attribute (``classifier`` for MobileNet,
+EfficientNet and VGG, ``fc`` for ResNet, ``heads`` or ``head`` for vision
+transformers): its trailing classifying layers (Linear, Dropout, Softmax,
+LogSoftmax, Flatten, Identity) are removed, so the model returns the features
+its head took. A plain ``nn.Sequential`` loses its classifying tail the same way.
+"""
+
+from tlcore.errors import ModelError
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "torch"
+
+HEAD_ATTRIBUTES = ("classifier", "fc", "heads", "head")
+
+
+def is_head_layer(module):
+    import torch.nn as nn
+
+    return isinstance(module, (nn.Linear, nn.Dropout, nn.Softmax, nn.LogSoftmax, nn.Flatten, nn.Identity))
+
+
+def describe(modules):
+    return ", ".join(f"{name} ({type(module).__name__})" for name, module in modules)
+
+
+def trim(sequence):
+    """``(kept, removed)``: an ``nn.Sequential`` split before its trailing classifying layers."""
+    from collections import OrderedDict
+
+    import torch.nn as nn
+
+    children = list(sequence.named_children())
+    cut = len(children)
+    while cut > 0 and is_head_layer(children[cut - 1][1]):
+        cut -= 1
+    kept = nn.Sequential(OrderedDict(children[:cut])) if cut else nn.Identity()
+    return kept, children[cut:]
+
+
+@hookimpl(trylast=True)
+def tl_remove_top_layer(model, reporter):
+    import torch.nn as nn
+
+    if isinstance(model, nn.Sequential):
+        kept, removed = trim(model)
+        if isinstance(kept, nn.Identity):
+            raise ModelError("the model has no layer that could give features: every layer is a classification "
+                             "layer; use a model with convolutional or pooling layers, or install a top-removal plugin")
+        return _report(reporter, removed, kept if removed else model, "the output of the layer before them")
+    for attribute in HEAD_ATTRIBUTES:
+        head = getattr(model, attribute, None)
+        if isinstance(head, nn.Sequential) or (is_head_layer(head) and not isinstance(head, nn.Identity)):
+            kept, removed = trim(head) if isinstance(head, nn.Sequential) else (nn.Identity(), [(attribute, head)])
+            if removed:
+                if _is_scripted(model):
+                    break
+                setattr(model, attribute, kept)
+                removed = [(f"{attribute}.{name}" if name != attribute else name, module) for name, module in removed]
+                return _report(reporter, removed, model, f'the input of "{attribute}"')
+    if _is_scripted(model):
+        reporter.info("Top layers: a TorchScript or exported model cannot be cut; its output is used as the features")
+        return model
+    reporter.info("Top layers: none to remove; features are the model's output")
+    return model
+
+
+def _report(reporter, removed, model, where):
+    if removed:
+        reporter.info(f"Top layers removed: {describe(removed)}; features are {where}")
+    else:
+        reporter.info("Top layers: none to remove; features are the model's output")
+    return model
+
+
+def _is_scripted(model):
+    import torch
+
+    return isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule))

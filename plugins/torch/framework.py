@@ -1,0 +1,33 @@
+"""The torch framework: what the core needs to know of it, and prediction."""
+
+from tlcore.frameworks import OPTIONAL_KEYS, Framework
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "torch"
+
+TORCH = Framework(
+    name="torch",
+    summary="PyTorch + torchvision: MobileNetV2 or your own model (source_torch_model)",
+    keys=tuple(key for key in OPTIONAL_KEYS if key != "source_keras_model"),
+    key_hints={"source_keras_model": 'it names a Keras model; give a PyTorch model as "source_torch_model", '
+                                     'or set "framework": "keras"'},
+    default_preprocessing="imagenet",
+    layout="NCHW",
+    model_format="torch.export program: torch.export.load('model.pt2').module() takes float32 N x 3 x H x W "
+                 "and returns softmax scores",
+    requires=("torch", "torchvision"),
+    install="install the torch extra: pip install -e '.[torch]'",
+)
+
+
+@hookimpl
+def tl_frameworks():
+    return [TORCH]
+
+
+@hookimpl(trylast=True)
+def tl_predict(model, images):
+    import torch
+
+    with torch.inference_mode():
+        return model(torch.from_numpy(images)).numpy()

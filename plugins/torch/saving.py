@@ -1,0 +1,45 @@
+"""Saving the trained classifier as a torch.export program (``model.pt2``), and loading it back.
+
+``torch.export.load("model.pt2").module()`` gives a module that takes float32
+images (N x 3 x H x W, any N) and returns softmax scores, without tl.
+"""
+
+from tlcore.calls import describe_exception
+from tlcore.errors import ModelError
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "torch"
+MODEL_FILE = "model.pt2"
+
+
+@hookimpl(trylast=True)
+def tl_save_model(model, path, config, reporter):
+    import warnings
+
+    import torch
+
+    size = config.input_tensor_size
+    with reporter.activity("Saving the model"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        program = torch.export.export(model.eval(), (torch.zeros(2, 3, size, size),),
+                                      dynamic_shapes={"images": {0: batch}})
+        torch.export.save(program, str(path / MODEL_FILE))
+    return path
+
+
+@hookimpl(trylast=True)
+def tl_load_model(path, reporter):
+    import warnings
+
+    import torch
+
+    file = path / MODEL_FILE
+    if not file.is_file():
+        raise ModelError(f"{path} has no {MODEL_FILE}; it was not saved by the torch framework")
+    with reporter.activity("Loading the model"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.export.load(str(file)).module()
+        except Exception as exc:
+            raise ModelError(f"PyTorch cannot load the saved model {file}: {describe_exception(exc)}") from None
