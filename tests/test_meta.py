@@ -71,14 +71,15 @@ def test_every_hook_is_exercised_by_a_test():
     assert untested == []
 
 
-def test_the_core_imports_neither_tensorflow_nor_the_built_in_plugins():
+def test_the_core_imports_no_framework_nor_the_built_in_plugins():
     import subprocess
     import sys
 
     modules = sorted(f"tlcore.{path.stem}" for path in (REPO / "tlcore").glob("*.py") if path.stem != "__init__")
     probe = (
         f"import sys, {', '.join(modules)}\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'plugins', 'numpy')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'torch', 'torchvision', 'plugins', 'numpy', 'PIL')))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -88,7 +89,8 @@ def test_the_core_imports_neither_tensorflow_nor_the_built_in_plugins():
 def test_plugin_modules_import_heavy_libraries_only_inside_hooks():
     for path in (REPO / "plugins").rglob("*.py"):
         top_level = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
-        heavy = [line for line in top_level if line.split()[1].split(".")[0] in ("tensorflow", "keras", "numpy", "PIL")]
+        heavy = [line for line in top_level
+                 if line.split()[1].split(".")[0] in ("tensorflow", "keras", "torch", "torchvision", "numpy", "PIL")]
         assert heavy == [], f"{path.relative_to(REPO)} imports at module level: {heavy}"
 
 
