@@ -2,6 +2,7 @@
 
 import signal
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -33,46 +34,35 @@ def _raise_terminated(signum, frame):
 def main():
     """Transfer-learn image classifiers: train a new head on a base model (Keras or PyTorch).
 
-    Start with `tl run configuration.json`; see what is installed with
+    Start with `tl run` (it reads ./configuration.json); see what is installed with
     `tl plugins list`.
     """
 
 
-@main.command()
-@click.argument("configuration", metavar="CONFIGURATION.json")
-@click.option("--block", "blocked", multiple=True, metavar="PLUGIN",
-              help="Do not load this plugin for this run (repeatable); see `tl plugins list`.")
-@plugin_option
-@click.option("--debug", is_flag=True, help="Show full tracebacks and the framework's own log messages.")
-def run(configuration, blocked, extra, debug):
-    """Train, save and evaluate as CONFIGURATION.json says.
+CONFIGURATION_ARGUMENT = click.argument("configuration", metavar="[CONFIGURATION.json]", required=False,
+                                        default="configuration.json")
 
-    Writes output_dir/saved_model (the framework's model format, with labels.json
-    and preprocessing.json beside it) and evaluate_result_dir/results.json. Paths
-    in the configuration are relative to its folder.
+
+@contextmanager
+def guarded(debug, outputs):
+    """Run a command's body the way every tl command ends: one line for an error, exit codes 2/1,
+    130 for Ctrl-C and 143 for SIGTERM, a traceback only with ``--debug``.
+
+    ``outputs`` names what the command publishes, for the message after an interrupt.
     """
     previous_handlers = {signal.SIGINT: signal.getsignal(signal.SIGINT),
                          signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
-    from tlcore.prepare import prepare
-    from tlcore.report import Reporter
-    from tlcore.run import run as run_flow
-
     try:
-        prepared = prepare(configuration, builtin_plugins(), blocked, extra)
-        reporter = Reporter()
-        _header(reporter, prepared)
-        for note in prepared.notes:
-            reporter.warning(note)
-        run_flow(prepared.config, prepared.manager, reporter, debug=debug)
+        yield
         for signum in (signal.SIGINT, signal.SIGTERM):  # done: a late Ctrl-C must not turn success into failure
             signal.signal(signum, signal.SIG_IGN)
     except KeyboardInterrupt as stop:
         word, code = ("Terminated", 128 + signal.SIGTERM) if isinstance(stop, Terminated) else ("Interrupted", EXIT_INTERRUPTED)
         if getattr(stop, "result", None) is not None:
-            click.echo(f"{_fresh_line()}{word} after the outputs were written: saved_model and results.json are complete.", err=True)
+            click.echo(f"{_fresh_line()}{word} after the outputs were written: {outputs} are complete.", err=True)
         else:
-            click.echo(f"{_fresh_line()}{word}: stopped before finishing; no output was written and earlier outputs are unchanged.",
-                       err=True)
+            click.echo(f"{_fresh_line()}{word}: stopped before finishing; no output was written and earlier outputs "
+                       "are unchanged.", err=True)
         sys.exit(code)
     except TLError as exc:
         if debug:
@@ -88,6 +78,49 @@ def run(configuration, blocked, extra, debug):
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+
+
+def configuration_path(configuration):
+    """The configuration file to use; without an argument, ./configuration.json, as the SDK keeps it."""
+    from pathlib import Path
+
+    from tlcore.errors import ConfigError
+
+    path = Path(configuration)
+    if configuration == "configuration.json" and not path.exists():
+        raise ConfigError(f"no configuration.json in {Path.cwd()}; give the path of your configuration, "
+                          "e.g. tl run path/to/configuration.json")
+    return path
+
+
+block_option = click.option("--block", "blocked", multiple=True, metavar="PLUGIN",
+                            help="Do not load this plugin for this run (repeatable); see `tl plugins list`.")
+debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and the framework's own log messages.")
+
+
+@main.command()
+@CONFIGURATION_ARGUMENT
+@block_option
+@plugin_option
+@debug_option
+def run(configuration, blocked, extra, debug):
+    """Train, save and evaluate as CONFIGURATION.json says (default: ./configuration.json).
+
+    Writes output_dir/saved_model (the framework's model format, with labels.json
+    and preprocessing.json beside it) and evaluate_result_dir/results.json. Paths
+    in the configuration are relative to its folder.
+    """
+    from tlcore.prepare import prepare
+    from tlcore.report import Reporter
+    from tlcore.run import run as run_flow
+
+    with guarded(debug, "saved_model and results.json"):
+        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra)
+        reporter = Reporter()
+        _header(reporter, prepared)
+        for note in prepared.notes:
+            reporter.warning(note)
+        run_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
 def _header(reporter, prepared):

@@ -183,3 +183,16 @@ def test_dash_p_finds_a_module_in_the_current_folder(project, tmp_path, monkeypa
     result = project.run("-p", "tl_hello_here")
     assert result.exit_code == 0, result.output
     assert "HELLO FROM THE CURRENT FOLDER" in result.output
+
+
+def test_run_without_an_argument_uses_the_configuration_in_the_current_folder(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    project.write()
+    result = invoke("run", "-p", "tests.fake_framework")
+    assert result.exit_code == 0, result.output
+    assert f"tl {__version__}: {project.config_path} (framework fake)" in result.output
+    project.config_path.unlink()
+    result = invoke("run")
+    assert result.exit_code == 2
+    assert one_line_error(result) == (f"Error: no configuration.json in {project.root}; give the path of your "
+                                      "configuration, e.g. tl run path/to/configuration.json")
