@@ -1,5 +1,6 @@
 """``tl``: transfer-learn an image classifier from a configuration file."""
 
+import atexit
 import signal
 import sys
 from contextlib import contextmanager
@@ -27,6 +28,18 @@ def _fresh_line():
 
 def _raise_terminated(signum, frame):
     raise Terminated()
+
+
+def _quiet_shutdown():
+    """After the command has ended, silence finalizers that fail while the interpreter is torn down:
+    TensorFlow's traced functions (held by MCT) print "Exception ignored in AtomicFunction.__del__"."""
+    import gc
+
+    gc.collect()
+    sys.unraisablehook = lambda unraisable: None
+
+
+atexit.register(_quiet_shutdown)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,6 +134,32 @@ def run(configuration, blocked, extra, debug):
         for note in prepared.notes:
             reporter.warning(note)
         run_flow(prepared.config, prepared.manager, reporter, debug=debug)
+
+
+@main.command()
+@CONFIGURATION_ARGUMENT
+@block_option
+@plugin_option
+@debug_option
+def quantize(configuration, blocked, extra, debug):
+    """Quantize the model `tl run` trained for CONFIGURATION.json for the IMX500.
+
+    Calibrates on training images (quantization_images), evaluates the quantized
+    model on the validation images, and, when Sony's converter is installed, makes
+    the IMX500 package. Writes output_dir/imx500 and adds the quantized figures to
+    results.json.
+    """
+    from tlcore.prepare import prepare
+    from tlcore.quantization import quantize as quantize_flow
+    from tlcore.report import Reporter
+
+    with guarded(debug, "output_dir/imx500 and results.json"):
+        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra)
+        reporter = Reporter()
+        _header(reporter, prepared)
+        for note in prepared.notes:
+            reporter.warning(note)
+        quantize_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
 def _header(reporter, prepared):

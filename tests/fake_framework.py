@@ -4,7 +4,8 @@ The minimal example of docs/writing-a-plugin.md ("Writing a framework pack"), an
 the stand-in for TensorFlow in tl's own tests: load it with
 ``tl run -p tests.fake_framework`` and set ``"framework": "fake"``. The "base
 model" averages each image's colour; training places one centroid per label id;
-prediction scores each image by its distance to every centroid.
+prediction scores each image by its distance to every centroid. Quantizing rounds
+the centroids to whole pixel values, for raw 0-255 input as a device gives it.
 """
 
 import json
@@ -102,8 +103,26 @@ def tl_save_model(model, path):
 
 
 @hookimpl
+def tl_quantize(model, calibration, preprocessing):
+    import numpy as np
+
+    for _ in calibration():  # a real quantizer measures activation ranges on these batches
+        pass
+    mean, std = np.asarray(preprocessing.mean), np.asarray(preprocessing.std)
+    centroids = np.round(np.asarray(model["centroids"]) * std + mean)  # whole pixel values: raw input
+    return {**model, "centroids": centroids.tolist(), "quantized": True}
+
+
+@hookimpl
+def tl_export_quantized(model, path):
+    (path / "model_quantized.json").write_text(json.dumps(model))
+    return path / "model_quantized.json"
+
+
+@hookimpl
 def tl_load_model(path):
-    return json.loads((path / "model.json").read_text())
+    quantized = path / "model_quantized.json"
+    return json.loads((quantized if quantized.exists() else path / "model.json").read_text())
 
 
 @hookimpl

@@ -158,6 +158,8 @@ def _augmentation(value, base_dir):
 
 
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+TPC_VERSIONS = ("1.0", "1.0_lut", "4.0", "4.1", "5.0")
+"""The IMX500 target platform capabilities of edge-mdt-tpc 1.3 (Sony's converter 3.18 converts all of them)."""
 
 CORE_KEYS = (
     ConfigKey("source_keras_model", "path", default=None, nullable=True, path_kind="file_or_dir",
@@ -206,6 +208,22 @@ CORE_KEYS = (
     ConfigKey("feature_cache", "string", default="auto", choices=("auto", "memory", "disk", "off"),
               help="frozen base without augmentation: compute features once, in memory or on disk "
                    "(auto: memory when small); off = run the base every epoch"),
+    ConfigKey("quantize", "boolean", default=False,
+              help="after training, also quantize for the IMX500 (as `tl quantize` does)"),
+    ConfigKey("quantization_images", "integer", default=128, minimum=1, maximum=1000000,
+              help="training images used to calibrate the quantization"),
+    ConfigKey("quantization_method", "string", default="ptq", choices=("ptq", "gptq"),
+              help="ptq = post-training quantization (fast); gptq = gradient-based PTQ (slower, sometimes more "
+                   "accurate)"),
+    ConfigKey("gptq_epochs", "integer", default=10, minimum=1, maximum=100000,
+              help='passes over the calibration images with "quantization_method": "gptq"'),
+    ConfigKey("tpc_version", "string", default="4.0", choices=TPC_VERSIONS,
+              help="IMX500 target platform capabilities: 1.0 for converter 3.14+, 4.0 (and 4.1) for 3.16+, "
+                   "5.0 for 3.17+"),
+    ConfigKey("quantization_max_drop", "number", default=0.02, minimum=0.0, maximum=1.0,
+              help="warn when quantization lowers Top-1 accuracy by more than this (0.02 = 2 points)"),
+    ConfigKey("imx500_input_persistency", "boolean", default=True,
+              help="keep the input image readable on the device; false saves chip memory for a large model"),
 )
 
 
@@ -296,6 +314,13 @@ class RunConfig:
     augmentation: tuple = ()
     fine_tune_layers: int = 0
     feature_cache: str = "auto"
+    quantize: bool = False
+    quantization_images: int = 128
+    quantization_method: str = "ptq"
+    gptq_epochs: int = 10
+    tpc_version: str = "4.0"
+    quantization_max_drop: float = 0.02
+    imx500_input_persistency: bool = True
     given_keys: frozenset = frozenset()
     """The keys the configuration file sets (the others have their defaults)."""
     ignored_keys: tuple = ()

@@ -31,6 +31,17 @@ class Split:
     def label_ids(self):
         return [label for _, label in self.samples]
 
+    def fingerprint(self):
+        """A hash of the split's images (path, label id, size, modification time): equal while they are unchanged."""
+        import hashlib
+        import os
+
+        digest = hashlib.sha256()
+        for path, label in self.samples:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:20]
+
     def counts(self):
         """Number of images per label id."""
         counts: dict[int, int] = {}

@@ -31,7 +31,8 @@ class Predictions:
 
     ``scores`` has one row per image and one column per output index (label id);
     ``label_ids`` are the true ids and ``paths`` the image files, in the same order.
-    ``class_names`` are indexed by output index (None where no class has that id).
+    ``class_names`` are indexed by output index (None where no class has that id);
+    ``model`` says which model predicted when it is not the only one (``"quantized model"``).
     """
 
     scores: np.ndarray
@@ -39,6 +40,7 @@ class Predictions:
     paths: tuple[str, ...]
     class_names: tuple[str | None, ...]
     split: str = "validation"
+    model: str = ""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -59,7 +61,8 @@ class Predictions:
 
 
 def predict_split(predict: Callable[[np.ndarray], tuple[Any, str]], split: Split, preprocessing: Preprocessing,
-                  dataset: DatasetIndex, config: RunConfig, reporter: Reporter, label: str = "predicting ") -> Predictions:
+                  dataset: DatasetIndex, config: RunConfig, reporter: Reporter, label: str = "predicting ",
+                  model: str = "") -> Predictions:
     """Stream ``split`` through ``predict`` and collect :class:`Predictions`.
 
     :param predict: model input batch -> ``(scores, name of the plugin that scored)``.
@@ -92,6 +95,7 @@ def predict_split(predict: Callable[[np.ndarray], tuple[Any, str]], split: Split
         paths=tuple(str(path) for path, _ in samples),
         class_names=tuple(dataset.class_names),
         split=split.name,
+        model=model,
     )
 
 

@@ -26,8 +26,8 @@ DEFAULT_FRAMEWORK = "keras"
 RUN_STEPS = ("tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model", "tl_predict")
 """The framework steps every ``tl run`` needs, in the order a run calls them."""
 
-STEPS = (*RUN_STEPS, "tl_load_model")
-"""Every framework step: the run's, and loading a saved model (``tl predict``)."""
+STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized")
+"""Every framework step: the run's, loading a saved model (``tl predict``), and quantization."""
 
 STEP_NAMES = {
     "tl_load_base_model": "load the base model",
@@ -36,6 +36,8 @@ STEP_NAMES = {
     "tl_save_model": "save",
     "tl_predict": "predict",
     "tl_load_model": "load a saved model",
+    "tl_quantize": "quantize",
+    "tl_export_quantized": "export a quantized model",
 }
 
 OPTIONAL_KEYS = (

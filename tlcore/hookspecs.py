@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tlcore.evaluation import Predictions
     from tlcore.frameworks import Framework
     from tlcore.preprocessing import Preprocessing
+    from tlcore.quantization import Calibration, Conversion
     from tlcore.report import Reporter
     from tlcore.run import RunResult
     from tlcore.training import RunEvents
@@ -103,6 +104,21 @@ def tl_remove_top_layer(model: Any, config: RunConfig, reporter: Reporter) -> An
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter`; say which layers were removed.
     :returns: the feature-extractor model (it may be ``model`` itself when it has no top).
+    """
+
+
+@hookspec
+def tl_check_model(model: Any, config: RunConfig, reporter: Reporter) -> None:
+    """Check the feature extractor before any training. Every plugin is asked.
+
+    Raise :class:`tlcore.errors.ModelError` for a layer that cannot work where the model
+    is going (one line: the layer, its type, what to do); warn through the reporter for a
+    risky one. The built-in ``imx500.layers`` checks against what the IMX500 and MCT support.
+
+    :param model: the result of :func:`tl_remove_top_layer`.
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: nothing.
     """
 
 
@@ -181,6 +197,53 @@ def tl_predict(model: Any, images: np.ndarray) -> np.ndarray | None:
         and laid out as the framework declared (NHWC or NCHW).
     :returns: scores, an array-like of shape (n, number of outputs): one row per image,
         one column per output index (label id).
+    """
+
+
+@hookspec(firstresult=True)
+def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessing, config: RunConfig,
+                reporter: Reporter) -> Any:
+    """Framework step: quantize the float classifier for the IMX500. Stops at first non-None result.
+
+    The quantized model takes what the device gives: raw RGB pixels 0-255 (resized), so
+    the implementation puts the normalisation of ``preprocessing`` inside the model.
+
+    :param model: the float classifier (from :func:`tl_train` or :func:`tl_load_model`).
+    :param calibration: a :class:`tlcore.quantization.Calibration`: call it for a fresh iterator of
+        float32 batches of raw pixels in the framework's layout; ``len()`` batches per pass.
+    :param preprocessing: the :class:`tlcore.preprocessing.Preprocessing` the model was trained with.
+    :param config: the :class:`tlcore.config.RunConfig` (``quantization_method``, ``gptq_epochs``,
+        ``tpc_version``).
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: the quantized model, as :func:`tl_export_quantized` takes it.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_export_quantized(model: Any, path: Path, config: RunConfig, reporter: Reporter) -> Path | None:
+    """Framework step: write the quantized model into the folder ``path``. Stops at first non-None result.
+
+    ``path`` is the staging folder of ``output_dir/imx500``; :func:`tl_load_model` must load
+    the quantized model back from it.
+
+    :param model: the result of :func:`tl_quantize`.
+    :param path: a :class:`pathlib.Path` to the staging folder.
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: the path of the exported model file (the converter's input).
+    """
+
+
+@hookspec(firstresult=True)
+def tl_convert(model_file: Path, path: Path, config: RunConfig, reporter: Reporter) -> Conversion | None:
+    """Convert the exported quantized model into the device's package. Stops at first non-None result.
+
+    :param model_file: the file :func:`tl_export_quantized` wrote.
+    :param path: the staging folder: put the package's files here.
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: a :class:`tlcore.quantization.Conversion`; when the converter is not installed, one with
+        ``converted=False`` and the ``reason`` (what to install).
     """
 
 

@@ -55,11 +55,11 @@ def require_free_space(folder, needed, what):
         )
 
 
-def check_replaceable(path):
-    """Refuse to replace ``path`` unless it is missing or a previous tl output."""
+def check_replaceable(path, marker=MARKER):
+    """Refuse to replace the folder ``path`` unless it is missing or a previous tl output (holding ``marker``)."""
     if not path.exists() and not path.is_symlink():
         return
-    if path.is_symlink() or not path.is_dir() or not (path / MARKER).is_file():
+    if path.is_symlink() or not path.is_dir() or not (path / marker).is_file():
         raise OutputError(
             f"{path} exists and was not written by tl; move it away or choose another output_dir"
         )

@@ -126,26 +126,29 @@ class Reporter:
         """Show that a step of unknown length (saving, loading) is alive until it ends.
 
         On a terminal the elapsed time ticks in place; elsewhere a line is printed
-        every ``interval`` seconds. The closing line says how long it took.
+        every ``interval`` seconds. The closing line says how long it took. The
+        context gives an :class:`Activity` whose ``stage(text)`` says what the step is doing now.
         """
         isatty = self._isatty(self.stream)
         started = time.monotonic()
         done = threading.Event()
         lock = threading.Lock()
+        activity = Activity()
 
         def tick():
             while not done.wait(0.5 if isatty else self.interval):
                 with lock:
                     if done.is_set():
                         return
-                    text = f"{label} ... {format_duration(time.monotonic() - started)}"
+                    stage = f" ({activity.text})" if activity.text else ""
+                    text = f"{label}{stage} ... {format_duration(time.monotonic() - started)}"
                     self.stream.write(("\r" + text + "\x1b[K") if isatty else text + "\n")
                     self.stream.flush()
 
         thread = threading.Thread(target=tick, name="tl-activity", daemon=True)
         thread.start()
         try:
-            yield
+            yield activity
         finally:
             with lock:
                 done.set()
@@ -153,3 +156,13 @@ class Reporter:
         elapsed = time.monotonic() - started
         self.stream.write(f"{self._line_start(self.stream)}{label}: done in {elapsed:.1f} s\n")
         self.stream.flush()
+
+
+class Activity:
+    """The stage a long step is in, shown on its activity line (see :meth:`Reporter.activity`)."""
+
+    def __init__(self):
+        self.text = ""
+
+    def stage(self, text):
+        self.text = text

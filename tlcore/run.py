@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -26,10 +26,12 @@ from tlcore.training import RunEvents
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
+    from tlcore.quantization import QuantizationResult
     from tlcore.pluginmanager import PluginManager
     from tlcore.report import Reporter
 
-ANSWER_HOOKS = ("tl_load_dataset", *RUN_STEPS[:-1], "tl_load_model", "tl_predict")
+ANSWER_HOOKS = ("tl_load_dataset", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",
+                "tl_export_quantized", "tl_convert")
 """The first-answer hooks, in the order ``tl plugins list`` shows them."""
 
 REQUIRED_HOOKS = ("tl_load_dataset", *RUN_STEPS, "tl_evaluate")
@@ -46,6 +48,7 @@ class RunResult:
     :param results_file: ``evaluate_result_dir/results.json``.
     :param plugins: which plugin answered each step (hook name -> plugin name).
     :param seconds: the wall time of the run.
+    :param quantization: with ``"quantize": true``, the :class:`tlcore.quantization.QuantizationResult`.
     """
 
     metrics: Mapping[str, Any]
@@ -55,6 +58,8 @@ class RunResult:
     results_file: Path
     plugins: Mapping[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    quantization: QuantizationResult | None = None
+    """With ``"quantize": true``: what quantizing for the IMX500 produced."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
@@ -82,9 +87,22 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
         framework.quieten()
     hooks = Hooks(manager, framework)
     hooks.require(REQUIRED_HOOKS)
+    if config.quantize:
+        from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
+
+        hooks.require(QUANTIZE_HOOKS)
     hooks.all("tl_on_run_start", config=config)
     try:
-        result = _run(hooks, config, reporter, started)
+        result, classifier, dataset = _run(hooks, config, reporter, started)
+        if config.quantize:
+            from tlcore.quantization import quantize
+
+            try:
+                quantized = quantize(config, manager, reporter, model=classifier, dataset=dataset, debug=debug)
+            except KeyboardInterrupt as stop:
+                stop.result = result  # type: ignore[attr-defined]  # training's outputs are complete
+                raise
+            result = replace(result, quantization=quantized, seconds=time.monotonic() - started)
     except BaseException as error:
         _tell_failure(hooks, config, error, reporter)
         raise
@@ -107,7 +125,7 @@ def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporte
             reporter.warning(f'plugin "{impl.plugin_name}" failed in tl_on_run_failed: {describe_exception(exc)}')
 
 
-def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) -> RunResult:
+def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) -> tuple[RunResult, Any, DatasetIndex]:
     check_replaceable(config.saved_model_dir)
     if config.results_file.exists() and not config.results_file.is_file():
         raise OutputError(f"{config.results_file} exists and is not a file; move it away or choose another "
@@ -123,7 +141,7 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
         events = RunEvents(hooks, config)
-        metrics = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
+        metrics, classifier = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
     except BaseException:
         remove_if_empty(created)
         raise
@@ -131,17 +149,19 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
     reporter.info(f"Saved model: {config.saved_model_dir}")
     reporter.info(f"Results: {config.results_file} ({seconds:.1f} s in all)")
     assert hooks.framework is not None
-    return RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
-                     saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
-                     seconds=seconds)
+    result = RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
+                       saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
+                       seconds=seconds)
+    return result, classifier, dataset
 
 
 def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
-                         answered: dict[str, str], events: RunEvents) -> dict[str, Any]:
+                         answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any]:
     preprocessing = Preprocessing.from_config(config, hooks.framework)
-    common = {"config": config, "reporter": reporter}
+    common: dict[str, Any] = {"config": config, "reporter": reporter}
     model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
     extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)
+    hooks.all("tl_check_model", model=extractor, **common)
     classifier, answered["tl_train"] = hooks.answer(
         "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
     )
@@ -173,6 +193,7 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
                 for split in (dataset.training, dataset.validation) for path, reason in split.skipped
             ],
             "history": events.history,
+            "validation_fingerprint": dataset.validation.fingerprint(),
             "metrics": metrics,
         })
         results = staged_json(config.results_file, metrics)
@@ -184,4 +205,4 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
             raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
         finally:
             results.unlink(missing_ok=True)
-    return metrics
+    return metrics, classifier

@@ -17,8 +17,9 @@ KERAS = Framework(
                  ".signatures['serving_default'] (input 'image', output 'predictions')",
     requires=("tensorflow",),
     install="install tl again (pip install -e .), which installs TensorFlow 2.15",
-    quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3"},  # TF 2.15 logs harmless CUDA-factory clashes as errors
-    quiet_loggers=("tensorflow",),
+    # TF 2.15 logs harmless CUDA-factory clashes as errors; MCT (quantization) reports through tqdm
+    quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
+    quiet_loggers=("tensorflow", "Model Compression Toolkit"),
     message_noise=(r"\{\{function_node [^}]*\}\}\s*",),  # TensorFlow's graph-function prefix
 )
 
@@ -35,8 +36,12 @@ def inference(model):
     import tensorflow as tf
 
     if model not in _inference:
-        _inference[model] = tf.function(lambda images: model(images, training=False),
-                                        input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
+        reference = weakref.ref(model)  # weak, so that the cache entry goes with the model
+
+        def call(images):
+            return reference()(images, training=False)
+
+        _inference[model] = tf.function(call, input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
     return _inference[model]
 
 

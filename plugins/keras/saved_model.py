@@ -26,10 +26,16 @@ def tl_save_model(model, path, reporter):
 
 @hookimpl(trylast=True)
 def tl_load_model(path, reporter):
+    """The float SavedModel of ``saved_model/``, or the quantized model of ``imx500/``."""
     import tensorflow as tf
 
+    from plugins.keras.quantize import QUANTIZED_FILE, load_quantized
+
+    quantized = path / QUANTIZED_FILE
     with reporter.activity("Loading the model"):
         try:
+            if quantized.is_file():
+                return load_quantized(quantized)
             return tf.keras.models.load_model(str(path), compile=False)
         except Exception as exc:
-            raise ModelError(f"Keras cannot load the saved model {path}: {describe_exception(exc)}") from None
+            raise ModelError(f"Keras cannot load the model in {path}: {describe_exception(exc)}") from None

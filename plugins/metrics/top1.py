@@ -8,5 +8,6 @@ def tl_evaluate(predictions, reporter):
     correct = int((predictions.predicted == predictions.label_ids).sum())
     total = len(predictions)
     accuracy = correct / total
-    reporter.info(f"Top-1 accuracy: {accuracy:.4f} ({correct} of {total} {predictions.split} images)")
+    of = f" of the {predictions.model}" if predictions.model else ""
+    reporter.info(f"Top-1 accuracy{of}: {accuracy:.4f} ({correct} of {total} {predictions.split} images)")
     return {"top_1_accuracy": accuracy, "num_images": total}

@@ -17,6 +17,9 @@ TORCH = Framework(
                  "and returns softmax scores",
     requires=("torch", "torchvision"),
     install="install the torch extra: pip install -e '.[torch]'",
+    # MCT (quantization) imports TensorFlow and reports through tqdm and its own logger
+    quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
+    quiet_loggers=("tensorflow", "Model Compression Toolkit"),
 )
 
 
@@ -29,5 +32,7 @@ def tl_frameworks():
 def tl_predict(model, images):
     import torch
 
+    if hasattr(model, "predict"):  # the quantized model, run by onnxruntime
+        return model.predict(images)
     with torch.inference_mode():
         return model(torch.from_numpy(images)).numpy()

@@ -10,6 +10,8 @@ from tlcore.hookspecs import hookimpl
 
 TL_FRAMEWORK = "torch"
 MODEL_FILE = "model.pt2"
+MODULE_FILE = "model.pth"
+"""The same classifier as a pickled module (torch.save): what quantizing it later needs, as it can be traced."""
 
 
 @hookimpl(trylast=True)
@@ -25,21 +27,36 @@ def tl_save_model(model, path, config, reporter):
         program = torch.export.export(model.eval(), (torch.zeros(2, 3, size, size),),
                                       dynamic_shapes={"images": {0: batch}})
         torch.export.save(program, str(path / MODEL_FILE))
+        try:
+            torch.save(model, str(path / MODULE_FILE))
+        except Exception:  # a TorchScript or exported base cannot be pickled: such models quantize only in `tl run`
+            (path / MODULE_FILE).unlink(missing_ok=True)
     return path
 
 
 @hookimpl(trylast=True)
 def tl_load_model(path, reporter):
+    """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``."""
     import warnings
 
     import torch
 
+    from plugins.torch.quantize import QUANTIZED_FILE, load_quantized
+
+    if (path / QUANTIZED_FILE).is_file():
+        with reporter.activity("Loading the model"):
+            try:
+                return load_quantized(path / QUANTIZED_FILE)
+            except Exception as exc:
+                raise ModelError(f"onnxruntime cannot load {path / QUANTIZED_FILE}: {describe_exception(exc)}") from None
     file = path / MODEL_FILE
     if not file.is_file():
         raise ModelError(f"{path} has no {MODEL_FILE}; it was not saved by the torch framework")
     with reporter.activity("Loading the model"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            if (path / MODULE_FILE).is_file():
+                return torch.load(str(path / MODULE_FILE), map_location="cpu", weights_only=False).eval()
             return torch.export.load(str(file)).module()
         except Exception as exc:
             raise ModelError(f"PyTorch cannot load the saved model {file}: {describe_exception(exc)}") from None

@@ -17,17 +17,27 @@ from tlcore.training import TrainingLoop, announce_training, run_epochs, run_see
 TL_FRAMEWORK = "torch"
 
 
+_CLASSES = {}
+
+
 def classifier_modules():
-    """The classes, defined once torch is imported (plugin modules import torch only inside hooks)."""
+    """The classes, defined once torch is imported (plugin modules import torch only inside hooks).
+
+    They are reachable as attributes of this module (see :func:`__getattr__`), so a
+    classifier saved with ``torch.save`` loads back with ``torch.load``.
+    """
+    if _CLASSES:
+        return _CLASSES["Features"], _CLASSES["Classifier"]
     import torch
     from torch import nn
 
     class Features(nn.Module):
         """The extractor's output as one vector per image (feature maps are averaged, like Keras' pooling)."""
 
-        def __init__(self, extractor):
+        def __init__(self, extractor, pool=False):
             super().__init__()
             self.extractor = extractor
+            self.pool = pool  # decided once, so that the forward pass has no data-dependent branch to trace
 
         def train(self, mode=True):
             self.training = mode
@@ -39,7 +49,7 @@ def classifier_modules():
 
         def forward(self, images):
             features = self.extractor(images)
-            if features.dim() == 4:
+            if self.pool:
                 features = features.mean(dim=(2, 3))
             return torch.flatten(features, 1)
 
@@ -54,7 +64,18 @@ def classifier_modules():
         def forward(self, images):
             return torch.softmax(self.head(self.features(images)), dim=1)
 
+    for cls in (Features, Classifier):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+        _CLASSES[cls.__name__] = cls
     return Features, Classifier
+
+
+def __getattr__(name):
+    """``Features`` and ``Classifier``, created on first use: how ``torch.load`` finds them."""
+    if name in ("Features", "Classifier"):
+        classifier_modules()
+        return _CLASSES[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def leaf_modules(model):
@@ -129,10 +150,11 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     seed = run_seed(config)
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    features = Features(model).eval()
     size = preprocessing.size
     with torch.inference_mode():
-        dim = int(features(torch.zeros(1, 3, size, size)).shape[1])
+        output = model(torch.zeros(1, 3, size, size))
+    features = Features(model, pool=output.dim() == 4).eval()
+    dim = int(output.shape[1] if output.dim() == 4 else torch.flatten(output, 1).shape[1])
     classifier = Classifier(features, dim, dataset.num_outputs, config.dropout)
     freeze(model, config.fine_tune_layers)
     parameters = sum(p.numel() for p in classifier.parameters())

@@ -1,0 +1,113 @@
+"""Before any training: can the base model's layers run on the IMX500?
+
+MCT quantizes nearly anything; Sony's converter is what refuses a layer, after
+quantization. So the check follows the converter's own tables (imx500-converter
+3.18): a layer it is known to refuse is an error when the configuration asks for
+quantization (a warning otherwise), and a layer it does not list is a warning.
+The head tl adds (pooling, dropout, dense, softmax) is always supported.
+"""
+
+from tlcore.errors import ModelError
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = ("keras", "torch")
+
+KERAS_SUPPORTED = {
+    "Activation", "Add", "AveragePooling2D", "BatchNormalization", "Concatenate", "Conv2D", "Conv2DTranspose",
+    "Dense", "DepthwiseConv2D", "Dropout", "Flatten", "GlobalAveragePooling2D", "Identity", "InputLayer",
+    "LayerNormalization", "LeakyReLU", "Maximum", "MaxPooling2D", "Minimum", "Multiply", "Permute", "Resizing", "ReLU",
+    "Reshape", "Softmax", "Subtract", "UpSampling2D", "ZeroPadding2D",
+    "SeparableConv2D",  # MCT splits it into a depthwise and a pointwise convolution
+}
+KERAS_REFUSED = {
+    "Lambda": "a Python function the converter cannot read; write it with Keras layers or tf operations",
+    "Rescaling": "put the scaling in tl's preprocessing instead (tl builds it into the quantized model)",
+    "Normalization": "put the normalisation in tl's preprocessing instead (tl builds it into the quantized model)",
+    "LSTM": "recurrent layers do not run on the IMX500", "GRU": "recurrent layers do not run on the IMX500",
+    "SimpleRNN": "recurrent layers do not run on the IMX500", "Bidirectional": "recurrent layers do not run on the IMX500",
+    "Conv3D": "3-D convolutions do not run on the IMX500", "Conv1D": "use Conv2D",
+    "ELU": "use ReLU", "Embedding": "embeddings do not run on the IMX500",
+}
+ACTIVATIONS = {"linear", "relu", "relu6", "gelu", "sigmoid", "hard_sigmoid", "swish", "silu", "tanh", "softmax"}
+TF_FUNCTIONS = {
+    "cast", "concat", "expand_dims", "image.resize", "linalg.matmul", "math.add", "math.multiply", "math.subtract",
+    "math.truediv", "math.divide", "math.abs", "math.negative", "math.sqrt", "math.rsqrt", "math.sigmoid", "math.tanh",
+    "math.argmax", "math.equal", "math.reduce_max", "math.reduce_mean", "math.reduce_sum", "math.top_k", "nn.relu",
+    "nn.relu6", "nn.gelu", "nn.silu", "nn.softmax", "reshape", "slice", "split", "stack", "unstack", "strided_slice",
+    "compat.v1.transpose", "compat.v1.pad", "compat.v1.gather", "compat.v1.squeeze", "compat.v1.norm",
+    "broadcast_to", "__operators__.add", "identity",
+}
+TORCH_SUPPORTED = {
+    "Conv2d", "ConvTranspose2d", "BatchNorm2d", "ReLU", "ReLU6", "LeakyReLU", "Hardswish", "Hardsigmoid", "Sigmoid",
+    "Tanh", "GELU", "SiLU", "Softmax", "Linear", "Dropout", "Identity", "Flatten", "AdaptiveAvgPool2d", "AvgPool2d",
+    "MaxPool2d", "LayerNorm", "GroupNorm", "InstanceNorm2d", "Upsample", "UpsamplingNearest2d",
+    "UpsamplingBilinear2d", "ZeroPad2d", "Unflatten",
+}
+TORCH_REFUSED = {
+    "LSTM": "recurrent layers do not run on the IMX500", "GRU": "recurrent layers do not run on the IMX500",
+    "RNN": "recurrent layers do not run on the IMX500", "Conv3d": "3-D convolutions do not run on the IMX500",
+    "Conv1d": "use Conv2d", "ELU": "use ReLU", "SELU": "use ReLU", "Embedding": "embeddings do not run on the IMX500",
+    "MultiheadAttention": "attention blocks do not convert for the IMX500",
+}
+
+
+def keras_findings(model):
+    """``[(layer name, type, problem, refused)]`` for the layers of a Keras model, nested models included."""
+    import tensorflow as tf
+
+    findings = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if isinstance(layer, tf.keras.Model):
+            findings += keras_findings(layer)
+            continue
+        if kind in KERAS_REFUSED:
+            findings.append((layer.name, kind, KERAS_REFUSED[kind], True))
+        elif kind == "TFOpLambda":
+            function = layer.get_config().get("function", "")
+            if function not in TF_FUNCTIONS:
+                findings.append((layer.name, f"tf.{function}", "the converter has no such operation", True))
+        elif kind not in KERAS_SUPPORTED:
+            findings.append((layer.name, kind, "not known to the IMX500 converter", False))
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", None)
+        if name and name not in ACTIVATIONS:
+            findings.append((layer.name, f"{kind} with activation {name}", "use relu, gelu, swish or tanh", True))
+    return findings
+
+
+def torch_findings(model):
+    """``[(module name, type, problem, refused)]`` for the layers (leaf modules) of a PyTorch model."""
+    findings = []
+    for name, module in model.named_modules():
+        if list(module.children()):
+            continue
+        kind = type(module).__name__
+        if kind in TORCH_REFUSED:
+            findings.append((name, kind, TORCH_REFUSED[kind], True))
+        elif kind not in TORCH_SUPPORTED:
+            findings.append((name, kind, "not known to the IMX500 converter", False))
+    return findings
+
+
+@hookimpl(trylast=True)
+def tl_check_model(model, config, reporter):
+    if config.framework == "keras":
+        findings = keras_findings(model)
+    elif hasattr(model, "named_modules"):
+        findings = torch_findings(model)
+    else:  # a compiled or exported model: its operations cannot be listed here; the converter checks them
+        return
+    refused = [finding for finding in findings if finding[3]]
+    if refused and config.quantize:
+        name, kind, problem, _ = refused[0]
+        more = f" (and {len(refused) - 1} more layers)" if len(refused) > 1 else ""
+        raise ModelError(f'layer "{name}" ({kind}) cannot run on the IMX500{more}: {problem}; change the base model, '
+                         'or set "quantize": false to train without quantizing')
+    for name, kind, problem, is_refused in findings[:5]:
+        if is_refused:
+            reporter.warning(f'layer "{name}" ({kind}) cannot run on the IMX500: {problem}; `tl quantize` would fail')
+        else:
+            reporter.warning(f'layer "{name}" ({kind}) is {problem}; quantizing for the IMX500 may fail')
+    if len(findings) > 5:
+        reporter.warning(f"{len(findings) - 5} more layers may not run on the IMX500")
