@@ -129,7 +129,7 @@ def run(configuration, blocked, extra, debug):
 
     with guarded(debug, "saved_model and results.json"):
         prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra)
-        reporter = Reporter()
+        reporter = Reporter(debug=debug)
         _header(reporter, prepared)
         for note in prepared.notes:
             reporter.warning(note)
@@ -147,19 +147,39 @@ def quantize(configuration, blocked, extra, debug):
     Calibrates on training images (quantization_images), evaluates the quantized
     model on the validation images, and, when Sony's converter is installed, makes
     the IMX500 package. Writes output_dir/imx500 and adds the quantized figures to
-    results.json.
+    results.json. The configuration of the AITRIOS SDK's quantize notebook works too
+    (it writes model.tflite, model_quantized.tflite and results.json as the notebook did).
     """
     from tlcore.prepare import prepare
     from tlcore.quantization import quantize as quantize_flow
     from tlcore.report import Reporter
+    from tlcore.sdk_quantize import is_sdk_form
 
     with guarded(debug, "output_dir/imx500 and results.json"):
-        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra)
-        reporter = Reporter()
+        path = configuration_path(configuration)
+        if is_sdk_form(path):
+            _quantize_sdk(path, blocked, extra, debug)
+            return
+        prepared = prepare(path, builtin_plugins(), blocked, extra)
+        reporter = Reporter(debug=debug)
         _header(reporter, prepared)
         for note in prepared.notes:
             reporter.warning(note)
         quantize_flow(prepared.config, prepared.manager, reporter, debug=debug)
+
+
+def _quantize_sdk(path, blocked, extra, debug):
+    from tlcore.config import read_selection
+    from tlcore.prepare import load_plugins
+    from tlcore.report import Reporter
+    from tlcore.sdk_quantize import quantize_sdk
+
+    manager, notes = load_plugins(builtin_plugins(), blocked, read_selection(path)[0], extra)
+    reporter = Reporter(debug=debug)
+    reporter.info(f"tl {__version__}: {path.absolute()} (the SDK's quantize configuration, framework keras)")
+    for note in notes:
+        reporter.warning(note)
+    quantize_sdk(path, manager, reporter, debug=debug)
 
 
 def _header(reporter, prepared):

@@ -15,6 +15,7 @@ BUILTIN_PLUGINS = (
     "plugins.keras.trainer",
     "plugins.keras.saved_model",
     "plugins.keras.quantize",
+    "plugins.keras.tflite",
     "plugins.torch.framework",
     "plugins.torch.base_model",
     "plugins.top_removal.torch_head",

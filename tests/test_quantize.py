@@ -288,3 +288,13 @@ def test_the_layer_check_and_conversion_are_for_keras_and_torch_only(project):
     assert manager.frameworks_of("imx500.converter") == ("keras", "torch")
     result = project.run(config=project.write(quantize=True))
     assert result.exit_code == 0 and "no converter plugin" in result.output
+
+
+def test_tflite_models_need_a_framework_that_writes_them(trained):
+    """The fake framework has no tl_export_tflite: asking for TFLite models is refused before any work."""
+    trained.write(tflite=True)
+    result = quantize_cli(trained)
+    assert result.exit_code == 1
+    assert one_line_error(result) == ('Error: no plugin implements tl_export_tflite (framework "fake" cannot export '
+                                      "TFLite models); is a plugin blocked or not installed?")
+    assert not (trained.root / "out" / "imx500").exists()

@@ -224,6 +224,9 @@ CORE_KEYS = (
               help="warn when quantization lowers Top-1 accuracy by more than this (0.02 = 2 points)"),
     ConfigKey("imx500_input_persistency", "boolean", default=True,
               help="keep the input image readable on the device; false saves chip memory for a large model"),
+    ConfigKey("tflite", "boolean", default=False,
+              help="when quantizing, also write TFLite models (float, and int8 with uint8 input) for other targets, "
+                   "evaluated like the rest (framework keras)"),
 )
 
 
@@ -321,6 +324,7 @@ class RunConfig:
     tpc_version: str = "4.0"
     quantization_max_drop: float = 0.02
     imx500_input_persistency: bool = True
+    tflite: bool = False
     given_keys: frozenset = frozenset()
     """The keys the configuration file sets (the others have their defaults)."""
     ignored_keys: tuple = ()

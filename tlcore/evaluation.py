@@ -99,6 +99,22 @@ def predict_split(predict: Callable[[np.ndarray], tuple[Any, str]], split: Split
     )
 
 
+def evaluate_model(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+                   reporter: Reporter, *, label: str = "evaluating ", name: str = "",
+                   answered: dict[str, str] | None = None) -> dict[str, Any]:
+    """Predict the validation images with ``model`` (the framework's ``tl_predict``) and measure the
+    predictions with every metric plugin. ``answered`` (if given) records which plugin predicted."""
+    def predict(images: Any) -> tuple[Any, str]:
+        scores, plugin = hooks.answer("tl_predict", model=model, images=images)
+        if answered is not None:
+            answered["tl_predict"] = plugin
+        return scores, plugin
+
+    predictions = predict_split(predict, dataset.validation, preprocessing, dataset, config, reporter, label=label,
+                                model=name)
+    return evaluate(hooks, predictions, dataset, config, reporter)
+
+
 def evaluate(hooks: Hooks, predictions: Predictions, dataset: DatasetIndex, config: RunConfig,
              reporter: Reporter) -> dict[str, Any]:
     """Merge every metric plugin's dict; a metric reported twice is an error."""

@@ -26,7 +26,7 @@ DEFAULT_FRAMEWORK = "keras"
 RUN_STEPS = ("tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model", "tl_predict")
 """The framework steps every ``tl run`` needs, in the order a run calls them."""
 
-STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized")
+STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_export_tflite")
 """Every framework step: the run's, loading a saved model (``tl predict``), and quantization."""
 
 STEP_NAMES = {
@@ -38,6 +38,7 @@ STEP_NAMES = {
     "tl_load_model": "load a saved model",
     "tl_quantize": "quantize",
     "tl_export_quantized": "export a quantized model",
+    "tl_export_tflite": "export TFLite models",
 }
 
 OPTIONAL_KEYS = (

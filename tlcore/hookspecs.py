@@ -235,6 +235,23 @@ def tl_export_quantized(model: Any, path: Path, config: RunConfig, reporter: Rep
 
 
 @hookspec(firstresult=True)
+def tl_export_tflite(model: Any, calibration: Calibration, preprocessing: Preprocessing, path: Path,
+                     reporter: Reporter) -> Mapping[str, Path] | None:
+    """Framework step: write TFLite models of the float classifier, for targets other than the IMX500.
+
+    Stops at first non-None result.
+
+    :param model: the float classifier.
+    :param calibration: the :class:`tlcore.quantization.Calibration` (raw pixels) for the int8 model.
+    :param preprocessing: the :class:`tlcore.preprocessing.Preprocessing` the model was trained with.
+    :param path: a :class:`pathlib.Path` to a staging folder.
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: ``{"float": path of the float model (preprocessed input), "quantized": path of the int8
+        model (raw uint8 pixels in)}``; :func:`tl_load_model` loads either file.
+    """
+
+
+@hookspec(firstresult=True)
 def tl_convert(model_file: Path, path: Path, config: RunConfig, reporter: Reporter) -> Conversion | None:
     """Convert the exported quantized model into the device's package. Stops at first non-None result.
 

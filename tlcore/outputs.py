@@ -120,6 +120,13 @@ def signals_deferred():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def flush(path):
+    """Make sure ``path``'s content is on disk (fsync) before a rename makes it visible: after a power loss,
+    a published file is whole, not empty."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def staged_json(path, data):
     """Write ``data`` as JSON to a hidden temporary file beside ``path``; return its path.
 
@@ -132,6 +139,8 @@ def staged_json(path, data):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

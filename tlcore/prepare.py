@@ -29,15 +29,10 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare(configuration: str | Path, builtins: Sequence[str], blocked: Sequence[str] = (),
-            extra: Sequence[str] = ()) -> Prepared:
-    """Load the plugins (minus blocked ones), then read and check ``configuration`` with their keys.
-
-    :param builtins: module names of the built-in plugins.
-    :param blocked: plugin names not to load (``--block``), besides the configuration's ``block_plugins``.
-    :param extra: module names to load as plugins (``-p MODULE``).
-    """
-    configured, framework_name = read_selection(configuration)
+def load_plugins(builtins: Sequence[str], blocked: Sequence[str], configured: Sequence[str],
+                 extra: Sequence[str]) -> tuple[PluginManager, list[str]]:
+    """A plugin manager without the ``blocked`` (``--block``) and ``configured`` (``block_plugins``) plugins;
+    a broken plugin or an unknown ``--block`` name is an error. Also returns warnings to show."""
     manager = make_plugin_manager(builtins, blocked=(*blocked, *configured), extra=extra)
     notes = []
     for names, where, strict in ((blocked, "--block", not installed_plugins_disabled()),
@@ -48,6 +43,19 @@ def prepare(configuration: str | Path, builtins: Sequence[str], blocked: Sequenc
             notes.append(f"{where} {name}: no plugin has this name (not installed?); nothing to block")
     for info in manager.failures:
         raise PluginError(f'plugin "{info.name}" cannot be used ({info.error}); {info.remedy}')
+    return manager, notes
+
+
+def prepare(configuration: str | Path, builtins: Sequence[str], blocked: Sequence[str] = (),
+            extra: Sequence[str] = ()) -> Prepared:
+    """Load the plugins (minus blocked ones), then read and check ``configuration`` with their keys.
+
+    :param builtins: module names of the built-in plugins.
+    :param blocked: plugin names not to load (``--block``), besides the configuration's ``block_plugins``.
+    :param extra: module names to load as plugins (``-p MODULE``).
+    """
+    configured, framework_name = read_selection(configuration)
+    manager, notes = load_plugins(builtins, blocked, configured, extra)
     frameworks = registered_frameworks(manager)
     keys: list[ConfigKey] = []
     foreign: dict[str, list[str]] = {}

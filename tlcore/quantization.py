@@ -25,7 +25,7 @@ from tlcore import __version__
 from tlcore.calls import Hooks
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import ConfigError, ModelError, OutputError, PluginError
-from tlcore.evaluation import evaluate, predict_split
+from tlcore.evaluation import evaluate_model
 from tlcore.loader import ImageBatches
 from tlcore.outputs import MARKER, StagedDir, check_replaceable, signals_deferred, staged_json, write_json_atomic
 from tlcore.preprocessing import Preprocessing
@@ -40,9 +40,11 @@ if TYPE_CHECKING:
 PACKAGE_FOLDER = "imx500"
 RECORD = "quantization.json"
 """Written into output_dir/imx500 with the package; also marks the folder as tl's own."""
+TFLITE_FOLDER = "tflite"
+TFLITE_RECORD = "tflite.json"
 
 QUANTIZATION_KEYS = ("quantize", "quantization_images", "quantization_method", "gptq_epochs", "tpc_version",
-                     "quantization_max_drop", "imx500_input_persistency")
+                     "quantization_max_drop", "imx500_input_persistency", "tflite")
 UNRELATED_KEYS = (*QUANTIZATION_KEYS, "block_plugins", "evaluate_result_dir", "bad_images", "feature_cache")
 """Keys that may change between training and quantizing: they do not change the trained model."""
 
@@ -193,6 +195,8 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
         framework.quieten()
     hooks = Hooks(manager, framework)
     hooks.require(REQUIRED_HOOKS)
+    if config.tflite:
+        hooks.require(["tl_export_tflite"])
     record = trained_record(config)
     answered: dict[str, str] = {}
     if dataset is None:
@@ -202,65 +206,107 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
         raise ConfigError(f"the labels changed since the model was trained ({config.evaluate_label_file}); "
                           "train again with `tl run`")
     preprocessing = Preprocessing.from_dict(json.loads((config.saved_model_dir / "preprocessing.json").read_text()))
-    if preprocessing.channel_order != "RGB":
-        raise ConfigError("the IMX500 gives RGB images; a model trained on BGR input cannot be quantized for it")
     folder = config.output_dir / PACKAGE_FOLDER
     check_replaceable(folder, RECORD)
+    if config.tflite:
+        check_replaceable(config.output_dir / TFLITE_FOLDER, TFLITE_RECORD)
     if model is None:
         model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.saved_model_dir, reporter=reporter)
-
-    from tlcore.training import run_seed
-
-    indices = calibration_indices(dataset.training, config.quantization_images, run_seed(config))
-    calibration = Calibration(dataset.training, indices, preprocessing, min(config.batch_size, 32), config.bad_images)
-    method = {"ptq": "post-training quantization", "gptq": f"GPTQ ({config.gptq_epochs} epochs)"}
-    reporter.info(f"Quantizing for the IMX500: {method[config.quantization_method]} with TPC "
-                  f"{config.tpc_version}, calibrated on {calibration.images} training images")
-    with reporter.activity("Quantizing") as calibration.activity:
-        quantized, answered["tl_quantize"] = hooks.answer("tl_quantize", model=model, calibration=calibration,
-                                                          preprocessing=preprocessing, config=config, reporter=reporter)
-    calibration.activity = None
-    with StagedDir(folder) as staged:
-        exported, answered["tl_export_quantized"] = hooks.answer(
-            "tl_export_quantized", model=quantized, path=staged.path, config=config, reporter=reporter)
-        exported = Path(exported)
-        loaded, answered["tl_load_model"] = hooks.answer("tl_load_model", path=staged.path, reporter=reporter)
-        device = raw_input(preprocessing)
-
-        def predict(images: Any) -> tuple[Any, str]:
-            scores, answered["tl_predict"] = hooks.answer("tl_predict", model=loaded, images=images)
-            return scores, answered["tl_predict"]
-
-        predictions = predict_split(predict, dataset.validation, device, dataset, config, reporter,
-                                    label="evaluating the quantized model ", model="quantized model")
-        quantized_metrics = evaluate(hooks, predictions, dataset, config, reporter)
+    with StagedDir(folder) as staged, StagedDir(config.output_dir / TFLITE_FOLDER) as tflite:
+        package = make_package(hooks, model, dataset, preprocessing, config, reporter, answered, staged.path)
         float_metrics = _float_metrics(hooks, model, record, dataset, preprocessing, config, reporter)
-        conversion = _convert(hooks, exported, staged.path, config, reporter, answered)
-        metrics = _combined(float_metrics, quantized_metrics, config, calibration, conversion, exported)
-        _report(reporter, metrics, config)
-        _write_package_files(staged.path, dataset, preprocessing, config, metrics, conversion, exported, answered,
-                             hooks)
+        metrics = combined(float_metrics, package, config)
+        if config.tflite:
+            tflite_metrics = tflite_models(hooks, model, dataset, preprocessing, config, reporter, answered,
+                                           tflite.path)
+            metrics.update({f"tflite_{name}": value for name, value in tflite_metrics["float"].items()})
+            metrics.update({f"tflite_quantized_{name}": value for name, value in tflite_metrics["quantized"].items()})
+            write_json_atomic(tflite.path / TFLITE_RECORD, {"metrics": tflite_metrics, "preprocessing": {
+                "model.tflite": preprocessing.to_dict(), "model_quantized.tflite": raw_input(preprocessing).to_dict()}})
+        report_drop(reporter, metrics, config)
+        write_package_files(staged.path, dataset, preprocessing, config, metrics, package, answered, hooks)
         results = staged_json(config.results_file, {**_existing_results(config), **metrics})
         try:
             with signals_deferred():
                 staged.publish()
+                if config.tflite:
+                    tflite.publish()
                 os.replace(results, config.results_file)
         except OSError as exc:
             raise OutputError(f"cannot write the quantized model: {exc}; earlier outputs are unchanged") from None
         finally:
             results.unlink(missing_ok=True)
-    model_file = folder / exported.name
-    reporter.info(f"Quantized model: {model_file}")
+    report_package(reporter, folder, package)
+    return QuantizationResult(metrics=metrics, folder=folder, model_file=folder / package.exported.name,
+                              conversion=package.conversion, seconds=time.monotonic() - started, plugins=answered)
+
+
+@dataclass(frozen=True)
+class Package:
+    """What :func:`make_package` put into the staging folder, and how the quantized model did."""
+
+    metrics: Mapping[str, Any]
+    exported: Path
+    conversion: Conversion
+    calibration_images: int
+
+
+def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+                 reporter: Reporter, answered: dict[str, str], path: Path) -> Package:
+    """Calibrate on ``dataset.training``, quantize, export into ``path``, load the export back and evaluate it
+    on ``dataset.validation`` with raw pixels, and convert it for the device."""
+    from tlcore.training import run_seed
+
+    if preprocessing.channel_order != "RGB":
+        raise ConfigError("the IMX500 gives RGB images; a model trained on BGR input cannot be quantized for it")
+    indices = calibration_indices(dataset.training, config.quantization_images, run_seed(config))
+    calibration = Calibration(dataset.training, indices, preprocessing, min(config.batch_size, 32), config.bad_images)
+    method = {"ptq": "post-training quantization", "gptq": f"GPTQ ({config.gptq_epochs} epochs)"}
+    reporter.info(f"Quantizing for the IMX500: {method[config.quantization_method]} with TPC "
+                  f"{config.tpc_version}, calibrated on {calibration.images} {dataset.training.name} images")
+    with reporter.activity("Quantizing") as calibration.activity:
+        quantized, answered["tl_quantize"] = hooks.answer("tl_quantize", model=model, calibration=calibration,
+                                                          preprocessing=preprocessing, config=config, reporter=reporter)
+    calibration.activity = None
+    exported, answered["tl_export_quantized"] = hooks.answer(
+        "tl_export_quantized", model=quantized, path=path, config=config, reporter=reporter)
+    loaded, answered["tl_load_model"] = hooks.answer("tl_load_model", path=path, reporter=reporter)
+    metrics = evaluate_model(hooks, loaded, dataset, raw_input(preprocessing), config, reporter,
+                             label="evaluating the quantized model ", name="quantized model", answered=answered)
+    conversion = _convert(hooks, Path(exported), path, config, reporter, answered)
+    return Package(metrics=metrics, exported=Path(exported), conversion=conversion, calibration_images=len(indices))
+
+
+def tflite_models(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+                  reporter: Reporter, answered: dict[str, str], path: Path) -> dict[str, dict[str, Any]]:
+    """Write the framework's TFLite models into ``path`` and evaluate both: ``{"float": metrics, "quantized": metrics}``."""
+    from tlcore.training import run_seed
+
+    indices = calibration_indices(dataset.training, config.quantization_images, run_seed(config))
+    calibration = Calibration(dataset.training, indices, preprocessing, min(config.batch_size, 32), config.bad_images)
+    files, answered["tl_export_tflite"] = hooks.answer("tl_export_tflite", model=model, calibration=calibration,
+                                                       preprocessing=preprocessing, path=path, reporter=reporter)
+    metrics = {}
+    for kind, processing in (("float", preprocessing), ("quantized", raw_input(preprocessing))):
+        loaded, _ = hooks.answer("tl_load_model", path=Path(files[kind]), reporter=reporter)
+        metrics[kind] = evaluate_model(hooks, loaded, dataset, processing, config, reporter,
+                                       label=f"evaluating {Path(files[kind]).name} ", name=Path(files[kind]).name)
+    return metrics
+
+
+def report_package(reporter: Reporter, folder: Path, package: Package) -> None:
+    conversion = package.conversion
+    reporter.info(f"Quantized model: {folder / package.exported.name}")
     if conversion.converted:
-        reporter.info(f"IMX500 package: {folder / 'packerOut.zip'}"
-                      + (f"; fits in the chip: {'yes' if conversion.fits else 'NO'}"
-                         + (f" ({conversion.memory})" if conversion.memory else "") if conversion.fits is not None else ""))
+        fits = ""
+        if conversion.fits is not None:
+            fits = f"; fits in the chip: {'yes' if conversion.fits else 'NO'}"
+            fits += f" ({conversion.memory})" if conversion.memory else ""
+        reporter.info(f"IMX500 package: {folder / 'packerOut.zip'}{fits}")
         if conversion.next_step:
             reporter.info(f"Next: {conversion.next_step}")
     elif conversion.reason:
         reporter.warning(f"not converted for the IMX500: {conversion.reason}")
-    return QuantizationResult(metrics=metrics, folder=folder, model_file=model_file, conversion=conversion,
-                              seconds=time.monotonic() - started, plugins=answered)
 
 
 def _float_metrics(hooks: Hooks, model: Any, record: Mapping[str, Any], dataset: DatasetIndex,
@@ -270,13 +316,8 @@ def _float_metrics(hooks: Hooks, model: Any, record: Mapping[str, Any], dataset:
     if record.get("validation_fingerprint") == dataset.validation.fingerprint() and record.get("metrics"):
         return record["metrics"]
     reporter.info("The validation images changed since training: evaluating the float model again")
-
-    def predict(images: Any) -> tuple[Any, str]:
-        return hooks.answer("tl_predict", model=model, images=images)
-
-    predictions = predict_split(predict, dataset.validation, preprocessing, dataset, config, reporter,
-                                label="evaluating the float model ", model="float model")
-    return evaluate(hooks, predictions, dataset, config, reporter)
+    return evaluate_model(hooks, model, dataset, preprocessing, config, reporter, label="evaluating the float model ",
+                          name="float model")
 
 
 def _existing_results(config: RunConfig) -> dict[str, Any]:
@@ -299,9 +340,9 @@ def _convert(hooks: Hooks, exported: Path, folder: Path, config: RunConfig, repo
     return conversion
 
 
-def _combined(float_metrics: Mapping[str, Any], quantized: Mapping[str, Any], config: RunConfig,
-              calibration: Calibration, conversion: Conversion, exported: Path) -> dict[str, Any]:
+def combined(float_metrics: Mapping[str, Any], package: Package, config: RunConfig) -> dict[str, Any]:
     """results.json's new keys: every quantized metric as ``quantized_<name>``, and what was done."""
+    quantized, conversion = package.metrics, package.conversion
     metrics: dict[str, Any] = {f"quantized_{name}": value for name, value in quantized.items()}
     for name in ("top_1_accuracy", "num_images", "per_class"):
         if name in float_metrics:
@@ -311,8 +352,8 @@ def _combined(float_metrics: Mapping[str, Any], quantized: Mapping[str, Any], co
     metrics["quantization"] = {
         "method": config.quantization_method,
         "tpc_version": config.tpc_version,
-        "calibration_images": calibration.images,
-        "model": str(exported.name),
+        "calibration_images": package.calibration_images,
+        "model": package.exported.name,
         "input": "raw RGB pixels 0-255 (normalisation is inside the model)",
         "converted": conversion.converted,
         "fits_in_chip": conversion.fits,
@@ -322,7 +363,7 @@ def _combined(float_metrics: Mapping[str, Any], quantized: Mapping[str, Any], co
     return metrics
 
 
-def _report(reporter: Reporter, metrics: Mapping[str, Any], config: RunConfig) -> None:
+def report_drop(reporter: Reporter, metrics: Mapping[str, Any], config: RunConfig) -> None:
     if "top_1_accuracy" not in metrics or "quantized_top_1_accuracy" not in metrics:
         return
     before, after = metrics["top_1_accuracy"], metrics["quantized_top_1_accuracy"]
@@ -336,9 +377,9 @@ def _report(reporter: Reporter, metrics: Mapping[str, Any], config: RunConfig) -
         )
 
 
-def _write_package_files(folder: Path, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
-                         metrics: Mapping[str, Any], conversion: Conversion, exported: Path,
-                         answered: Mapping[str, str], hooks: Hooks) -> None:
+def write_package_files(folder: Path, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+                        metrics: Mapping[str, Any], package: Package, answered: Mapping[str, str], hooks: Hooks) -> None:
+    conversion = package.conversion
     names = dataset.class_names
     (folder / "labels.txt").write_text("".join(f"{name if name is not None else ''}\n" for name in names),
                                        encoding="utf-8")
@@ -355,7 +396,7 @@ def _write_package_files(folder: Path, dataset: DatasetIndex, preprocessing: Pre
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "framework": hooks.framework.name,
         "configuration": config.to_dict(),
-        "model": exported.name,
+        "model": package.exported.name,
         "plugins": dict(answered),
         "conversion": {"converted": conversion.converted, "files": list(conversion.files), "fits": conversion.fits,
                        "memory": conversion.memory, "tool": conversion.tool, "reason": conversion.reason},

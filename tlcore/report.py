@@ -94,11 +94,13 @@ class Reporter:
     ``info`` and progress go to ``stream`` (stdout); warnings go to ``err`` (stderr).
     """
 
-    def __init__(self, stream=None, err=None, isatty=None, interval=2.0):
+    def __init__(self, stream=None, err=None, isatty=None, interval=2.0, debug=False):
         self.stream = stream if stream is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.isatty = isatty
         self.interval = interval
+        self.debug = debug
+        """``tl ... --debug``: libraries' own output is shown raw, not tidied away."""
         self.warnings = []
 
     def _isatty(self, stream):
@@ -156,6 +158,27 @@ class Reporter:
         elapsed = time.monotonic() - started
         self.stream.write(f"{self._line_start(self.stream)}{label}: done in {elapsed:.1f} s\n")
         self.stream.flush()
+
+
+@contextmanager
+def quiet_native_stderr(reporter):
+    """Hide what native libraries (TensorFlow's converters) print straight to file descriptor 2, unless
+    ``reporter.debug``; Python's own warnings and errors are unaffected once the block ends."""
+    import os
+
+    if reporter.debug:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class Activity:

@@ -15,7 +15,7 @@ from tlcore.calls import Hooks
 from tlcore.config import check_framework_keys
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
-from tlcore.evaluation import evaluate, predict_split
+from tlcore.evaluation import evaluate_model
 from tlcore.frameworks import RUN_STEPS, Framework, registered_frameworks, select_framework
 from tlcore.outputs import (
     MARKER, StagedDir, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred, staged_json,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tlcore.report import Reporter
 
 ANSWER_HOOKS = ("tl_load_dataset", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",
-                "tl_export_quantized", "tl_convert")
+                "tl_export_quantized", "tl_export_tflite", "tl_convert")
 """The first-answer hooks, in the order ``tl plugins list`` shows them."""
 
 REQUIRED_HOOKS = ("tl_load_dataset", *RUN_STEPS, "tl_evaluate")
@@ -168,13 +168,7 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
     with StagedDir(config.saved_model_dir) as staged:
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
 
-        def predict(images: Any) -> tuple[Any, str]:
-            scores, answered["tl_predict"] = hooks.answer("tl_predict", model=classifier, images=images)
-            return scores, answered["tl_predict"]
-
-        predictions = predict_split(predict, dataset.validation, preprocessing, dataset, config, reporter,
-                                    label="evaluating ")
-        metrics = evaluate(hooks, predictions, dataset, config, reporter)
+        metrics = evaluate_model(hooks, classifier, dataset, preprocessing, config, reporter, answered=answered)
         write_json_atomic(staged.path / "labels.json", dict(sorted(dataset.labels.items(), key=lambda kv: kv[1])))
         write_json_atomic(staged.path / "preprocessing.json", preprocessing.to_dict())
         assert hooks.framework is not None

@@ -108,6 +108,8 @@ def run_converter(command, tool, reporter):
                                    start_new_session=True)
         try:
             for raw in process.stdout:
+                if reporter.debug:
+                    reporter.info(raw.rstrip())
                 message, level = parse(raw)
                 lines.append((level, message))
                 version = version or _version(message)

@@ -47,4 +47,8 @@ def inference(model):
 
 @hookimpl(trylast=True)
 def tl_predict(model, images):
+    from plugins.keras.tflite import TFLiteModel
+
+    if isinstance(model, TFLiteModel):
+        return model.predict(images)
     return inference(model)(images).numpy()

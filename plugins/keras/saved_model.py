@@ -26,14 +26,18 @@ def tl_save_model(model, path, reporter):
 
 @hookimpl(trylast=True)
 def tl_load_model(path, reporter):
-    """The float SavedModel of ``saved_model/``, or the quantized model of ``imx500/``."""
+    """The float SavedModel of ``saved_model/`` (or an .h5 / .keras file), the quantized model of
+    ``imx500/``, or a ``.tflite`` file."""
     import tensorflow as tf
 
     from plugins.keras.quantize import QUANTIZED_FILE, load_quantized
+    from plugins.keras.tflite import TFLiteModel
 
     quantized = path / QUANTIZED_FILE
     with reporter.activity("Loading the model"):
         try:
+            if path.suffix == ".tflite":
+                return TFLiteModel(path, reporter)
             if quantized.is_file():
                 return load_quantized(quantized)
             return tf.keras.models.load_model(str(path), compile=False)
