@@ -447,3 +447,38 @@ def test_scores_of_the_wrong_shape_are_named(project):
     with pytest.raises(PluginError, match=r'plugin "test-plugin-0" returned scores of shape \(2, 1\) from tl_predict '
                                           r"for 2 images; expected \(2, 3\): one score per output index"):
         run_with(project, OneColumn())
+
+
+def test_reports_are_published_beside_results_only_when_the_run_succeeds(project):
+    class Reports:
+        @hookimpl
+        def tl_write_reports(self, predictions, history, path):
+            (path / "summary.md").write_text(f"{len(predictions)} images, {len(history)} epochs\n")
+            (path / "figures").mkdir()
+            (path / "figures" / "a.txt").write_text("a")
+            return ["summary.md", "figures"]
+
+    result = project.run()
+    assert result.exit_code == 0
+    reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+    run(load_config(project.write()), manager_with(Reports()), reporter)
+    results = project.root / "results"
+    assert (results / "summary.md").read_text() == "6 images, 2 epochs\n"
+    assert (results / "figures" / "a.txt").read_text() == "a"
+    assert f"Summary: {results / 'summary.md'}" in reporter.stream.getvalue()
+    assert sorted(p.name for p in results.iterdir()) == ["figures", "results.json", "summary.md"], "no leftovers"
+
+    class Broken:
+        @hookimpl
+        def tl_evaluate(self):
+            raise RuntimeError("late failure")
+
+    class OtherReports:
+        @hookimpl
+        def tl_write_reports(self, path):
+            (path / "summary.md").write_text("new\n")
+            return ["summary.md"]
+
+    with pytest.raises(PluginError, match="late failure"):
+        run(load_config(project.write()), manager_with(OtherReports(), Broken()), reporter)
+    assert (results / "summary.md").read_text() == "6 images, 2 epochs\n", "the previous report is kept"

@@ -157,6 +157,19 @@ def _augmentation(value, base_dir):
     return tuple(dict.fromkeys(value))
 
 
+def _class_weight(value, base_dir):
+    if value == "balanced":
+        return value
+    if isinstance(value, str):
+        raise ValueError(f'is "{value}"; use "balanced" or an object of class name -> weight')
+    if not isinstance(value, dict) or not value:
+        raise ValueError('must be "balanced", null or an object of class name -> weight, e.g. {"cat": 2.0}')
+    for name, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f'weight of "{name}" is {json.dumps(weight)}; weights are numbers of 0 or more')
+    return {name: float(weight) for name, weight in value.items()}
+
+
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 TPC_VERSIONS = ("1.0", "1.0_lut", "4.0", "4.1", "5.0")
 """The IMX500 target platform capabilities of edge-mdt-tpc 1.3 (Sony's converter 3.18 converts all of them)."""
@@ -208,6 +221,27 @@ CORE_KEYS = (
     ConfigKey("feature_cache", "string", default="auto", choices=("auto", "memory", "disk", "off"),
               help="frozen base without augmentation: compute features once, in memory or on disk "
                    "(auto: memory when small); off = run the base every epoch"),
+    ConfigKey("early_stopping_patience", "integer", default=0, minimum=0, maximum=100000,
+              help="stop when the monitored loss has not improved for this many epochs, and keep the best epoch's "
+                   "weights; 0 = train every epoch"),
+    ConfigKey("early_stopping_monitor", "string", default="holdout", choices=("holdout", "validation"),
+              help="what early stopping watches: holdout = a part of the training images (the validation images "
+                   "then only measure), validation = the validation folder (its Top-1 is then optimistic)"),
+    ConfigKey("holdout_fraction", "number", default=0.1, minimum=0.01, maximum=0.5,
+              help="share of each class's training images held out for early stopping"),
+    ConfigKey("learning_rate_schedule", "string", default="constant", choices=("constant", "cosine"),
+              help="constant, or cosine decay to 0 over the training"),
+    ConfigKey("warmup_epochs", "integer", default=0, minimum=0, maximum=100000,
+              help="epochs over which the learning rate rises linearly from 0 before the schedule"),
+    ConfigKey("class_weight", "any", default=None, nullable=True, convert=_class_weight,
+              help='weigh classes in the loss: "balanced" (by inverse frequency) or {"class name": weight}'),
+    ConfigKey("fine_tune_epochs", "integer", default=0, minimum=0, maximum=100000,
+              help="with fine_tune_layers: first train the head for `epochs` on the frozen base, then unfreeze the "
+                   "last fine_tune_layers layers for this many more epochs; 0 = one phase"),
+    ConfigKey("fine_tune_learning_rate", "number", default=None, nullable=True, minimum=1e-9, maximum=10.0,
+              help="learning rate of the fine-tuning phase; null = learning_rate / 10"),
+    ConfigKey("tensorboard", "boolean", default=False,
+              help="also write TensorBoard logs of the epochs into evaluate_result_dir/tensorboard"),
     ConfigKey("quantize", "boolean", default=False,
               help="after training, also quantize for the IMX500 (as `tl quantize` does)"),
     ConfigKey("quantization_images", "integer", default=128, minimum=1, maximum=1000000,
@@ -317,6 +351,15 @@ class RunConfig:
     augmentation: tuple = ()
     fine_tune_layers: int = 0
     feature_cache: str = "auto"
+    early_stopping_patience: int = 0
+    early_stopping_monitor: str = "holdout"
+    holdout_fraction: float = 0.1
+    learning_rate_schedule: str = "constant"
+    warmup_epochs: int = 0
+    class_weight: str | Mapping[str, float] | None = None
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float | None = None
+    tensorboard: bool = False
     quantize: bool = False
     quantization_images: int = 128
     quantization_method: str = "ptq"

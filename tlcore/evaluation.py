@@ -101,9 +101,10 @@ def predict_split(predict: Callable[[np.ndarray], tuple[Any, str]], split: Split
 
 def evaluate_model(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
                    reporter: Reporter, *, label: str = "evaluating ", name: str = "",
-                   answered: dict[str, str] | None = None) -> dict[str, Any]:
+                   answered: dict[str, str] | None = None) -> tuple[dict[str, Any], Predictions]:
     """Predict the validation images with ``model`` (the framework's ``tl_predict``) and measure the
-    predictions with every metric plugin. ``answered`` (if given) records which plugin predicted."""
+    predictions with every metric plugin: ``(metrics, predictions)``. ``answered`` (if given) records
+    which plugin predicted."""
     def predict(images: Any) -> tuple[Any, str]:
         scores, plugin = hooks.answer("tl_predict", model=model, images=images)
         if answered is not None:
@@ -112,7 +113,7 @@ def evaluate_model(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessin
 
     predictions = predict_split(predict, dataset.validation, preprocessing, dataset, config, reporter, label=label,
                                 model=name)
-    return evaluate(hooks, predictions, dataset, config, reporter)
+    return evaluate(hooks, predictions, dataset, config, reporter), predictions
 
 
 def evaluate(hooks: Hooks, predictions: Predictions, dataset: DatasetIndex, config: RunConfig,

@@ -19,7 +19,7 @@ Documented hook by hook in ``docs/hooks.md``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pluggy
 
@@ -278,6 +278,25 @@ def tl_evaluate(predictions: Predictions, dataset: DatasetIndex, config: RunConf
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter`.
     :returns: a dict of JSON-serialisable metrics, or None.
+    """
+
+
+@hookspec
+def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], history: Sequence[Mapping[str, float]],
+                     dataset: DatasetIndex, path: Path, config: RunConfig, reporter: Reporter) -> list[str] | None:
+    """Write report files (tables, pictures, a summary) about the run. Every plugin is asked.
+
+    ``path`` is a staging folder: everything written there is moved into
+    ``evaluate_result_dir`` together with results.json, only when the whole run succeeded.
+
+    :param predictions: the :class:`tlcore.evaluation.Predictions` of the validation images.
+    :param metrics: the merged metrics of results.json.
+    :param history: one dict per epoch: ``epoch``, ``loss``, ``acc``, ``val_loss``, ``val_acc``.
+    :param dataset: the :class:`tlcore.dataset.DatasetIndex`.
+    :param path: a :class:`pathlib.Path` to the staging folder.
+    :param config: the :class:`tlcore.config.RunConfig`.
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: the names of the files written (relative to ``path``), or None.
     """
 
 

@@ -106,6 +106,40 @@ class StagedDir:
         return False
 
 
+class StagedFiles:
+    """A hidden folder inside ``target`` whose entries replace the ones of the same name in ``target`` on
+    :meth:`publish` (a folder entry replaces a folder whole). Leaving without publishing removes it."""
+
+    def __init__(self, target):
+        self.target = Path(target)
+        self.path: Path | None = None
+
+    def __enter__(self):
+        self.path = Path(tempfile.mkdtemp(prefix=".reports.tl-partial-", dir=self.target))
+        os.chmod(self.path, 0o777 & ~_umask())
+        return self
+
+    def publish(self):
+        assert self.path is not None, "publish() inside the with block"
+        for entry in sorted(self.path.iterdir()):
+            destination = self.target / entry.name
+            if destination.is_dir() and not destination.is_symlink():
+                old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tl-old-", dir=self.target))
+                os.rename(destination, old / entry.name)
+                os.rename(entry, destination)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                if entry.is_file():
+                    flush(entry)
+                os.replace(entry, destination)
+
+    def __exit__(self, *exc_info):
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+        return False
+
+
 @contextmanager
 def signals_deferred():
     """Hold Ctrl-C and SIGTERM until the block ends, so that moving outputs into place is never cut in half."""

@@ -271,7 +271,7 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
     exported, answered["tl_export_quantized"] = hooks.answer(
         "tl_export_quantized", model=quantized, path=path, config=config, reporter=reporter)
     loaded, answered["tl_load_model"] = hooks.answer("tl_load_model", path=path, reporter=reporter)
-    metrics = evaluate_model(hooks, loaded, dataset, raw_input(preprocessing), config, reporter,
+    metrics, _ = evaluate_model(hooks, loaded, dataset, raw_input(preprocessing), config, reporter,
                              label="evaluating the quantized model ", name="quantized model", answered=answered)
     conversion = _convert(hooks, Path(exported), path, config, reporter, answered)
     return Package(metrics=metrics, exported=Path(exported), conversion=conversion, calibration_images=len(indices))
@@ -289,7 +289,7 @@ def tflite_models(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing
     metrics = {}
     for kind, processing in (("float", preprocessing), ("quantized", raw_input(preprocessing))):
         loaded, _ = hooks.answer("tl_load_model", path=Path(files[kind]), reporter=reporter)
-        metrics[kind] = evaluate_model(hooks, loaded, dataset, processing, config, reporter,
+        metrics[kind], _ = evaluate_model(hooks, loaded, dataset, processing, config, reporter,
                                        label=f"evaluating {Path(files[kind]).name} ", name=Path(files[kind]).name)
     return metrics
 
@@ -317,7 +317,7 @@ def _float_metrics(hooks: Hooks, model: Any, record: Mapping[str, Any], dataset:
         return record["metrics"]
     reporter.info("The validation images changed since training: evaluating the float model again")
     return evaluate_model(hooks, model, dataset, preprocessing, config, reporter, label="evaluating the float model ",
-                          name="float model")
+                          name="float model")[0]
 
 
 def _existing_results(config: RunConfig) -> dict[str, Any]:

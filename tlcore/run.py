@@ -18,8 +18,8 @@ from tlcore.errors import OutputError, PluginError
 from tlcore.evaluation import evaluate_model
 from tlcore.frameworks import RUN_STEPS, Framework, registered_frameworks, select_framework
 from tlcore.outputs import (
-    MARKER, StagedDir, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred, staged_json,
-    write_json_atomic,
+    MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred,
+    staged_json, write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
 from tlcore.training import RunEvents
@@ -141,13 +141,16 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
         events = RunEvents(hooks, config)
-        metrics, classifier = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
+        metrics, classifier, reports = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
     except BaseException:
         remove_if_empty(created)
         raise
     seconds = time.monotonic() - started
     reporter.info(f"Saved model: {config.saved_model_dir}")
     reporter.info(f"Results: {config.results_file} ({seconds:.1f} s in all)")
+    summaries = [name for name in reports if name.startswith("summary.")]
+    if summaries:
+        reporter.info(f"Summary: {config.evaluate_result_dir / summaries[0]}")
     assert hooks.framework is not None
     result = RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
                        saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
@@ -156,7 +159,7 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
 
 
 def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
-                         answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any]:
+                         answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any, list[str]]:
     preprocessing = Preprocessing.from_config(config, hooks.framework)
     common: dict[str, Any] = {"config": config, "reporter": reporter}
     model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
@@ -165,10 +168,14 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
     classifier, answered["tl_train"] = hooks.answer(
         "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
     )
-    with StagedDir(config.saved_model_dir) as staged:
+    with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir) as reports:
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
-
-        metrics = evaluate_model(hooks, classifier, dataset, preprocessing, config, reporter, answered=answered)
+        metrics, predictions = evaluate_model(hooks, classifier, dataset, preprocessing, config, reporter,
+                                              answered=answered)
+        assert reports.path is not None
+        written = sorted(str(name) for _, names in hooks.all(
+            "tl_write_reports", predictions=predictions, metrics=metrics, history=events.history, dataset=dataset,
+            path=reports.path, config=config, reporter=reporter) for name in names)
         write_json_atomic(staged.path / "labels.json", dict(sorted(dataset.labels.items(), key=lambda kv: kv[1])))
         write_json_atomic(staged.path / "preprocessing.json", preprocessing.to_dict())
         assert hooks.framework is not None
@@ -188,15 +195,17 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
             ],
             "history": events.history,
             "validation_fingerprint": dataset.validation.fingerprint(),
+            "reports": written,
             "metrics": metrics,
         })
         results = staged_json(config.results_file, metrics)
         try:
             with signals_deferred():
                 staged.publish()
+                reports.publish()
                 os.replace(results, config.results_file)
         except OSError as exc:
             raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
         finally:
             results.unlink(missing_ok=True)
-    return metrics, classifier
+    return metrics, classifier, written

@@ -193,7 +193,7 @@ def quantize_sdk(path: str | Path, manager: PluginManager, reporter: Reporter, *
     try:
         with StagedDir(folder) as staged:
             package = make_package(hooks, model, dataset, preprocessing, config, reporter, answered, staged.path)
-            keras_metrics = evaluate_model(hooks, model, dataset, preprocessing, config, reporter,
+            keras_metrics, _ = evaluate_model(hooks, model, dataset, preprocessing, config, reporter,
                                            label="evaluating the Keras model ", name="Keras model")
             tflite = tflite_models(hooks, model, dataset, preprocessing, config, reporter, answered, tflite_stage)
             metrics = combined(keras_metrics, package, config)
