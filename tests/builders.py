@@ -19,8 +19,9 @@ def write_config(folder, name="configuration.json", **values):
     return path
 
 
-def solid_jpegs(root, classes, per_class, size=40, seed=0):
-    """``root/<class>/<i>.jpg``: each class a distinct colour with noise (learnable, tiny)."""
+def solid_jpegs(root, classes, per_class, size=40, seed=0, shift=0.0):
+    """``root/<class>/<i>.jpg``: each class a distinct colour with noise (learnable, tiny); ``shift`` moves
+    each image's colour by a random amount of that size, so that classes can overlap."""
     import numpy as np
     from PIL import Image
 
@@ -30,7 +31,7 @@ def solid_jpegs(root, classes, per_class, size=40, seed=0):
         folder = Path(root) / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            base = np.array(palette[index % len(palette)], dtype=np.float32)
+            base = np.array(palette[index % len(palette)], dtype=np.float32) + rng.normal(0, shift, 3) * (shift > 0)
             pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype("uint8")
             Image.fromarray(pixels).save(folder / f"{name}_{i}.jpg", quality=90)
     return Path(root)

@@ -3,9 +3,10 @@
 The minimal example of docs/writing-a-plugin.md ("Writing a framework pack"), and
 the stand-in for TensorFlow in tl's own tests: load it with
 ``tl run -p tests.fake_framework`` and set ``"framework": "fake"``. The "base
-model" averages each image's colour; training places one centroid per label id;
-prediction scores each image by its distance to every centroid. Quantizing rounds
-the centroids to whole pixel values, for raw 0-255 input as a device gives it.
+model" averages each image's colour; the "head" keeps one centroid per label id,
+which each training image pulls towards itself by the learning rate; prediction
+scores each image by its distance to every centroid. Quantizing rounds the
+centroids to whole pixel values, for raw 0-255 input as a device gives it.
 """
 
 import json
@@ -14,11 +15,11 @@ import time
 
 from tlcore.frameworks import Framework
 from tlcore.hookspecs import hookimpl
-from tlcore.training import TrainingLoop, announce_training, run_seed, training_data
+from tlcore.training import fit
 
 TL_FRAMEWORK = "fake"
 FAR = 1e3
-"""Distance of a label id without training images from everything."""
+"""Where a centroid starts: far from every image."""
 
 
 @hookimpl
@@ -26,7 +27,8 @@ def tl_frameworks():
     return [Framework(
         name="fake",
         summary="nearest mean colour (pure numpy; tl's tests and docs)",
-        keys=("feature_cache", "preprocessing"),
+        keys=("feature_cache", "preprocessing", "learning_rate", "early_stopping_patience", "early_stopping_monitor",
+              "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight"),
         default_preprocessing="unit",
         model_format="model.json: one mean colour per label id",
     )]
@@ -60,40 +62,75 @@ def scores(centroids, features):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def measure(centroids, features, labels):
-    """``(mean cross-entropy, number correct)`` of a batch."""
-    import numpy as np
+class MeanColour:
+    """The classifier as the core's training policy sees it (a :class:`tlcore.training.Trainable`)."""
 
-    predicted = scores(centroids, features)
-    loss = -np.log(predicted[np.arange(len(labels)), labels] + 1e-7).mean()
-    return loss, int((predicted.argmax(axis=1) == labels).sum())
+    dim, name, layers = 3, "mean-colour", 1
+
+    def __init__(self, num_outputs):
+        import numpy as np
+
+        self.centroids = np.full((num_outputs, 3), FAR)
+
+    def features(self, images):
+        return mean_colour(images)
+
+    def model_key(self):
+        return "mean-colour"
+
+    def freeze(self, layers):
+        pass  # nothing in a mean to fine-tune
+
+    def steps(self, cached, learning_rate, class_weights):
+        return CentroidSteps(self.centroids, cached, learning_rate, class_weights)
+
+
+class CentroidSteps:
+    """One training phase: each image pulls its class's centroid towards itself (the first one places it)."""
+
+    def __init__(self, centroids, cached, learning_rate, class_weights):
+        self.centroids, self.cached, self.rate, self.weights = centroids, cached, learning_rate, class_weights
+
+    def measure(self, inputs, labels):
+        """``(mean cross-entropy, number correct)`` of a batch, and its features."""
+        import numpy as np
+
+        features = inputs if self.cached else mean_colour(inputs)
+        predicted = scores(self.centroids, features)
+        loss = -np.log(predicted[np.arange(len(labels)), labels] + 1e-7).mean()
+        return (loss, int((predicted.argmax(axis=1) == labels).sum())), features
+
+    def train(self, inputs, labels):
+        result, features = self.measure(inputs, labels)
+        for feature, label in zip(features, labels, strict=True):
+            weight = 1.0 if self.weights is None else self.weights[label]
+            placed = self.centroids[label, 0] < FAR
+            self.centroids[label] += (min(1.0, self.rate * weight) if placed else 1.0) * (feature - self.centroids[label])
+        return result
+
+    def test(self, inputs, labels):
+        return self.measure(inputs, labels)[0]
+
+    def set_learning_rate(self, rate):
+        self.rate = rate
+
+    def snapshot(self):
+        return self.centroids.copy()
+
+    def restore(self, state):
+        self.centroids[:] = state
 
 
 @hookimpl
 def tl_train(model, dataset, preprocessing, config, reporter, events):
-    import numpy as np
+    classifier = MeanColour(dataset.num_outputs)
+    fit(classifier, dataset, preprocessing, config, reporter, events)
+    return {"base": model, "centroids": classifier.centroids.tolist()}
 
-    delay = float(os.environ.get("TL_FAKE_EPOCH_SECONDS", "0"))  # lets tests interrupt a run mid-training
-    data = training_data(dataset, preprocessing, config, reporter, run_seed(config),
-                         compute=mean_colour, dim=3, model_key=lambda: "mean-colour")
-    features = (lambda batch: batch) if data.cached else mean_colour
-    centroids = np.full((dataset.num_outputs, 3), FAR)
-    announce_training(reporter, config, dataset.num_outputs, model["name"], len(model["layers"]), data.cached)
-    loop = TrainingLoop(reporter, events, config.epochs, data.num_train, data.num_validation)
-    for epoch in loop:
-        time.sleep(delay)
-        sums, counts = np.zeros((dataset.num_outputs, 3)), np.zeros(dataset.num_outputs)
-        for images, labels in data.training(epoch):
-            batch = features(images)
-            loop.trained(len(labels), *measure(centroids, batch, labels))
-            np.add.at(sums, labels, batch)
-            np.add.at(counts, labels, 1)
-        seen = counts > 0
-        centroids[seen] = sums[seen] / counts[seen, None]
-        for images, labels in data.validation():
-            loop.validated(len(labels), *measure(centroids, features(images), labels))
-        loop.end_epoch()
-    return {"base": model, "centroids": centroids.tolist()}
+
+@hookimpl
+def tl_on_epoch_start():
+    time.sleep(float(os.environ.get("TL_FAKE_EPOCH_SECONDS", "0")))  # lets tests interrupt a run mid-training
 
 
 @hookimpl

@@ -123,8 +123,8 @@ def test_a_key_of_another_frameworks_plugin_is_refused_with_its_framework(projec
 
 
 def test_a_core_key_the_framework_does_not_honour_is_refused(project):
-    result = project.run(config=project.write(learning_rate=0.1))
-    assert one_line_error(result) == ('Error: configuration.json: "learning_rate" does not apply to framework '
+    result = project.run(config=project.write(dropout=0.1))
+    assert one_line_error(result) == ('Error: configuration.json: "dropout" does not apply to framework '
                                       '"fake"; remove it or choose another framework')
     result = project.run(config=project.write(source_keras_model=""))
     assert result.exit_code == 0, "an empty source_keras_model (the SDK's default) says nothing"

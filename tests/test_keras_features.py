@@ -57,3 +57,11 @@ def test_a_seeded_run_repeats_exactly_even_with_augmentation(tiny):
     epoch_lines = [[line[line.index("loss:"):] for line in run.stdout.splitlines() if "val_loss" in line]
                    for run in runs]
     assert epoch_lines[0] == epoch_lines[1] and len(epoch_lines[0]) == 2
+
+
+def test_two_phase_fine_tuning_trains_the_head_then_the_last_layers(tiny):
+    root, configure = tiny
+    result = run_tl("run", configure(epochs=1, fine_tune_layers=3, fine_tune_epochs=1, class_weight="balanced",
+                                     learning_rate_schedule="cosine"))
+    assert result.returncode == 0, result.stderr
+    assert "Epoch 1/2 (head)" in result.stdout and "Epoch 2/2 (fine-tuning the last 3 layers)" in result.stdout

@@ -308,3 +308,22 @@ def test_imagenet_weights_exist_only_at_width_one(small):
                                                        "weights": "imagenet", "mobilenet_alpha": 0.35})
     result = run_tl("run", config)
     assert "ImageNet weights for MobileNetV2 at width 1.0 only, not 0.35" in one_line_error(result)
+
+
+def test_two_phase_fine_tuning_trains_the_head_then_the_last_layers(small):
+    result = run_tl("run", configure(small, epochs=2, fine_tune_layers=4, fine_tune_epochs=1))
+    assert result.returncode == 0, result.stderr
+    assert "Epoch 2/3 (head)" in result.stdout and "Epoch 3/3 (fine-tuning the last 4 layers)" in result.stdout
+    assert "on features computed once" in result.stdout, "the head's phase runs on cached features"
+    assert "Training a 2-way head on last 4 layers trainable of MobileNetV2: 1 epoch" in result.stdout
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(small):
+    """Watching the validation images, the saved model's Top-1 is the best epoch's val_acc."""
+    result = run_tl("run", configure(small, epochs=6, learning_rate=0.5, early_stopping_patience=6,
+                                     early_stopping_monitor="validation"))
+    assert result.returncode == 0, result.stderr
+    results = json.loads((small / "out" / "results.json").read_text())
+    best = results["early_stopping"]["best_epoch"]
+    accuracies = [float(acc) for acc in re.findall(r"val_acc: ([\d.]+)", result.stdout)]
+    assert results["top_1_accuracy"] == pytest.approx(accuracies[best - 1], abs=1e-4)

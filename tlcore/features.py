@@ -65,10 +65,12 @@ class FeatureSet:
             yield np.asarray(self.features[chosen], dtype=np.float32), self.labels[chosen]
 
 
-def can_cache(config: RunConfig) -> bool:
+def can_cache(config: RunConfig, frozen: bool | None = None) -> bool:
     """Whether the base computes the same features in every epoch, so they can be computed once:
-    a frozen base, no random augmentation, and the cache not switched off."""
-    return config.feature_cache != "off" and not config.augmentation and not config.fine_tune_layers
+    a frozen base (``frozen``; by default, when ``fine_tune_layers`` is 0), no random augmentation,
+    and the cache not switched off."""
+    frozen = not config.fine_tune_layers if frozen is None else frozen
+    return config.feature_cache != "off" and not config.augmentation and frozen
 
 
 def fingerprint(model_key: str, preprocessing: Preprocessing, dataset: DatasetIndex) -> str:

@@ -172,6 +172,8 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
         metrics, predictions = evaluate_model(hooks, classifier, dataset, preprocessing, config, reporter,
                                               answered=answered)
+        if events.early_stopping is not None:
+            metrics["early_stopping"] = events.early_stopping
         assert reports.path is not None
         written = sorted(str(name) for _, names in hooks.all(
             "tl_write_reports", predictions=predictions, metrics=metrics, history=events.history, dataset=dataset,

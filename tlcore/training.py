@@ -1,38 +1,60 @@
-"""What every framework's trainer shares: epoch lines, live progress, observer events, shuffling.
+"""How a classification head is trained, the same for every framework.
 
-A trainer computes; :class:`TrainingLoop` shows it the same way for every
-framework (``Epoch 3/10``, a live line of images/s with ``loss`` and ``acc``, then
-``loss - acc - val_loss - val_acc``) and tells observer plugins about each epoch.
+The core owns the training policy: which images train and which are watched
+(a hold-out for early stopping), features computed once for a frozen base,
+the phases (head first, then fine-tuning), the learning-rate schedule, class
+weights, early stopping with the best weights restored, the epoch lines and live
+progress, and the observer events. A framework owns only the tensors: it gives
+:func:`fit` a :class:`Trainable` (features of a batch, a training and a test step,
+saving and restoring weights). The fake framework of the tests shows that a
+trainer may also use the pieces (:func:`training_data`, :class:`TrainingLoop`)
+directly.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
 
     from tlcore.calls import Hooks
     from tlcore.config import RunConfig
+    from tlcore.dataset import DatasetIndex, Split
+    from tlcore.preprocessing import Preprocessing
     from tlcore.report import Progress, Reporter
 
 
+def two_phase(config: RunConfig) -> bool:
+    """Whether the head trains first on the frozen base, then the last layers are fine-tuned."""
+    return config.fine_tune_layers > 0 and config.fine_tune_epochs > 0
+
+
+def total_epochs(config: RunConfig) -> int:
+    return config.epochs + (config.fine_tune_epochs if two_phase(config) else 0)
+
+
 class RunEvents:
-    """Handed to the trainer so that observer plugins hear about epochs; keeps the epoch history."""
+    """Handed to the trainer so that observer plugins hear about epochs; keeps the epoch history,
+    and what early stopping did (:attr:`early_stopping`)."""
 
     def __init__(self, hooks: Hooks, config: RunConfig):
         self._hooks = hooks
         self._config = config
         self.history: list[dict[str, float]] = []
+        self.early_stopping: dict[str, Any] | None = None
 
     def epoch_start(self, epoch: int) -> None:
-        self._hooks.all("tl_on_epoch_start", config=self._config, epoch=epoch, epochs=self._config.epochs)
+        self._hooks.all("tl_on_epoch_start", config=self._config, epoch=epoch, epochs=total_epochs(self._config))
 
     def epoch_end(self, epoch: int, logs: Mapping[str, Any]) -> None:
         values = {name: float(value) for name, value in logs.items()}
         self.history.append({"epoch": epoch, **values})
-        self._hooks.all("tl_on_epoch_end", config=self._config, epoch=epoch, epochs=self._config.epochs, logs=values)
+        self._hooks.all("tl_on_epoch_end", config=self._config, epoch=epoch, epochs=total_epochs(self._config),
+                        logs=values)
 
 
 def run_seed(config: RunConfig) -> int:
@@ -45,6 +67,74 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     import numpy as np
 
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(count)
+
+
+def holdout_indices(split: Split, fraction: float, seed: int) -> list[int]:
+    """A stratified, seeded share of ``split`` held out of training: ``fraction`` of each class, at least one
+    image of every class that has two or more."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 0x401D])
+    by_label: dict[int, list[int]] = {}
+    for index, (_, label) in enumerate(split.samples):
+        by_label.setdefault(label, []).append(index)
+    chosen: list[int] = []
+    for _, indices in sorted(by_label.items()):
+        if len(indices) >= 2:
+            count = min(len(indices) - 1, max(1, round(fraction * len(indices))))
+            chosen += [int(i) for i in rng.choice(indices, size=count, replace=False)]
+    return sorted(chosen)
+
+
+def class_weights(config: RunConfig, dataset: DatasetIndex) -> np.ndarray | None:
+    """One loss weight per output index (``class_weight``), or None for equal weights."""
+    import numpy as np
+
+    from tlcore.errors import ConfigError
+
+    if config.class_weight is None:
+        return None
+    weights = np.ones(dataset.num_outputs, dtype=np.float32)
+    if config.class_weight == "balanced":
+        counts = dataset.training.counts()
+        classes = len(counts)
+        for label, count in counts.items():
+            weights[label] = len(dataset.training) / (classes * count)
+        return weights
+    assert isinstance(config.class_weight, Mapping)
+    for name, weight in config.class_weight.items():
+        if name not in dataset.labels:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(dataset.labels), n=1)
+            hint = f'did you mean "{close[0]}"?' if close else f"classes: {', '.join(sorted(dataset.labels))}"
+            raise ConfigError(f'{config.config_file.name}: "class_weight" names "{name}", which is not a class; {hint}')
+        weights[dataset.labels[name]] = weight
+    return weights
+
+
+class LearningRate:
+    """The learning rate at each step: a linear warm-up, then constant or a cosine decay to 0."""
+
+    def __init__(self, rate: float, schedule: str, warmup_epochs: int, epochs: int, steps_per_epoch: int):
+        self.rate = rate
+        self.schedule = schedule
+        self.steps = max(1, steps_per_epoch)
+        self.warmup = min(warmup_epochs, epochs) * self.steps
+        self.total = epochs * self.steps
+
+    @property
+    def varies(self) -> bool:
+        return self.schedule != "constant" or self.warmup > 0
+
+    def __call__(self, step: int) -> float:
+        """The rate of training step ``step`` (0-based over the phase)."""
+        if step < self.warmup:
+            return self.rate * (step + 1) / self.warmup
+        if self.schedule == "cosine":
+            progress = (step - self.warmup) / max(1, self.total - self.warmup)
+            return self.rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return self.rate
 
 
 class TrainingLoop:
@@ -62,28 +152,43 @@ class TrainingLoop:
 
     ``loss`` is the batch's mean loss and ``correct`` its number of right answers;
     the epoch's ``loss``/``acc``/``val_loss``/``val_acc`` are their means over images.
+    The loop runs epochs ``first`` to ``last`` of ``epochs`` in all. With ``patience``,
+    it stops once ``val_loss`` has not improved for that many epochs, keeps the best
+    epoch's weights through ``snapshot`` and gives them back through ``restore``.
     """
 
-    def __init__(self, reporter: Reporter, events: RunEvents, epochs: int, num_train: int, num_validation: int):
+    def __init__(self, reporter: Reporter, events: RunEvents, epochs: int, num_train: int, num_validation: int, *,
+                 first: int = 1, last: int | None = None, note: str = "", patience: int = 0,
+                 snapshot: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None):
         self.reporter = reporter
         self.events = events
         self.epochs = epochs
+        self.first = first
+        self.last = epochs if last is None else last
+        self.note = note
         self.num_train = num_train
         self.num_validation = num_validation
+        self.patience = patience
+        self.snapshot = snapshot
+        self.restore = restore
         self.epoch = 0
+        self.best: tuple[float, int, Any, dict[str, float]] | None = None
         self._sums: dict[str, float] = {}
         self._bar: Progress | None = None
         self._val_bar: Progress | None = None
 
     def __iter__(self) -> Iterator[int]:
-        for epoch in range(1, self.epochs + 1):
+        for epoch in range(self.first, self.last + 1):
             self.epoch = epoch
-            self.reporter.info(f"Epoch {epoch}/{self.epochs}")
+            self.reporter.info(f"Epoch {epoch}/{self.epochs}" + (f" ({self.note})" if self.note else ""))
             self.events.epoch_start(epoch)
             self._sums = dict.fromkeys(("n", "loss", "correct", "val_n", "val_loss", "val_correct"), 0.0)
             self._bar = self.reporter.progress(self.num_train, unit="img")
             self._val_bar = None
             yield epoch
+            if self._stop():
+                break
+        self._restore_best()
 
     def trained(self, count: int, loss: float, correct: float) -> None:
         """A training batch of ``count`` images is done."""
@@ -121,18 +226,45 @@ class TrainingLoop:
         self._bar.done = self.num_train
         self._bar.finish(**logs)
         self.events.epoch_end(self.epoch, logs)
+        if self.patience and "val_loss" in logs and (self.best is None or logs["val_loss"] < self.best[0]):
+            state = self.snapshot() if self.snapshot is not None else None
+            self.best = (logs["val_loss"], self.epoch, state, logs)
         return logs
+
+    def _stop(self) -> bool:
+        return bool(self.patience and self.best is not None and self.epoch - self.best[1] >= self.patience)
+
+    def _restore_best(self) -> None:
+        if not self.patience or self.best is None:
+            return
+        _, epoch, state, logs = self.best
+        stopped = self.epoch < self.last
+        if epoch != self.epoch and self.restore is not None:
+            self.restore(state)
+        self.reporter.info(
+            ("Early stopping: no improvement for " f"{self.patience} epochs. " if stopped else "")
+            + f"Kept the weights of epoch {epoch} (val_loss {logs['val_loss']:.4f}, val_acc {logs['val_acc']:.4f})"
+        )
+        self.events.early_stopping = {"best_epoch": epoch, "stopped_after_epoch": self.epoch,
+                                      "val_loss": logs["val_loss"], "val_acc": logs["val_acc"]}
 
 
 def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple[Any, Any]]],
                validation_batches: Callable[[], Iterator[tuple[Any, Any]]],
                train_step: Callable[[Any, Any], tuple[float, float]],
-               test_step: Callable[[Any, Any], tuple[float, float]]) -> None:
+               test_step: Callable[[Any, Any], tuple[float, float]],
+               learning_rate: LearningRate | None = None,
+               set_learning_rate: Callable[[float], None] | None = None) -> None:
     """The usual loop over ``loop``'s epochs: ``train_batches(epoch)`` through ``train_step``,
-    then ``validation_batches()`` through ``test_step``; each step returns ``(mean loss, correct)``."""
+    then ``validation_batches()`` through ``test_step``; each step returns ``(mean loss, correct)``.
+    With a varying ``learning_rate``, ``set_learning_rate`` is called before every training step."""
+    step = 0
     for epoch in loop:
         for images, labels in train_batches(epoch):
+            if learning_rate is not None and learning_rate.varies and set_learning_rate is not None:
+                set_learning_rate(learning_rate(step))
             loss, correct = train_step(images, labels)
+            step += 1
             loop.trained(len(labels), loss, correct)
         for images, labels in validation_batches():
             loss, correct = test_step(images, labels)
@@ -142,90 +274,210 @@ def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple
 
 class StreamedData:
     """Images streamed through the whole model every epoch: shuffled per epoch by the seed, and
-    randomly augmented when the configuration says so. Skipped images are reported once."""
+    randomly augmented when the configuration says so. Skipped images are reported once.
+
+    ``train`` and ``watch`` are the sample indices of the training split that train and, for a
+    hold-out, that are watched; without a hold-out the validation split is watched.
+    """
 
     cached = False
 
-    def __init__(self, dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int):
+    def __init__(self, dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int,
+                 train: Sequence[int] | None = None, holdout: Sequence[int] | None = None):
         self.dataset = dataset
         self.preprocessing = preprocessing
         self.config = config
         self.reporter = reporter
         self.seed = seed
-        self.num_train = len(dataset.training)
-        self.num_validation = len(dataset.validation)
+        self.train = list(range(len(dataset.training))) if train is None else list(train)
+        self.holdout = holdout
+        self.num_train = len(self.train)
+        self.num_validation = len(holdout) if holdout is not None else len(dataset.validation)
         self._reported: set[str] = set()
 
     def training(self, epoch: int) -> Iterator[tuple[Any, Any]]:
         from tlcore.loader import Augmentation
 
-        augmentation = Augmentation(tuple(self.config.augmentation), self.seed, epoch) if self.config.augmentation else None
-        order = epoch_order(self.num_train, self.seed, epoch)
+        names = tuple(self.config.augmentation)
+        augmentation = Augmentation(names, self.seed, epoch) if names else None
+        order = [self.train[i] for i in epoch_order(self.num_train, self.seed, epoch)]
         yield from self._stream(self.dataset.training, order, augmentation)
 
     def validation(self) -> Iterator[tuple[Any, Any]]:
-        yield from self._stream(self.dataset.validation, None, None)
+        if self.holdout is not None:
+            yield from self._stream(self.dataset.training, self.holdout, None, name="holdout")
+        else:
+            yield from self._stream(self.dataset.validation, None, None)
 
-    def _stream(self, split: Any, order: Any, augmentation: Any) -> Iterator[tuple[Any, Any]]:
+    def _stream(self, split: Any, order: Any, augmentation: Any, name: str | None = None) -> Iterator[tuple[Any, Any]]:
         from tlcore.loader import ImageBatches, report_undecodable
 
         batches = ImageBatches(split, self.preprocessing, self.config.batch_size, order=order,
                                augmentation=augmentation, bad_images=self.config.bad_images)
         for batch in batches:
             yield batch.images, batch.labels
-        if split.name not in self._reported:
-            self._reported.add(split.name)
+        if (name or split.name) not in self._reported:
+            self._reported.add(name or split.name)
             report_undecodable(split, sorted(batches.undecodable), self.reporter)
 
 
 class CachedData:
-    """Features computed once (:func:`tlcore.features.cached_features`), batched for the head."""
+    """Features computed once (:func:`tlcore.features.cached_features`), batched for the head; the
+    hold-out, if any, is a part of the training rows."""
 
     cached = True
 
-    def __init__(self, sets: Mapping[str, Any], batch_size: int, seed: int):
-        self.sets = sets
+    def __init__(self, sets: Mapping[str, Any], batch_size: int, seed: int, holdout: Sequence[int] | None = None):
+        import numpy as np
+        from dataclasses import replace
+
         self.batch_size = batch_size
         self.seed = seed
-        self.num_train = len(sets["training"])
-        self.num_validation = len(sets["validation"])
+        training = sets["training"]
+        if holdout is not None:
+            held = np.asarray(holdout, dtype=np.int64)
+            self.train_set = replace(training, rows=np.setdiff1d(training.rows, held))
+            self.watch_set = replace(training, rows=np.intersect1d(training.rows, held))
+        else:
+            self.train_set, self.watch_set = training, sets["validation"]
+        self.num_train = len(self.train_set)
+        self.num_validation = len(self.watch_set)
 
     def training(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        yield from self.sets["training"].batches(self.batch_size, epoch_order(self.num_train, self.seed, epoch))
+        yield from self.train_set.batches(self.batch_size, epoch_order(self.num_train, self.seed, epoch))
 
     def validation(self) -> Iterator[tuple[Any, Any]]:
-        yield from self.sets["validation"].batches(self.batch_size)
+        yield from self.watch_set.batches(self.batch_size)
 
 
 def training_data(dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int, *,
-                  compute: Callable[[Any], Any], dim: int, model_key: Callable[[], str]) -> StreamedData | CachedData:
+                  compute: Callable[[Any], Any], dim: int, model_key: Callable[[], str], frozen: bool | None = None,
+                  holdout: Sequence[int] | None = None) -> StreamedData | CachedData:
     """The data a trainer iterates: features computed once when the base is frozen and images are
     not augmented (:func:`tlcore.features.can_cache`), else images streamed every epoch.
 
     ``compute``, ``dim`` and ``model_key`` describe the feature extractor, as for
-    :func:`tlcore.features.cached_features`.
+    :func:`tlcore.features.cached_features`. ``frozen`` says whether the base is frozen in this
+    phase (default: when ``fine_tune_layers`` is 0). ``holdout`` lists training images watched
+    instead of the validation images.
     """
     from tlcore.features import can_cache, cached_features
 
-    if can_cache(config):
+    if can_cache(config, frozen):
         sets = cached_features(compute, dim, model_key, dataset, preprocessing, config, reporter)
-        return CachedData(sets, config.batch_size, seed)
-    return StreamedData(dataset, preprocessing, config, reporter, seed)
+        return CachedData(sets, config.batch_size, seed, holdout)
+    train = None
+    if holdout is not None:
+        held = set(holdout)
+        train = [i for i in range(len(dataset.training)) if i not in held]
+    return StreamedData(dataset, preprocessing, config, reporter, seed, train=train, holdout=holdout)
 
 
 def announce_training(reporter: Reporter, config: RunConfig, num_outputs: int, base_name: str, base_layers: int,
-                      cached: bool) -> None:
-    """The line before the first epoch: what is trained, on what, how."""
-    tuned = min(config.fine_tune_layers, base_layers)
+                      cached: bool, tuned: int | None = None, epochs: int | None = None) -> None:
+    """The line before the first epoch (of a phase): what is trained, on what, how."""
+    tuned = min(config.fine_tune_layers if tuned is None else tuned, base_layers)
+    count = config.epochs if epochs is None else epochs
     if not tuned:
         base = "frozen"
     elif tuned == base_layers:
         base = f"all {tuned} layers trainable of"
     else:
         base = f"last {tuned} layers trainable of"
-    epochs = f"{config.epochs} epoch{'s' if config.epochs > 1 else ''}"
+    epochs_text = f"{count} epoch{'s' if count > 1 else ''}"
     reporter.info(
-        f"Training a {num_outputs}-way head on {base} {base_name}: {epochs}, batch size {config.batch_size}"
+        f"Training a {num_outputs}-way head on {base} {base_name}: {epochs_text}, batch size {config.batch_size}"
         + (", on features computed once" if cached else "")
         + (f", augmentation: {', '.join(config.augmentation)}" if config.augmentation else "")
     )
+
+
+class Steps(Protocol):
+    """A framework's training and test steps for one phase (see :class:`Trainable`)."""
+
+    def train(self, images: Any, labels: Any) -> tuple[float, float]: ...
+
+    def test(self, images: Any, labels: Any) -> tuple[float, float]: ...
+
+    def set_learning_rate(self, rate: float) -> None: ...
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+
+class Trainable(Protocol):
+    """What a framework gives :func:`fit`: its classifier, seen through the operations training needs.
+
+    ``features(batch)`` runs the frozen base in inference mode (n x ``dim``); ``model_key()``
+    identifies its weights for the feature cache; ``freeze(layers)`` makes the last ``layers``
+    layers of the base trainable (0: all frozen; BatchNorm stays in inference mode);
+    ``steps(cached, learning_rate, class_weights)`` gives the steps of a phase: on features
+    (``cached``) only the head trains, else images go through the whole classifier.
+    """
+
+    dim: int
+    name: str
+    layers: int
+
+    def features(self, images: Any) -> Any: ...
+
+    def model_key(self) -> str: ...
+
+    def freeze(self, layers: int) -> None: ...
+
+    def steps(self, cached: bool, learning_rate: float, class_weights: Any) -> Steps: ...
+
+
+@dataclass(frozen=True)
+class Phase:
+    epochs: int
+    layers: int
+    learning_rate: float
+    note: str = ""
+
+
+def phases(config: RunConfig) -> list[Phase]:
+    """One phase, or the head first on the frozen base and then fine-tuning (the Keras guide's recipe)."""
+    if not two_phase(config):
+        return [Phase(config.epochs, config.fine_tune_layers, config.learning_rate)]
+    rate = config.fine_tune_learning_rate or config.learning_rate / 10
+    return [Phase(config.epochs, 0, config.learning_rate, "head"),
+            Phase(config.fine_tune_epochs, config.fine_tune_layers, rate,
+                  f"fine-tuning the last {config.fine_tune_layers} layers")]
+
+
+def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+        reporter: Reporter, events: RunEvents) -> None:
+    """Train ``trainable``'s head (and fine-tune its base) as the configuration says."""
+    seed = run_seed(config)
+    weights = class_weights(config, dataset)
+    holdout = None
+    if config.early_stopping_patience and config.early_stopping_monitor == "holdout":
+        holdout = holdout_indices(dataset.training, config.holdout_fraction, seed)
+        reporter.info(f"Early stopping watches a hold-out of {len(holdout)} training images: val_loss and val_acc "
+                      "below are measured on it, not on the validation images")
+    elif config.early_stopping_patience:
+        reporter.warning("early stopping watches the validation images, so their Top-1 accuracy is optimistic; "
+                         '"early_stopping_monitor": "holdout" keeps them for measuring only')
+    first = 1
+    for phase in phases(config):
+        trainable.freeze(phase.layers)
+        data = training_data(dataset, preprocessing, config, reporter, seed, compute=trainable.features,
+                             dim=trainable.dim, model_key=trainable.model_key, frozen=phase.layers == 0,
+                             holdout=holdout)
+        steps = trainable.steps(data.cached, phase.learning_rate, weights)
+        announce_training(reporter, config, dataset.num_outputs, trainable.name, trainable.layers, data.cached,
+                          tuned=phase.layers, epochs=phase.epochs)
+        loop = TrainingLoop(reporter, events, total_epochs(config), data.num_train, data.num_validation,
+                            first=first, last=first + phase.epochs - 1, note=phase.note if len(phases(config)) > 1
+                            else "", patience=config.early_stopping_patience, snapshot=steps.snapshot,
+                            restore=steps.restore)
+        per_epoch = math.ceil(data.num_train / config.batch_size)
+        rate = LearningRate(phase.learning_rate, config.learning_rate_schedule, config.warmup_epochs, phase.epochs,
+                            per_epoch)
+        run_epochs(loop, data.training, data.validation, steps.train, steps.test, rate, steps.set_learning_rate)
+        first = loop.epoch + 1
+    if events.early_stopping is not None:
+        events.early_stopping.update(monitor=config.early_stopping_monitor,
+                                     holdout_images=len(holdout) if holdout is not None else 0)

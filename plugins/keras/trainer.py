@@ -1,10 +1,9 @@
 """The Keras trainer: a new softmax head on the feature extractor.
 
-With a frozen base and no augmentation, the core computes each image's features
-once and the head trains on them (:func:`tlcore.training.training_data`);
-otherwise images stream through the whole model every epoch. The epoch loop,
-progress and events are the core's; this module only builds the model and its
-training step.
+The training policy is the core's (:func:`tlcore.training.fit`: cached features,
+hold-out and early stopping, phases, schedule, class weights, epoch lines); this
+module builds the classifier and gives the core its steps as a
+:class:`tlcore.training.Trainable`.
 """
 
 import hashlib
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
-from tlcore.training import TrainingLoop, announce_training, run_epochs, run_seed, training_data
+from tlcore.training import fit
 
 from plugins.keras.framework import inference
 
@@ -28,13 +27,10 @@ class Classifier:
     head: object
 
 
-def build_classifier(extractor, num_outputs, size, dropout, fine_tune_layers=0):
+def build_classifier(extractor, num_outputs, size, dropout):
     """Image -> extractor (inference mode) -> pooling -> dropout -> softmax over label ids."""
     import tensorflow as tf
 
-    extractor.trainable = fine_tune_layers > 0
-    for layer in extractor.layers[:len(extractor.layers) - fine_tune_layers]:
-        layer.trainable = False
     inputs = tf.keras.Input(shape=(size, size, 3), name="image")
     features = extractor(inputs, training=False)
     if len(features.shape) == 4:
@@ -65,56 +61,90 @@ def model_key(model):
     return "keras:" + digest.hexdigest()
 
 
-def training_steps(model, learning_rate):
-    """``(train_step, test_step)``: each takes a batch (numpy) and returns ``(mean loss, number correct)``."""
-    import tensorflow as tf
+class KerasSteps:
+    """The training and test steps of one phase: ``model`` is the head (on features) or the whole classifier."""
 
-    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
-    loss_of = tf.keras.losses.SparseCategoricalCrossentropy()
-    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int64)]
+    def __init__(self, model, learning_rate, class_weights):
+        import tensorflow as tf
 
-    def correct(labels, scores):
-        return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.int32))
+        self.model = model
+        self.optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+        loss_of = tf.keras.losses.SparseCategoricalCrossentropy()
+        weights = tf.constant(class_weights if class_weights is not None else [1.0], dtype=tf.float32)
+        weighted = class_weights is not None
+        signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int64)]
 
-    @tf.function(input_signature=signature)
-    def train(images, labels):
-        with tf.GradientTape() as tape:
-            scores = model(images, training=True)
-            loss = loss_of(labels, scores)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        return loss, correct(labels, scores)
+        def correct(labels, scores):
+            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.int32))
 
-    @tf.function(input_signature=signature)
-    def test(images, labels):
-        scores = model(images, training=False)
-        return loss_of(labels, scores), correct(labels, scores)
+        def loss(labels, scores):
+            return loss_of(labels, scores, sample_weight=tf.gather(weights, labels) if weighted else None)
 
-    def numpy(step):
-        return lambda images, labels: tuple(value.numpy() for value in step(images, labels))
+        @tf.function(input_signature=signature)
+        def train(images, labels):
+            with tf.GradientTape() as tape:
+                scores = model(images, training=True)
+                value = loss(labels, scores)
+            gradients = tape.gradient(value, model.trainable_variables)
+            self.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+            return value, correct(labels, scores)
 
-    return numpy(train), numpy(test)
+        @tf.function(input_signature=signature)
+        def test(images, labels):
+            scores = model(images, training=False)
+            return loss(labels, scores), correct(labels, scores)
+
+        self._train, self._test = train, test
+
+    def train(self, images, labels):
+        return tuple(value.numpy() for value in self._train(images, labels))
+
+    def test(self, images, labels):
+        return tuple(value.numpy() for value in self._test(images, labels))
+
+    def set_learning_rate(self, rate):
+        self.optimizer.learning_rate.assign(rate)
+
+    def snapshot(self):
+        return self.model.get_weights()
+
+    def restore(self, state):
+        self.model.set_weights(state)
+
+
+class KerasTrainable:
+    """The Keras classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
+
+    def __init__(self, extractor, classifier):
+        self.extractor = extractor
+        self.classifier = classifier
+        self.dim = int(classifier.features.output_shape[-1])
+        self.name = extractor.name
+        self.layers = len(extractor.layers)
+        self._features = inference(classifier.features)
+
+    def features(self, images):
+        return self._features(images).numpy()
+
+    def model_key(self):
+        return model_key(self.classifier.features)
+
+    def freeze(self, layers):
+        self.extractor.trainable = layers > 0
+        for index, layer in enumerate(self.extractor.layers):
+            layer.trainable = index >= len(self.extractor.layers) - layers if layers else False
+
+    def steps(self, cached, learning_rate, class_weights):
+        return KerasSteps(self.classifier.head if cached else self.classifier.model, learning_rate, class_weights)
 
 
 @hookimpl(trylast=True)
 def tl_train(model, dataset, preprocessing, config, reporter, events):
     import tensorflow as tf
 
-    seed = run_seed(config)
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
-    classifier = build_classifier(model, dataset.num_outputs, preprocessing.size, config.dropout,
-                                  config.fine_tune_layers)
+    classifier = build_classifier(model, dataset.num_outputs, preprocessing.size, config.dropout)
     require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
-    compute = inference(classifier.features)
-    data = training_data(
-        dataset, preprocessing, config, reporter, seed,
-        compute=lambda images: compute(images).numpy(), dim=int(classifier.features.output_shape[-1]),
-        model_key=lambda: model_key(classifier.features),
-    )
-    trained = classifier.head if data.cached else classifier.model
-    train_step, test_step = training_steps(trained, config.learning_rate)
-    announce_training(reporter, config, dataset.num_outputs, model.name, len(model.layers), data.cached)
-    loop = TrainingLoop(reporter, events, config.epochs, data.num_train, data.num_validation)
-    run_epochs(loop, data.training, data.validation, train_step, test_step)
+    fit(KerasTrainable(model, classifier), dataset, preprocessing, config, reporter, events)
     return classifier.model

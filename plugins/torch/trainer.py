@@ -1,18 +1,17 @@
 """The PyTorch trainer: a new softmax head on the feature extractor.
 
-With a frozen base and no augmentation, the core computes each image's features
-once and the head trains on them (:func:`tlcore.training.training_data`);
-otherwise images stream through the whole model every epoch. The epoch loop,
-progress and events are the core's; this module builds the model and its
-training step. The base always runs in inference mode (BatchNorm frozen), as
-with Keras.
+The training policy is the core's (:func:`tlcore.training.fit`: cached features,
+hold-out and early stopping, phases, schedule, class weights, epoch lines); this
+module builds the classifier and gives the core its steps as a
+:class:`tlcore.training.Trainable`. The base always runs in inference mode
+(BatchNorm frozen), as with Keras.
 """
 
 import hashlib
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
-from tlcore.training import TrainingLoop, announce_training, run_epochs, run_seed, training_data
+from tlcore.training import fit
 
 TL_FRAMEWORK = "torch"
 
@@ -104,42 +103,81 @@ def model_key(model):
     return "torch:" + digest.hexdigest()
 
 
-def training_steps(classifier, cached, learning_rate):
-    """``(train_step, test_step)`` over numpy batches, each returning ``(mean loss, number correct)``.
+class TorchSteps:
+    """The training and test steps of one phase: on features only the head trains, else images go through
+    the whole classifier (its base stays in inference mode, BatchNorm frozen)."""
 
-    ``cached``: the batches are features and only the head trains; else images go through
-    the whole classifier, whose base stays in inference mode.
-    """
-    import torch
+    def __init__(self, classifier, cached, learning_rate, class_weights):
+        import torch
 
-    trained = classifier.head if cached else classifier
-    parameters = [p for p in trained.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
-    loss_of = torch.nn.CrossEntropyLoss()
+        self.classifier = classifier
+        self.cached = cached
+        self.trained = classifier.head if cached else classifier
+        parameters = [p for p in self.trained.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+        weight = torch.tensor(class_weights) if class_weights is not None else None
+        self.loss_of = torch.nn.CrossEntropyLoss(weight=weight)
 
-    def logits(inputs):
-        features = inputs if cached else classifier.features(inputs)
-        return classifier.head(features)
+    def _logits(self, inputs):
+        return self.classifier.head(inputs if self.cached else self.classifier.features(inputs))
 
-    def train(inputs, labels):
-        classifier.features.eval()
-        classifier.head.train()
+    def train(self, inputs, labels):
+        import torch
+
+        self.classifier.features.eval()
+        self.classifier.head.train()
         inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
-        optimizer.zero_grad(set_to_none=True)
-        scores = logits(inputs)
-        loss = loss_of(scores, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        scores = self._logits(inputs)
+        loss = self.loss_of(scores, labels)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
         return float(loss.detach()), int((scores.argmax(dim=1) == labels).sum())
 
-    def test(inputs, labels):
-        classifier.eval()
+    def test(self, inputs, labels):
+        import torch
+
+        self.classifier.eval()
         with torch.inference_mode():
             inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
-            scores = logits(inputs)
-            return float(loss_of(scores, labels)), int((scores.argmax(dim=1) == labels).sum())
+            scores = self._logits(inputs)
+            return float(self.loss_of(scores, labels)), int((scores.argmax(dim=1) == labels).sum())
 
-    return train, test
+    def set_learning_rate(self, rate):
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+
+    def snapshot(self):
+        return {name: value.detach().clone() for name, value in self.trained.state_dict().items()}
+
+    def restore(self, state):
+        self.trained.load_state_dict(state)
+
+
+class TorchTrainable:
+    """The PyTorch classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
+
+    def __init__(self, extractor, classifier, dim):
+        self.extractor = extractor
+        self.classifier = classifier
+        self.dim = dim
+        self.name = type(extractor).__name__
+        self.layers = len(leaf_modules(extractor))
+
+    def features(self, images):
+        import torch
+
+        with torch.inference_mode():
+            return self.classifier.features(torch.from_numpy(images)).numpy()
+
+    def model_key(self):
+        return model_key(self.extractor)
+
+    def freeze(self, layers):
+        freeze(self.extractor, layers)
+
+    def steps(self, cached, learning_rate, class_weights):
+        return TorchSteps(self.classifier, cached, learning_rate, class_weights)
 
 
 @hookimpl(trylast=True)
@@ -147,7 +185,6 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     import torch
 
     Features, Classifier = classifier_modules()
-    seed = run_seed(config)
     if config.seed is not None:
         torch.manual_seed(config.seed)
     size = preprocessing.size
@@ -156,19 +193,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     features = Features(model, pool=output.dim() == 4).eval()
     dim = int(output.shape[1] if output.dim() == 4 else torch.flatten(output, 1).shape[1])
     classifier = Classifier(features, dim, dataset.num_outputs, config.dropout)
-    freeze(model, config.fine_tune_layers)
     parameters = sum(p.numel() for p in classifier.parameters())
     require_free_space(config.output_dir, parameters * 4 + 16 * 2**20, "the saved model")
-
-    def compute(images):
-        with torch.inference_mode():
-            return features(torch.from_numpy(images)).numpy()
-
-    data = training_data(dataset, preprocessing, config, reporter, seed, compute=compute, dim=dim,
-                         model_key=lambda: model_key(model))
-    train_step, test_step = training_steps(classifier, data.cached, config.learning_rate)
-    announce_training(reporter, config, dataset.num_outputs, type(model).__name__, len(leaf_modules(model)),
-                      data.cached)
-    loop = TrainingLoop(reporter, events, config.epochs, data.num_train, data.num_validation)
-    run_epochs(loop, data.training, data.validation, train_step, test_step)
+    fit(TorchTrainable(model, classifier, dim), dataset, preprocessing, config, reporter, events)
     return classifier.eval()
