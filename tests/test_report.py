@@ -67,3 +67,32 @@ def test_activity_that_fails_does_not_claim_it_is_done():
     except ValueError:
         pass
     assert "done" not in reporter.stream.getvalue()
+
+
+def test_a_delayed_progress_line_stays_silent_for_a_quick_step_and_shows_for_a_slow_one():
+    for isatty in (True, False):
+        stream, clock = io.StringIO(), Clock()
+        quick = Progress(stream, None, label="indexing ", unit="files", isatty=isatty, clock=clock, delay=2.0)
+        for done in range(1, 500):
+            clock.now += 0.001
+            quick.update(done)
+        quick.finish()
+        assert stream.getvalue() == "", "a quick step prints nothing"
+
+        slow = Progress(stream, None, label="indexing ", unit="files", isatty=isatty, clock=clock, delay=2.0)
+        for done in range(1, 5000):
+            clock.now += 0.001
+            slow.update(done)
+        slow.finish()
+        assert "indexing 4999 - " in stream.getvalue().splitlines()[-1]
+
+
+def test_a_delayed_activity_prints_nothing_when_it_ends_sooner():
+    stream = io.StringIO()
+    reporter = Reporter(stream=stream, err=io.StringIO(), isatty=False, interval=0.05)
+    with reporter.activity("Checking the feature cache", delay=5.0):
+        time.sleep(0.2)
+    assert stream.getvalue() == ""
+    with reporter.activity("Checking the feature cache", delay=0.05):
+        time.sleep(0.3)
+    assert "Checking the feature cache ... 0:00" in stream.getvalue() and "done in" in stream.getvalue()

@@ -112,7 +112,8 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
 
     root = Path(config.output_dir) / CACHE_FOLDER
     root.mkdir(exist_ok=True)
-    folder = root / f"features-{fingerprint(model_key(), preprocessing, dataset)}"
+    with reporter.activity("Checking the feature cache (hashing the model and the image files)", delay=2.0):
+        folder = root / f"features-{fingerprint(model_key(), preprocessing, dataset)}"
     for stale in root.glob("features-*"):
         if stale != folder and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)

@@ -22,10 +22,13 @@ class Progress:
 
     On a terminal the line is redrawn in place at most ten times a second; on
     anything else (a pipe, a log file) a new line is printed every ``interval``
-    seconds, so a long step always shows that it is alive.
+    seconds, so a long step always shows that it is alive. With ``delay``, nothing
+    is shown unless the step is still running after that many seconds: a step that
+    is usually quick (indexing a dataset) stays silent when it is.
     """
 
-    def __init__(self, stream, total, label="", unit="img", interval=2.0, isatty=None, clock=time.monotonic):
+    def __init__(self, stream, total, label="", unit="img", interval=2.0, isatty=None, clock=time.monotonic,
+                 delay=0.0):
         self.stream = stream
         self.total = total
         self.label = label
@@ -37,12 +40,15 @@ class Progress:
         self.done = 0
         self.last_draw = None
         self.metrics = {}
+        self.delay = delay
 
     def update(self, done, **metrics):
         """Record that ``done`` of ``total`` steps are finished, with current metrics."""
         self.done = done
         self.metrics = metrics
         now = self.clock()
+        if now - self.start < self.delay:
+            return
         wait = 0.1 if self.isatty else self.interval
         since = self.last_draw if self.last_draw is not None else (None if self.isatty else self.start)
         if not self.isatty and self.total and done >= self.total:
@@ -73,10 +79,12 @@ class Progress:
         return " - ".join(parts)
 
     def finish(self, **metrics):
-        """Print the final line (with ``metrics``) and return it."""
+        """Print the final line (with ``metrics``) and return it; a delayed line that never showed stays silent."""
         if metrics:
             self.metrics = metrics
         text = self.line()
+        if self.delay and self.clock() - self.start < self.delay and self.last_draw is None:
+            return text
         self._draw(text, final=True)
         return text
 
@@ -119,17 +127,19 @@ class Reporter:
         self.err.write(f"{self._line_start(self.err)}Warning: {message}\n")
         self.err.flush()
 
-    def progress(self, total, label="", unit="img"):
-        """A :class:`Progress` for ``total`` steps (0 or None when unknown)."""
-        return Progress(self.stream, total, label=label, unit=unit, interval=self.interval, isatty=self.isatty)
+    def progress(self, total, label="", unit="img", delay=0.0):
+        """A :class:`Progress` for ``total`` steps (0 or None when unknown), shown after ``delay`` seconds."""
+        return Progress(self.stream, total, label=label, unit=unit, interval=self.interval, isatty=self.isatty,
+                        delay=delay)
 
     @contextmanager
-    def activity(self, label):
+    def activity(self, label, delay=0.0):
         """Show that a step of unknown length (saving, loading) is alive until it ends.
 
         On a terminal the elapsed time ticks in place; elsewhere a line is printed
         every ``interval`` seconds. The closing line says how long it took. The
         context gives an :class:`Activity` whose ``stage(text)`` says what the step is doing now.
+        With ``delay``, a step that ends sooner prints nothing at all.
         """
         isatty = self._isatty(self.stream)
         started = time.monotonic()
@@ -138,6 +148,8 @@ class Reporter:
         activity = Activity()
 
         def tick():
+            if done.wait(delay):
+                return
             while not done.wait(0.5 if isatty else self.interval):
                 with lock:
                     if done.is_set():
@@ -156,8 +168,9 @@ class Reporter:
                 done.set()
             thread.join()
         elapsed = time.monotonic() - started
-        self.stream.write(f"{self._line_start(self.stream)}{label}: done in {elapsed:.1f} s\n")
-        self.stream.flush()
+        if elapsed >= delay:
+            self.stream.write(f"{self._line_start(self.stream)}{label}: done in {elapsed:.1f} s\n")
+            self.stream.flush()
 
 
 @contextmanager

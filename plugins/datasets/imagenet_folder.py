@@ -75,6 +75,7 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
         reporter.warning(f"{name} folder {root}: ignoring {len(stray)} file(s) outside class folders: {_listing(stray)}")
     if not classes:
         raise DatasetError(f"{name} folder {root} has no class folders; put images in {root}/<class name>/")
+    bar = reporter.progress(None, label=f"indexing {name} images ", unit="files", delay=2.0)
     for entry in classes:
         if entry.name not in labels:
             raise DatasetError(
@@ -91,6 +92,7 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
                     ignored.append(path)
                     continue
                 found += 1
+                bar.update(len(samples) + len(skipped) + 1)
                 checked = probe(path)
                 if checked.problem:
                     if bad_images == "error":
@@ -102,6 +104,7 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
                 samples.append((Path(path), labels[entry.name]))
         if not found:
             raise DatasetError(f"{name} class folder {entry.path} has no images; add .jpg images or remove the folder")
+    bar.finish()
     if ignored:
         reporter.warning(
             f"{name}: ignoring {len(ignored)} non-image file(s): {_listing(ignored)} "
