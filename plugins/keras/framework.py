@@ -20,7 +20,11 @@ KERAS = Framework(
     # TF 2.15 logs harmless CUDA-factory clashes as errors; MCT (quantization) reports through tqdm
     quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
     quiet_loggers=("tensorflow", "Model Compression Toolkit"),
-    message_noise=(r"\{\{function_node [^}]*\}\}\s*",),  # TensorFlow's graph-function prefix
+    message_noise=(  # TensorFlow's wrapping of an error raised inside a graph: the error itself is what to show
+        r"\{\{function_node [^}]*\}\}\s*",
+        r"Graph execution error:\s*",
+        r"(?m)^Detected at node .* defined at \(most recent call last\):\n(?:(?:[ \t]+.*)?\n)*",
+    ),
 )
 
 _inference = weakref.WeakKeyDictionary()
