@@ -75,6 +75,9 @@ class MeanColour:
     def features(self, images):
         return mean_colour(images)
 
+    def head_scores(self, features):
+        return scores(self.centroids, features)
+
     def model_key(self):
         return "mean-colour"
 

@@ -104,10 +104,7 @@ def test_hooks_are_called_in_the_documented_order(project):
         "tl_on_epoch_start 2/2",
         "tl_on_epoch_end 2 val_acc=1.00",
         "tl_save_model",
-        "tl_predict 2",  # the 6 validation images, batch_size 2
-        "tl_predict 2",
-        "tl_predict 2",
-        "tl_evaluate 6",
+        "tl_evaluate 6",  # no tl_predict: the trainer scored the validation features it had cached
         "tl_on_run_end top1=1.00 epochs=2",
     ]
 
@@ -122,7 +119,7 @@ def test_run_writes_model_record_and_results(project):
     assert (preprocessing["layout"], preprocessing["channel_order"], preprocessing["name"]) == ("NHWC", "RGB", "unit")
     record = json.loads((saved / "tl_run.json").read_text())
     assert record["framework"] == "fake"
-    assert record["plugins"]["tl_train"] == record["plugins"]["tl_predict"] == "tests.fake_framework"
+    assert record["plugins"]["tl_train"] == "tests.fake_framework"
     assert record["plugins"]["tl_load_dataset"] == "datasets.imagenet_folder"
     assert [epoch["epoch"] for epoch in record["history"]] == [1, 2]
     assert project.results() == dict(result.metrics)
@@ -446,7 +443,7 @@ def test_scores_of_the_wrong_shape_are_named(project):
 
     with pytest.raises(PluginError, match=r'plugin "test-plugin-0" returned scores of shape \(2, 1\) from tl_predict '
                                           r"for 2 images; expected \(2, 3\): one score per output index"):
-        run_with(project, OneColumn())
+        run_with(project, OneColumn(), feature_cache="off")
 
 
 def test_reports_are_published_beside_results_only_when_the_run_succeeds(project):
@@ -482,3 +479,26 @@ def test_reports_are_published_beside_results_only_when_the_run_succeeds(project
     with pytest.raises(PluginError, match="late failure"):
         run(load_config(project.write()), manager_with(OtherReports(), Broken()), reporter)
     assert (results / "summary.md").read_text() == "6 images, 2 epochs\n", "the previous report is kept"
+
+
+def test_no_image_goes_through_the_base_twice_when_features_are_cached(project, monkeypatch):
+    """Evaluation reuses the validation images' cached features; without the cache, tl_predict scores them."""
+    from tests import fake_framework
+
+    seen = []
+    original = fake_framework.mean_colour
+    monkeypatch.setattr(fake_framework, "mean_colour", lambda images: (seen.append(len(images)), original(images))[1])
+
+    class Predicts:
+        calls = 0
+
+        @hookimpl
+        def tl_predict(self):
+            Predicts.calls += 1
+
+    result, _ = run_with(project, Predicts(), epochs=3)
+    assert sum(seen) == 12 + 6 and Predicts.calls == 0, "one pass: 12 training and 6 validation images"
+    assert result.metrics["top_1_accuracy"] == 1.0
+    seen.clear()
+    result, _ = run_with(project, Predicts(), epochs=3, feature_cache="off")
+    assert Predicts.calls == 3 and sum(seen) > 18 and result.metrics["top_1_accuracy"] == 1.0

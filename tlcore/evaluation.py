@@ -86,11 +86,18 @@ def predict_split(predict: Callable[[np.ndarray], tuple[Any, str]], split: Split
 
     batches = ImageBatches(split, preprocessing, config.batch_size, bad_images=config.bad_images)
     run_batches(batches, store, reporter, label=label)
-    if not seen.any():
+    return scored(scores[seen], np.flatnonzero(seen), split, dataset, model)
+
+
+def scored(scores: np.ndarray, rows: np.ndarray, split: Split, dataset: DatasetIndex, model: str = "") -> Predictions:
+    """:class:`Predictions` of the images of ``split`` at ``rows`` (the ones that decoded), scored ``scores``."""
+    import numpy as np
+
+    if not len(rows):
         raise DatasetError(f"no {split.name} image could be decoded in {split.root}; check the images")
-    samples = [sample for sample, used in zip(split.samples, seen, strict=True) if used]
+    samples = [split.samples[int(row)] for row in rows]
     return Predictions(
-        scores=scores[seen],
+        scores=np.asarray(scores, dtype=np.float32),
         label_ids=np.asarray([label_id for _, label_id in samples], dtype=np.int64),
         paths=tuple(str(path) for path, _ in samples),
         class_names=tuple(dataset.class_names),

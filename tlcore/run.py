@@ -15,7 +15,7 @@ from tlcore.calls import Hooks
 from tlcore.config import check_framework_keys
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
-from tlcore.evaluation import evaluate_model
+from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Framework, registered_frameworks, select_framework
 from tlcore.outputs import (
     MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred,
@@ -170,8 +170,13 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
     )
     with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir) as reports:
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
-        metrics, predictions = evaluate_model(hooks, classifier, dataset, preprocessing, config, reporter,
-                                              answered=answered)
+        if events.validation_scores is not None and events.validation_scores[1] is not None:
+            rows, scores = events.validation_scores  # the trainer scored the features it had: no second pass
+            predictions = scored(scores, rows, dataset.validation, dataset)
+            metrics = evaluate(hooks, predictions, dataset, config, reporter)
+        else:
+            metrics, predictions = evaluate_model(hooks, classifier, dataset, preprocessing, config, reporter,
+                                                  answered=answered)
         if events.early_stopping is not None:
             metrics["early_stopping"] = events.early_stopping
         assert reports.path is not None

@@ -46,6 +46,9 @@ class RunEvents:
         self._config = config
         self.history: list[dict[str, float]] = []
         self.early_stopping: dict[str, Any] | None = None
+        self.validation_scores: tuple[Any, Any] | None = None
+        """``(rows, scores)``: the trained classifier's scores of the validation images, when the trainer
+        had their features already (then the core does not run the images through the model again)."""
 
     def epoch_start(self, epoch: int) -> None:
         self._hooks.all("tl_on_epoch_start", config=self._config, epoch=epoch, epochs=total_epochs(self._config))
@@ -333,6 +336,7 @@ class CachedData:
 
         self.batch_size = batch_size
         self.seed = seed
+        self.sets = sets
         training = sets["training"]
         if holdout is not None:
             held = np.asarray(holdout, dtype=np.int64)
@@ -413,7 +417,9 @@ class Trainable(Protocol):
     identifies its weights for the feature cache; ``freeze(layers)`` makes the last ``layers``
     layers of the base trainable (0: all frozen; BatchNorm stays in inference mode);
     ``steps(cached, learning_rate, class_weights)`` gives the steps of a phase: on features
-    (``cached``) only the head trains, else images go through the whole classifier.
+    (``cached``) only the head trains, else images go through the whole classifier;
+    ``head_scores(features)`` is the trained classifier's scores (softmax) for features, in
+    inference mode, so that evaluation reuses the validation images' features.
     """
 
     dim: int
@@ -421,6 +427,8 @@ class Trainable(Protocol):
     layers: int
 
     def features(self, images: Any) -> Any: ...
+
+    def head_scores(self, features: Any) -> Any: ...
 
     def model_key(self) -> str: ...
 
@@ -478,6 +486,12 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
                             per_epoch)
         run_epochs(loop, data.training, data.validation, steps.train, steps.test, rate, steps.set_learning_rate)
         first = loop.epoch + 1
+    if isinstance(data, CachedData):  # the final classifier is the frozen base + this head: score what is cached
+        validation = data.sets["validation"]
+        scores = [trainable.head_scores(features) for features, _ in validation.batches(max(config.batch_size, 256))]
+        import numpy as np
+
+        events.validation_scores = (np.sort(validation.rows), np.concatenate(scores) if scores else None)
     if events.early_stopping is not None:
         events.early_stopping.update(monitor=config.early_stopping_monitor,
                                      holdout_images=len(holdout) if holdout is not None else 0)

@@ -126,6 +126,9 @@ class KerasTrainable:
     def features(self, images):
         return self._features(images).numpy()
 
+    def head_scores(self, features):
+        return inference(self.classifier.head)(features).numpy()
+
     def model_key(self):
         return model_key(self.classifier.features)
 

@@ -170,6 +170,13 @@ class TorchTrainable:
         with torch.inference_mode():
             return self.classifier.features(torch.from_numpy(images)).numpy()
 
+    def head_scores(self, features):
+        import torch
+
+        self.classifier.eval()
+        with torch.inference_mode():
+            return torch.softmax(self.classifier.head(torch.from_numpy(features)), dim=1).numpy()
+
     def model_key(self):
         return model_key(self.extractor)
 
