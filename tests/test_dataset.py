@@ -252,6 +252,42 @@ def test_symbolic_link_class_folders_are_named_not_followed(project, tmp_path):
     assert len(dataset.training) == 12
 
 
+def test_symbolic_links_inside_class_folders_are_named_never_silently_used_or_dropped(project, tmp_path):
+    import os
+
+    elsewhere = tmp_path / "elsewhere"
+    touch_images(elsewhere, ["more"], per_class=2)
+    cat = project.root / "dataset" / "training" / "cat"
+    os.symlink(elsewhere / "more" / "more_0.jpg", cat / "linked.jpg")
+    os.symlink(elsewhere / "more", cat / "linked_folder")
+    dataset, reporter = index(project)
+    warning = reporter.err.getvalue()
+    assert "training: ignoring 2 symbolic link(s), which are not followed: " in warning
+    assert str(cat / "linked.jpg") in warning and str(cat / "linked_folder") in warning
+    assert len(dataset.training) == 12, "neither the linked file nor the linked folder's images are used"
+
+
+def test_phone_photos_with_data_after_the_image_are_used(project):
+    """Motion photos, depth and gain maps: phones append data after the JPEG's end marker."""
+    import io
+
+    from PIL import Image
+
+    from tlcore.images import decode
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(buffer, "JPEG")
+    appended = buffer.getvalue() + b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 1000
+    path = put(project, "training/cat/motion_photo.jpg", appended)
+    dataset, reporter = index(project)
+    assert path in [p for p, _ in dataset.training.samples] and reporter.err.getvalue() == ""
+    assert abs(int(decode(str(path), 16)[0, 0, 0]) - 200) < 8, "the image decodes; the appended data is ignored"
+    truncated = put(project, "training/cat/truncated.jpg", buffer.getvalue()[:-40])
+    dataset, reporter = index(project)
+    assert "truncated.jpg (truncated JPEG" in reporter.err.getvalue()
+    assert truncated not in [p for p, _ in dataset.training.samples]
+
+
 def test_an_unreadable_folder_is_an_error_not_an_empty_class(project, monkeypatch):
     import os
 

@@ -36,8 +36,6 @@ MEMORY_LIMIT_BYTES = 256 * 2**20
 CACHE_FOLDER = ".tl-cache"
 COMPLETE = "complete.json"
 SPLITS = ("training", "validation")
-EXTRACTION_BATCH = 32
-"""Feature extraction runs in batches of at least this many images (or ``batch_size``, if larger)."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +145,7 @@ def _extract(compute, split, preprocessing, config, out, reporter) -> list:
     of the images that could not be decoded (their rows stay unset)."""
     import numpy as np
 
-    batches = ImageBatches(split, preprocessing, max(config.batch_size, EXTRACTION_BATCH),
-                           bad_images=config.bad_images)
+    batches = ImageBatches(split, preprocessing, config.batch_size, bad_images=config.bad_images)
 
     def store(batch):
         out[batch.indices] = np.asarray(compute(batch.images), dtype=np.float32).reshape(len(batch), -1)

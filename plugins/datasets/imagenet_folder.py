@@ -59,7 +59,7 @@ def _unreadable(error):
 
 def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     """Index ``root/<class>/<image>``; every class folder must be in ``labels``."""
-    samples, skipped, ignored = [], [], []
+    samples, skipped, ignored, links = [], [], [], []
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError as exc:
@@ -83,11 +83,16 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
             )
         found = 0
         for dirpath, dirnames, filenames in os.walk(entry.path, onerror=_unreadable):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            linked = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d)) and not d.startswith(".")]
+            links += [os.path.join(dirpath, d) for d in linked]
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in linked)
             for filename in sorted(filenames):
                 if filename.startswith("."):
                     continue
                 path = os.path.join(dirpath, filename)
+                if os.path.islink(path):  # the rule for every configured path: no symbolic links
+                    links.append(path)
+                    continue
                 if not filename.lower().endswith(IMAGE_SUFFIXES):
                     ignored.append(path)
                     continue
@@ -105,6 +110,11 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
         if not found:
             raise DatasetError(f"{name} class folder {entry.path} has no images; add .jpg images or remove the folder")
     bar.finish()
+    if links:
+        reporter.warning(
+            f"{name}: ignoring {len(links)} symbolic link(s), which are not followed: {_listing(links)} "
+            "(put the files themselves in the dataset)"
+        )
     if ignored:
         reporter.warning(
             f"{name}: ignoring {len(ignored)} non-image file(s): {_listing(ignored)} "

@@ -48,6 +48,30 @@ def probe(path):
     return Probe(problem="not an image (its content is not JPEG, PNG, GIF, BMP or WebP)")
 
 
+def _has_end(handle):
+    """Whether the image data that starts here ends with an end-of-image marker.
+
+    Usually it is among the file's last bytes. Phones and cameras may append other
+    data after the image (a motion photo's video, a depth map, a gain map), so
+    when the tail has none, the image data itself is searched.
+    """
+    start = handle.tell()
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(max(start, size - TAIL_SEARCH))
+    if b"\xff\xd9" in handle.read():
+        return True
+    handle.seek(start)
+    previous = b""
+    while True:
+        chunk = handle.read(1 << 20)
+        if not chunk:
+            return False
+        if b"\xff\xd9" in previous[-1:] + chunk:
+            return True
+        previous = chunk
+
+
 def _ends_with(handle, trailer, slack=64):
     """Whether ``trailer`` is among the last bytes (a few bytes of padding after it are common)."""
     handle.seek(0, 2)
@@ -58,11 +82,6 @@ def _ends_with(handle, trailer, slack=64):
 
 def _probe_jpeg(handle):
     """Walk the JPEG markers up to the image data, and look for the end marker."""
-    handle.seek(0, 2)
-    size = handle.tell()
-    handle.seek(max(0, size - TAIL_SEARCH))
-    if b"\xff\xd9" not in handle.read():
-        return Probe(JPEG, problem="truncated JPEG (no end-of-image marker)")
     handle.seek(2)
     damaged = Probe(JPEG, problem="damaged JPEG (bad marker structure)")
     while True:
@@ -75,7 +94,7 @@ def _probe_jpeg(handle):
             return damaged
         kind = kind[0]
         if kind == 0xDA:  # start of scan: the headers are over
-            return Probe(JPEG)
+            return Probe(JPEG) if _has_end(handle) else Probe(JPEG, problem="truncated JPEG (no end-of-image marker)")
         if kind == 0x01 or 0xD0 <= kind <= 0xD7:  # markers without a segment
             continue
         raw = handle.read(2)
