@@ -13,6 +13,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tlcore.errors import OutputError
 
@@ -142,16 +143,40 @@ class StagedFiles:
 
 @contextmanager
 def signals_deferred():
-    """Hold Ctrl-C and SIGTERM until the block ends, so that moving outputs into place is never cut in half."""
+    """Hold Ctrl-C and SIGTERM until the block ends, so that moving outputs into place is never cut in half.
+
+    Where there are no signal masks (Windows), handlers remember a signal that arrives and
+    deliver it when the block ends.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    if hasattr(signal, "pthread_sigmask"):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return
+    received: list[int] = []
+    handlers: dict[int, Any] = {}
+    for signum in held:
+        try:
+            handlers[signum] = signal.signal(signum, lambda number, frame: received.append(number))
+        except (OSError, ValueError):
+            pass
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        if received:
+            handler = handlers.get(received[0])
+            if callable(handler):
+                handler(received[0], None)  # the handler tl run installed: it raises the interrupt
+            else:
+                raise KeyboardInterrupt
 
 
 def flush(path):
@@ -186,7 +211,18 @@ def write_json_atomic(path, data):
     os.replace(staged_json(path, data), path)
 
 
+_UMASK: list[int] = []
+
+
 def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read without changing it (``os.umask`` can only set it, and setting it while
+    other threads create files would give them wrong permissions)."""
+    if not _UMASK:
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                _UMASK.append(next(int(line.split()[1], 8) for line in status if line.startswith("Umask:")))
+        except (OSError, StopIteration, ValueError, IndexError):  # not Linux: read it once, the only way there is
+            mask = os.umask(0o022)
+            os.umask(mask)
+            _UMASK.append(mask)
+    return _UMASK[0]

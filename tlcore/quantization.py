@@ -187,6 +187,16 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
              dataset: DatasetIndex | None = None, debug: bool = False) -> QuantizationResult:
     """Quantize the model ``tl run`` saved for ``config`` (or ``model``, fresh from training), evaluate it,
     convert it, and publish ``output_dir/imx500`` with the quantized figures added to results.json."""
+    from tlcore.lock import command_line, output_lock
+
+    with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
+                     command_line(), reporter):
+        return quantize_locked(config, manager, reporter, model=model, dataset=dataset, debug=debug)
+
+
+def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporter, *, model: Any = None,
+                    dataset: DatasetIndex | None = None, debug: bool = False) -> QuantizationResult:
+    """:func:`quantize`, for a caller that holds the output folders' lock (``tl run`` with ``"quantize": true``)."""
     from tlcore.run import framework_of
 
     started = time.monotonic()

@@ -17,6 +17,7 @@ from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Framework, registered_frameworks, select_framework
+from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
     MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred,
     staged_json, write_json_atomic,
@@ -91,14 +92,21 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
         from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
 
         hooks.require(QUANTIZE_HOOKS)
+    with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
+                     command_line(), reporter):
+        return _locked_run(hooks, manager, config, reporter, started, debug)
+
+
+def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporter: Reporter, started: float,
+                debug: bool) -> RunResult:
     hooks.all("tl_on_run_start", config=config)
     try:
         result, classifier, dataset = _run(hooks, config, reporter, started)
         if config.quantize:
-            from tlcore.quantization import quantize
+            from tlcore.quantization import quantize_locked
 
             try:
-                quantized = quantize(config, manager, reporter, model=classifier, dataset=dataset, debug=debug)
+                quantized = quantize_locked(config, manager, reporter, model=classifier, dataset=dataset, debug=debug)
             except KeyboardInterrupt as stop:
                 stop.result = result  # type: ignore[attr-defined]  # training's outputs are complete
                 raise

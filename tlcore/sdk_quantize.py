@@ -183,6 +183,15 @@ def quantize_sdk(path: str | Path, manager: PluginManager, reporter: Reporter, *
     reporter.info(f"SDK quantize configuration: {len(dataset.training)} calibration and {len(dataset.validation)} "
                   f"evaluation images, {len(dataset.labels)} classes; model {config.source_keras_model}")
     preprocessing = model_preprocessing(config, reporter)
+    from tlcore.lock import command_line, output_lock
+
+    with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
+                     command_line(), reporter):
+        return _quantize_sdk(config, hooks, dataset, preprocessing, reporter, started)
+
+
+def _quantize_sdk(config: RunConfig, hooks: Hooks, dataset: DatasetIndex, preprocessing: Preprocessing,
+                  reporter: Reporter, started: float) -> QuantizationResult:
     folder = config.output_dir / PACKAGE_FOLDER
     created = prepare_output_dir(config.output_dir, "output_dir") + \
         prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")

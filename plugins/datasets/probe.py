@@ -82,24 +82,34 @@ def _ends_with(handle, trailer, slack=64):
 
 def _probe_jpeg(handle):
     """Walk the JPEG markers up to the image data, and look for the end marker."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(max(0, size - TAIL_SEARCH))
+    ends = b"\xff\xd9" in handle.read()
     handle.seek(2)
     damaged = Probe(JPEG, problem="damaged JPEG (bad marker structure)")
+    truncated = damaged if ends else Probe(JPEG, problem="truncated JPEG (no end-of-image marker)")
     while True:
-        if handle.read(1) != b"\xff":
+        byte = handle.read(1)
+        if not byte:
+            return truncated
+        if byte != b"\xff":
             return damaged
         kind = handle.read(1)
         while kind == b"\xff":  # fill bytes before a marker are allowed
             kind = handle.read(1)
         if not kind:
-            return damaged
+            return truncated
         kind = kind[0]
         if kind == 0xDA:  # start of scan: the headers are over
-            return Probe(JPEG) if _has_end(handle) else Probe(JPEG, problem="truncated JPEG (no end-of-image marker)")
+            return Probe(JPEG) if ends or _has_end(handle) else truncated
         if kind == 0x01 or 0xD0 <= kind <= 0xD7:  # markers without a segment
             continue
         raw = handle.read(2)
-        if len(raw) < 2 or struct.unpack(">H", raw)[0] < 2:
+        if len(raw) < 2:
+            return truncated
+        if struct.unpack(">H", raw)[0] < 2:
             return damaged
         length = struct.unpack(">H", raw)[0] - 2
         if len(handle.read(length)) < length:
-            return damaged
+            return truncated
