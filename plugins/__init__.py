@@ -26,4 +26,12 @@ BUILTIN_PLUGINS = (
     "plugins.imx500.converter",
     "plugins.metrics.top1",
     "plugins.metrics.per_class",
+    "plugins.metrics.top5",
+    # The built-ins are trylast, and trylast implementations are asked in registration order: the summary,
+    # registered after the other reports, is asked after them (and after installed report plugins that are not
+    # trylast) and links what they wrote.
+    "plugins.reports.tables",
+    "plugins.reports.figures",
+    "plugins.reports.tensorboard",
+    "plugins.reports.summary",
 )

@@ -45,7 +45,8 @@ def test_quantize_publishes_the_package_and_adds_the_quantized_figures(trained):
     assert device["normalisation_inside_model"] == {"mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0]}
     results = trained.results()
     assert results["top_1_accuracy"] == results["quantized_top_1_accuracy"] == 1.0
-    assert results["quantized_per_class"]["fox"] == {"top_1_accuracy": 1.0, "num_images": 2}
+    assert results["quantized_per_class"]["fox"] == {"top_1_accuracy": 1.0, "num_images": 2, "precision": 1.0,
+                                                     "recall": 1.0, "f1": 1.0}
     assert results["quantization"]["calibration_images"] == 12 and results["quantization"]["converted"] is False
     record = json.loads((folder / "quantization.json").read_text())
     assert record["framework"] == "fake" and record["plugins"]["tl_quantize"] == "tests.fake_framework"

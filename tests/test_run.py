@@ -124,7 +124,8 @@ def test_run_writes_model_record_and_results(project):
     assert [epoch["epoch"] for epoch in record["history"]] == [1, 2]
     assert project.results() == dict(result.metrics)
     assert result.metrics["top_1_accuracy"] == 1.0 and result.metrics["num_images"] == 6
-    assert result.metrics["per_class"]["dog"] == {"top_1_accuracy": 1.0, "num_images": 2}
+    assert result.metrics["per_class"]["dog"] == {"top_1_accuracy": 1.0, "num_images": 2, "precision": 1.0,
+                                                   "recall": 1.0, "f1": 1.0}
     assert not [p for p in (project.root / "out").iterdir() if p.name != "saved_model"], "no leftovers"
 
 
@@ -223,7 +224,8 @@ def test_a_missing_evaluator_is_found_before_anything_runs(project):
             self.calls.append("tl_on_run_start")
 
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["metrics.top1", "metrics.per_class"], entrypoints=False,
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["metrics.top1", "metrics.per_class", "metrics.top5"],
+                                  entrypoints=False,
                                   extra=["tests.fake_framework"])
     manager.register(Watcher())
     with pytest.raises(PluginError, match="no plugin implements tl_evaluate; is a plugin blocked"):
@@ -458,12 +460,13 @@ def test_reports_are_published_beside_results_only_when_the_run_succeeds(project
     result = project.run()
     assert result.exit_code == 0
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    run(load_config(project.write()), manager_with(Reports()), reporter)
+    run(load_config(project.write()), manager_with(Reports(), blocked=["reports.summary"]), reporter)
     results = project.root / "results"
     assert (results / "summary.md").read_text() == "6 images, 2 epochs\n"
     assert (results / "figures" / "a.txt").read_text() == "a"
     assert f"Summary: {results / 'summary.md'}" in reporter.stream.getvalue()
-    assert sorted(p.name for p in results.iterdir()) == ["figures", "results.json", "summary.md"], "no leftovers"
+    names = {p.name for p in results.iterdir()}
+    assert {"figures", "results.json", "summary.md"} <= names and not [n for n in names if n.startswith(".")], names
 
     class Broken:
         @hookimpl
@@ -502,3 +505,20 @@ def test_no_image_goes_through_the_base_twice_when_features_are_cached(project, 
     seen.clear()
     result, _ = run_with(project, Predicts(), epochs=3, feature_cache="off")
     assert Predicts.calls == 3 and sum(seen) > 18 and result.metrics["top_1_accuracy"] == 1.0
+
+
+def test_reports_of_an_earlier_run_that_this_run_does_not_write_are_removed(project):
+    class Extra:
+        @hookimpl
+        def tl_write_reports(self, path):
+            (path / "extra.txt").write_text("from the first run")
+            return ["extra.txt"]
+
+    results = project.root / "results"
+    run_with(project, Extra())
+    (results / "notes.txt").write_text("the user's own")
+    assert (results / "extra.txt").exists()
+    run_with(project)
+    assert not (results / "extra.txt").exists(), "tl's own report of the earlier run, not written again"
+    assert (results / "notes.txt").read_text() == "the user's own"
+    assert (results / "summary.html").exists()

@@ -111,8 +111,10 @@ class StagedFiles:
     """A hidden folder inside ``target`` whose entries replace the ones of the same name in ``target`` on
     :meth:`publish` (a folder entry replaces a folder whole). Leaving without publishing removes it."""
 
-    def __init__(self, target):
+    def __init__(self, target, stale=()):
         self.target = Path(target)
+        self.stale = tuple(stale)
+        """Names of entries of an earlier publication: removed when this one does not replace them."""
         self.path: Path | None = None
 
     def __enter__(self):
@@ -122,6 +124,14 @@ class StagedFiles:
 
     def publish(self):
         assert self.path is not None, "publish() inside the with block"
+        fresh = {entry.name for entry in self.path.iterdir()}
+        for name in self.stale:
+            old = self.target / name
+            if name not in fresh and "/" not in name and name not in (".", "..") and not old.is_symlink():
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                elif old.exists():
+                    old.unlink()
         for entry in sorted(self.path.iterdir()):
             destination = self.target / entry.name
             if destination.is_dir() and not destination.is_symlink():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -166,6 +167,18 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
     return result, classifier, dataset
 
 
+def _earlier_reports(config: RunConfig) -> list[str]:
+    """The report files the previous run in this output_dir wrote (its tl_run.json lists them): they are tl's
+    to replace, and removed when this run does not write them again."""
+    try:
+        record = json.loads((config.saved_model_dir / MARKER).read_text())
+        if Path(record["configuration"]["evaluate_result_dir"]) != config.evaluate_result_dir:
+            return []
+        return [str(name).split("/", 1)[0] for name in record.get("reports", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
                          answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any, list[str]]:
     preprocessing = Preprocessing.from_config(config, hooks.framework)
@@ -176,7 +189,8 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
     classifier, answered["tl_train"] = hooks.answer(
         "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
     )
-    with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir) as reports:
+    stale = _earlier_reports(config)
+    with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir, stale) as reports:
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
         if events.validation_scores is not None and events.validation_scores[1] is not None:
             rows, scores = events.validation_scores  # the trainer scored the features it had: no second pass
