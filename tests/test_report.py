@@ -96,3 +96,21 @@ def test_a_delayed_activity_prints_nothing_when_it_ends_sooner():
     with reporter.activity("Checking the feature cache", delay=0.05):
         time.sleep(0.3)
     assert "Checking the feature cache ... 0:00" in stream.getvalue() and "done in" in stream.getvalue()
+
+
+def test_in_a_notebook_progress_updates_one_line_in_place_without_terminal_codes():
+    """Jupyter redraws a line on a carriage return but shows terminal codes as garbage."""
+    OutStream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream", "isatty": lambda self: False})
+    stream = OutStream()
+    reporter = Reporter(stream=stream, err=io.StringIO(), interval=2.0)
+    bar = reporter.progress(1000, label="features ")
+    for done in range(1, 1001):
+        bar.update(done)
+    reporter.info("a message")
+    bar.finish()
+    text = stream.getvalue()
+    assert "\x1b" not in text
+    assert text.count("\n") == 2, "one updating line, the message, the final line: not a line per update"
+    assert "\rfeatures " in text and "a message\n" in text
+    before_message = text.split("a message")[0]
+    assert before_message.endswith("\r"), "the progress line is blanked before the message"

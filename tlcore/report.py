@@ -6,6 +6,40 @@ import time
 from contextlib import contextmanager
 
 
+def in_notebook(stream):
+    """Whether ``stream`` is a Jupyter kernel's output, which redraws a line on ``\\r`` but has no terminal codes."""
+    return type(stream).__module__.startswith("ipykernel")
+
+
+class Line:
+    """How a line is redrawn in place on ``stream``: with terminal codes, with spaces (a notebook), or not
+    at all (a log, where each update is a line of its own)."""
+
+    def __init__(self, stream, isatty=None):
+        self.stream = stream
+        self.notebook = isatty is None and in_notebook(stream)
+        self.in_place = (stream.isatty() if isatty is None else isatty) or self.notebook
+        self.length = 0
+
+    def draw(self, text, final=False):
+        if not self.in_place:
+            self.stream.write(text + "\n")
+        elif self.notebook:
+            self.stream.write("\r" + text.ljust(self.length) + ("\n" if final else ""))
+        else:
+            self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
+        self.length = 0 if final else len(text)
+        self.stream.flush()
+
+    def clear(self):
+        """What to write before a message, so that it never runs into a line drawn in place."""
+        if not self.in_place or not self.length:
+            return "\r\x1b[K" if self.in_place and not self.notebook else ""
+        erase = "\r" + " " * self.length + "\r" if self.notebook else "\r\x1b[K"
+        self.length = 0
+        return erase
+
+
 def format_duration(seconds):
     seconds = int(round(seconds))
     if seconds >= 3600:
@@ -28,13 +62,14 @@ class Progress:
     """
 
     def __init__(self, stream, total, label="", unit="img", interval=2.0, isatty=None, clock=time.monotonic,
-                 delay=0.0):
+                 delay=0.0, line=None):
         self.stream = stream
         self.total = total
         self.label = label
         self.unit = unit
         self.interval = interval
-        self.isatty = stream.isatty() if isatty is None else isatty
+        self.output = line if line is not None else Line(stream, isatty)
+        self.isatty = self.output.in_place
         self.clock = clock
         self.start = clock()
         self.done = 0
@@ -89,11 +124,7 @@ class Progress:
         return text
 
     def _draw(self, text, final=False):
-        if self.isatty:
-            self.stream.write("\r" + text + "\x1b[K" + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        self.output.draw(text, final)
 
 
 class Reporter:
@@ -110,13 +141,14 @@ class Reporter:
         self.debug = debug
         """``tl ... --debug``: libraries' own output is shown raw, not tidied away."""
         self.warnings = []
-
-    def _isatty(self, stream):
-        return stream.isatty() if self.isatty is None else self.isatty
+        self.line = Line(self.stream, isatty)
+        """The progress line of ``stream``, redrawn in place on a terminal or in a notebook."""
 
     def _line_start(self, stream):
-        """On a terminal, erase a progress line drawn in place, so a message never runs into it."""
-        return "\r\x1b[K" if self._isatty(stream) else ""
+        """Erase a progress line drawn in place, so that a message never runs into it."""
+        if stream is self.stream:
+            return self.line.clear()
+        return Line(stream, self.isatty).clear() if self.line.length == 0 else self.line.clear()
 
     def info(self, message):
         self.stream.write(self._line_start(self.stream) + message + "\n")
@@ -130,7 +162,7 @@ class Reporter:
     def progress(self, total, label="", unit="img", delay=0.0):
         """A :class:`Progress` for ``total`` steps (0 or None when unknown), shown after ``delay`` seconds."""
         return Progress(self.stream, total, label=label, unit=unit, interval=self.interval, isatty=self.isatty,
-                        delay=delay)
+                        delay=delay, line=self.line)
 
     @contextmanager
     def activity(self, label, delay=0.0):
@@ -141,7 +173,7 @@ class Reporter:
         context gives an :class:`Activity` whose ``stage(text)`` says what the step is doing now.
         With ``delay``, a step that ends sooner prints nothing at all.
         """
-        isatty = self._isatty(self.stream)
+        isatty = self.line.in_place
         started = time.monotonic()
         done = threading.Event()
         lock = threading.Lock()
@@ -155,9 +187,7 @@ class Reporter:
                     if done.is_set():
                         return
                     stage = f" ({activity.text})" if activity.text else ""
-                    text = f"{label}{stage} ... {format_duration(time.monotonic() - started)}"
-                    self.stream.write(("\r" + text + "\x1b[K") if isatty else text + "\n")
-                    self.stream.flush()
+                    self.line.draw(f"{label}{stage} ... {format_duration(time.monotonic() - started)}")
 
         thread = threading.Thread(target=tick, name="tl-activity", daemon=True)
         thread.start()
@@ -170,6 +200,9 @@ class Reporter:
         elapsed = time.monotonic() - started
         if elapsed >= delay:
             self.stream.write(f"{self._line_start(self.stream)}{label}: done in {elapsed:.1f} s\n")
+            self.stream.flush()
+        elif self.line.length:
+            self.stream.write(self.line.clear())
             self.stream.flush()
 
 
