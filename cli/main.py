@@ -12,6 +12,7 @@ from tlcore.calls import describe_exception
 from tlcore.errors import TLError, one_line
 from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
+from cli.commands import config, init, predict
 from cli.plugins import builtin_plugins, plugin_option, plugins
 
 EXIT_INTERRUPTED = 130
@@ -109,14 +110,25 @@ def configuration_path(configuration):
 block_option = click.option("--block", "blocked", multiple=True, metavar="PLUGIN",
                             help="Do not load this plugin for this run (repeatable); see `tl plugins list`.")
 debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and the framework's own log messages.")
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Use this value for a configuration key, for this run only (repeatable); the value "
+                               "is read as JSON (5, null, true, [\"flip\"]), else as text. Relative paths start "
+                               "at the current folder.")
+
+
+def parse_overrides(items):
+    from tlcore.config import parse_override
+
+    return dict(parse_override(item) for item in items)
 
 
 @main.command()
 @CONFIGURATION_ARGUMENT
+@set_option
 @block_option
 @plugin_option
 @debug_option
-def run(configuration, blocked, extra, debug):
+def run(configuration, overrides, blocked, extra, debug):
     """Train, save and evaluate as CONFIGURATION.json says (default: ./configuration.json).
 
     Writes output_dir/saved_model (the framework's model format, with labels.json
@@ -128,7 +140,8 @@ def run(configuration, blocked, extra, debug):
     from tlcore.run import run as run_flow
 
     with guarded(debug, "saved_model and results.json"):
-        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra)
+        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra,
+                           overrides=parse_overrides(overrides))
         reporter = Reporter(debug=debug)
         _header(reporter, prepared)
         for note in prepared.notes:
@@ -138,10 +151,11 @@ def run(configuration, blocked, extra, debug):
 
 @main.command()
 @CONFIGURATION_ARGUMENT
+@set_option
 @block_option
 @plugin_option
 @debug_option
-def quantize(configuration, blocked, extra, debug):
+def quantize(configuration, overrides, blocked, extra, debug):
     """Quantize the model `tl run` trained for CONFIGURATION.json for the IMX500.
 
     Calibrates on training images (quantization_images), evaluates the quantized
@@ -158,9 +172,11 @@ def quantize(configuration, blocked, extra, debug):
     with guarded(debug, "output_dir/imx500 and results.json"):
         path = configuration_path(configuration)
         if is_sdk_form(path):
+            if overrides:
+                raise click.UsageError("--set works with tl's own configuration, not the SDK quantize notebook's")
             _quantize_sdk(path, blocked, extra, debug)
             return
-        prepared = prepare(path, builtin_plugins(), blocked, extra)
+        prepared = prepare(path, builtin_plugins(), blocked, extra, overrides=parse_overrides(overrides))
         reporter = Reporter(debug=debug)
         _header(reporter, prepared)
         for note in prepared.notes:
@@ -198,3 +214,6 @@ def _header(reporter, prepared):
 
 
 main.add_command(plugins)
+main.add_command(predict)
+main.add_command(init)
+main.add_command(config)

@@ -306,22 +306,69 @@ def _plugin_names(value):
     return tuple(value)
 
 
-def read_selection(path):
-    """``(block_plugins, framework)`` of a configuration file, read before plugins are loaded.
+@dataclass(frozen=True)
+class Configuration:
+    """A configuration as read: its keys and values, where relative paths start, and the keys
+    that ``--set`` (or the Python API's keyword arguments) gave."""
+
+    data: Mapping[str, Any]
+    path: Path
+    """configuration.json (its folder is where relative paths start), or ``<current folder>/configuration``
+    for a configuration given as a dict."""
+    overridden: frozenset = frozenset()
+
+    @property
+    def name(self):
+        return self.path.name
+
+
+def parse_override(text):
+    """``key=value`` of ``tl run --set``: the value read as a JSON literal, else taken as a string."""
+    key, equals, value = text.partition("=")
+    if not equals or not key.strip():
+        raise ConfigError(f'--set {text}: write key=value, e.g. --set epochs=5 or --set weights=null')
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def read_configuration(source, overrides=None):
+    """A :class:`Configuration` from a configuration file's path, or from a dict (whose relative paths
+    start at the current folder), with ``overrides`` (key -> value) on top."""
+    if isinstance(source, Mapping):
+        data, path = dict(source), Path.cwd() / "configuration"
+    else:
+        path = Path(source).absolute()
+        data = read_json_object(path)
+    overrides = dict(overrides or {})
+    data.update(overrides)
+    return Configuration(data=data, path=path, overridden=frozenset(overrides))
+
+
+def read_selection(configuration):
+    """``(block_plugins, framework)`` of a configuration (a :class:`Configuration` or a file's path), read
+    before plugins are loaded.
 
     Plugins declare configuration keys, so the full check needs them loaded; which
     ones to load, and which framework's keys apply, must be known first. Errors
     here are the same as :func:`load_config`'s.
     """
-    path = Path(path).absolute()
-    data = read_json_object(path)
+    if not isinstance(configuration, Configuration):
+        configuration = read_configuration(configuration)
+    data = configuration.data
+
+    def source(key):
+        return "--set" if key in configuration.overridden else configuration.name
+
     try:
         blocked = _plugin_names(data.get("block_plugins", []))
     except ValueError as exc:
-        raise ConfigError(f'{path.name}: "block_plugins" {exc}') from None
+        raise ConfigError(f'{source("block_plugins")}: "block_plugins" {exc}') from None
     framework = data.get("framework", DEFAULT_FRAMEWORK)
     if not isinstance(framework, str):
-        raise ConfigError(f'{path.name}: "framework" must be a string, not {type_name(framework)} ({json.dumps(framework)})')
+        raise ConfigError(f'{source("framework")}: "framework" must be a string, not {type_name(framework)} '
+                          f"({json.dumps(framework)})")
     return blocked, framework
 
 
@@ -444,7 +491,8 @@ def read_json_object(path, what="configuration file"):
 
 
 def load_config(path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None):
-    """Read, check and resolve configuration.json; raise ConfigError on the first problem.
+    """Read, check and resolve configuration.json (or a :class:`Configuration`); raise ConfigError on the
+    first problem.
 
     Checks run in the order the SDK specifies: the file, then unknown and missing
     keys, then values, then the model and training paths before the validation path.
@@ -456,16 +504,19 @@ def load_config(path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None
         declare; setting one is an error that says which framework it belongs to.
     :param frameworks: the names of the available frameworks; ``framework`` must be one.
     """
-    path = Path(path).absolute()
-    return config_from_dict(read_json_object(path), path, plugin_keys, ignore_unknown,
-                            foreign_keys=foreign_keys, frameworks=frameworks)
+    configuration = path if isinstance(path, Configuration) else read_configuration(path)
+    return config_from_dict(configuration.data, configuration.path, plugin_keys, ignore_unknown,
+                            foreign_keys=foreign_keys, frameworks=frameworks, overridden=configuration.overridden)
 
 
-def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None):
-    """:func:`load_config` for ``data`` already read; relative paths start at ``path``'s folder."""
+def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None,
+                     overridden=frozenset()):
+    """:func:`load_config` for ``data`` already read; relative paths start at ``path``'s folder, except in
+    the ``overridden`` keys (``--set``), whose relative paths start at the current folder."""
     path = Path(path).absolute()
     data = dict(data)
     source = path.name
+    origin = {name: "--set" if name in overridden else source for name in data}
     keys = {key.name: key for key in CORE_KEYS}
     for key in plugin_keys:
         if key.name in keys:
@@ -486,7 +537,7 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
             del data[name]
             continue
         hint = f'did you mean "{close[0]}"?' if close else "valid keys: " + ", ".join(sorted(keys))
-        raise ConfigError(f'{source}: unknown key "{name}"; {hint}')
+        raise ConfigError(f'{origin.get(name, source)}: unknown key "{name}"; {hint}')
     for key in keys.values():
         if key.required and key.name not in data:
             raise ConfigError(f'{source}: missing required key "{key.name}" ({key.help})')
@@ -494,7 +545,9 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
     base_dir = path.parent.resolve()  # a link to the configuration's folder is not a link in a configured path
     values = {}
     for key in keys.values():
-        if key.name in data:
+        if key.name in overridden and key.name in data:
+            values[key.name] = key.check(data[key.name], Path.cwd().resolve(), "--set")
+        elif key.name in data:
             values[key.name] = key.check(data[key.name], base_dir, source)
         elif key.type == "path" and key.default is not None:  # path defaults resolve like given paths
             values[key.name] = key.check(key.default, base_dir, f"{source} (default)")

@@ -148,9 +148,10 @@ def report_undecodable(split: Split, undecodable: Sequence[tuple[int, str]], rep
 
 
 def run_batches(batches: ImageBatches, compute: Callable[[Batch], None], reporter: Reporter,
-                label: str, unit: str = "img") -> None:
-    """Feed every batch to ``compute`` with a progress line ``label N/N [...]``; report skipped images."""
-    bar = reporter.progress(len(batches), label=label, unit=unit)
+                label: str, unit: str = "img", delay: float = 0.0) -> None:
+    """Feed every batch to ``compute`` with a progress line ``label N/N [...]`` (shown after ``delay``
+    seconds); report skipped images."""
+    bar = reporter.progress(len(batches), label=label, unit=unit, delay=delay)
     done = 0
     for batch in batches:
         compute(batch)

@@ -94,6 +94,15 @@ class PluginManager(pluggy.PluginManager):
             info = PluginInfo(module_name, module_name, from_option=True)
             self._load(info, lambda name=module_name: importlib.import_module(name))
 
+    def load_objects(self, objects):
+        """Plugin objects or modules given in Python (``tlcore.train(..., plugins=[...])``), for one run."""
+        for plugin in objects:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            if name in self.infos:
+                name = f"{name}-{sum(1 for known in self.infos if known.startswith(name)) + 1}"
+            info = PluginInfo(name, getattr(plugin, "__module__", None) or name)
+            self._load(info, lambda plugin=plugin: plugin)
+
     def load_entrypoints(self, group=ENTRY_POINT_GROUP):
         if installed_plugins_disabled():
             return
@@ -172,12 +181,23 @@ class PluginManager(pluggy.PluginManager):
         return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
 
 
-def make_plugin_manager(builtins, blocked=(), entrypoints=True, extra=()):
-    """A fresh manager: ``builtins`` (module names), the entry points of group ``tl``,
-    then ``extra`` module names (``tl run -p MODULE``), each asked before the ones before it."""
+BUILTINS_MODULE = "plugins"
+"""The package of tl's built-in plugins, found by name (the core never imports it at module level)."""
+
+
+def builtin_plugins():
+    """Module names of tl's built-in plugins (``plugins.BUILTIN_PLUGINS``)."""
+    return tuple(importlib.import_module(BUILTINS_MODULE).BUILTIN_PLUGINS)
+
+
+def make_plugin_manager(builtins=None, blocked=(), entrypoints=True, extra=(), objects=()):
+    """A fresh manager: ``builtins`` (module names; default tl's own), the entry points of group ``tl``,
+    then ``extra`` module names (``tl run -p MODULE``), then ``objects`` (plugin objects or modules, e.g.
+    defined in a notebook cell), each asked before the ones before it."""
     manager = PluginManager(blocked=blocked)
-    manager.load_builtins(builtins)
+    manager.load_builtins(builtin_plugins() if builtins is None else builtins)
     if entrypoints:
         manager.load_entrypoints()
     manager.load_modules(extra)
+    manager.load_objects(objects)
     return manager

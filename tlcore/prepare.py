@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from tlcore.config import ConfigKey, RunConfig, load_config, plugin_config_keys, read_selection
+from tlcore.config import ConfigKey, RunConfig, load_config, plugin_config_keys, read_configuration, read_selection
 from tlcore.errors import PluginError
 from tlcore.frameworks import Framework, registered_frameworks, serves
 from tlcore.pluginmanager import PluginManager, installed_plugins_disabled, make_plugin_manager
@@ -30,10 +30,11 @@ class Prepared:
 
 
 def load_plugins(builtins: Sequence[str], blocked: Sequence[str], configured: Sequence[str],
-                 extra: Sequence[str]) -> tuple[PluginManager, list[str]]:
-    """A plugin manager without the ``blocked`` (``--block``) and ``configured`` (``block_plugins``) plugins;
-    a broken plugin or an unknown ``--block`` name is an error. Also returns warnings to show."""
-    manager = make_plugin_manager(builtins, blocked=(*blocked, *configured), extra=extra)
+                 extra: Sequence[str], plugins: Sequence[Any] = ()) -> tuple[PluginManager, list[str]]:
+    """A plugin manager without the ``blocked`` (``--block``) and ``configured`` (``block_plugins``) plugins,
+    with ``plugins`` (objects or modules) registered last; a broken plugin or an unknown ``--block`` name is
+    an error. Also returns warnings to show."""
+    manager = make_plugin_manager(builtins, blocked=(*blocked, *configured), extra=extra, objects=plugins)
     notes = []
     for names, where, strict in ((blocked, "--block", not installed_plugins_disabled()),
                                  (configured, '"block_plugins" in the configuration:', False)):
@@ -46,16 +47,21 @@ def load_plugins(builtins: Sequence[str], blocked: Sequence[str], configured: Se
     return manager, notes
 
 
-def prepare(configuration: str | Path, builtins: Sequence[str], blocked: Sequence[str] = (),
-            extra: Sequence[str] = ()) -> Prepared:
+def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[str], blocked: Sequence[str] = (),
+            extra: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
+            plugins: Sequence[Any] = ()) -> Prepared:
     """Load the plugins (minus blocked ones), then read and check ``configuration`` with their keys.
 
+    :param configuration: configuration.json's path, or the configuration as a dict.
     :param builtins: module names of the built-in plugins.
     :param blocked: plugin names not to load (``--block``), besides the configuration's ``block_plugins``.
     :param extra: module names to load as plugins (``-p MODULE``).
+    :param overrides: key -> value replacing the configuration's (``--set``), checked like them.
+    :param plugins: plugin objects (or modules) to register for this run only.
     """
+    configuration = read_configuration(configuration, overrides)
     configured, framework_name = read_selection(configuration)
-    manager, notes = load_plugins(builtins, blocked, configured, extra)
+    manager, notes = load_plugins(builtins, blocked, configured, extra, plugins)
     frameworks = registered_frameworks(manager)
     keys: list[ConfigKey] = []
     foreign: dict[str, list[str]] = {}
