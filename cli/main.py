@@ -12,8 +12,10 @@ from tlcore.calls import describe_exception
 from tlcore.errors import TLError, one_line
 from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
-from cli.commands import config, init, predict
+from cli.config import config
+from cli.init import init
 from cli.plugins import builtin_plugins, plugin_option, plugins
+from cli.predict import predict
 
 EXIT_INTERRUPTED = 130
 
@@ -111,9 +113,10 @@ block_option = click.option("--block", "blocked", multiple=True, metavar="PLUGIN
                             help="Do not load this plugin for this run (repeatable); see `tl plugins list`.")
 debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and the framework's own log messages.")
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Use this value for a configuration key, for this run only (repeatable); the value "
-                               "is read as JSON (5, null, true, [\"flip\"]), else as text. Relative paths start "
-                               "at the current folder.")
+                          help="Use this value for a configuration key, for this run only (repeatable; checked like "
+                               "the file). The value is read as JSON (5, null, true, [\"flip\"]), else as text; a "
+                               "text key takes it as typed (tpc_version=4.0). Relative paths start at the current "
+                               "folder, not the configuration's.")
 
 
 def parse_overrides(items):
@@ -164,6 +167,7 @@ def quantize(configuration, overrides, blocked, extra, debug):
     results.json. The configuration of the AITRIOS SDK's quantize notebook works too
     (it writes model.tflite, model_quantized.tflite and results.json as the notebook did).
     """
+    from tlcore.errors import ConfigError
     from tlcore.prepare import prepare
     from tlcore.quantization import quantize as quantize_flow
     from tlcore.report import Reporter
@@ -173,7 +177,8 @@ def quantize(configuration, overrides, blocked, extra, debug):
         path = configuration_path(configuration)
         if is_sdk_form(path):
             if overrides:
-                raise click.UsageError("--set works with tl's own configuration, not the SDK quantize notebook's")
+                raise ConfigError(f"{path.name} is the SDK quantize notebook's configuration; --set works with tl's "
+                                  "own configuration: edit the file instead")
             _quantize_sdk(path, blocked, extra, debug)
             return
         prepared = prepare(path, builtin_plugins(), blocked, extra, overrides=parse_overrides(overrides))

@@ -1,7 +1,6 @@
-"""The commands around a run: `tl predict`, `tl init`, `tl config schema` and `tl run --set` (fake framework)."""
+"""The commands around a run: `tl init`, `tl config schema` and `tl run --set` (fake framework); `tl predict` is in
+test_predict.py."""
 
-import csv
-import io
 import json
 import os
 
@@ -9,96 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from tests.builders import solid_jpegs, write_labels
-from tests.conftest import JPEG_SHELL, REPO, one_line_error
+from tests.builders import solid_jpegs
+from tests.conftest import REPO, one_line_error
 
 
 def invoke(*args):
     return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def trained(project):
-    assert project.run().exit_code == 0
-    return project
-
-
-# --- tl predict ---------------------------------------------------------------------------------------
-
-
-def test_predict_prints_the_top_labels_of_each_image(trained):
-    validation = trained.root / "dataset" / "validation"
-    result = invoke("predict", trained.root / "out" / "saved_model", validation, "--top-k", 2,
-                    "-p", "tests.fake_framework")
-    assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 6
-    for line in lines:
-        path, best = line.split()[:2]
-        assert path.split("/")[-2] == best, "each image's best label is its class"
-    assert len(lines[0].split()) == 5, "path, then two labels with their scores"
-
-
-def test_predict_json_and_csv(trained):
-    image = trained.root / "dataset" / "validation" / "dog" / "dog_0.jpg"
-    result = invoke("predict", trained.root / "out", image, "--json", "-p", "tests.fake_framework")
-    assert result.exit_code == 0, result.stderr
-    [entry] = json.loads(result.stdout)
-    assert entry["path"] == str(image)
-    assert [p["label"] for p in entry["predictions"]][0] == "dog" and len(entry["predictions"]) == 3, \
-        "--top-k 5 shows the 3 classes there are"
-    scores = [p["score"] for p in entry["predictions"]]
-    assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-6
-    result = invoke("predict", trained.root / "out", image, "--csv", "--top-k", "1", "-p", "tests.fake_framework")
-    rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["path", "rank", "label", "score"] and rows[1][:3] == [str(image), "1", "dog"]
-
-
-def test_predict_with_the_quantized_model(trained):
-    assert invoke("quantize", trained.config_path, "-p", "tests.fake_framework").exit_code == 0
-    image = trained.root / "dataset" / "validation" / "fox" / "fox_1.jpg"
-    for model in (trained.root / "out" / "imx500", trained.root / "out"):
-        result = invoke("predict", model, image, "--quantized", "--json", "-p", "tests.fake_framework")
-        assert result.exit_code == 0, result.stderr
-        assert json.loads(result.stdout)[0]["predictions"][0]["label"] == "fox"
-
-
-def test_predict_names_an_image_it_cannot_decode_and_goes_on(trained):
-    (trained.root / "broken.jpg").write_bytes(JPEG_SHELL)
-    good = trained.root / "dataset" / "validation" / "cat" / "cat_0.jpg"
-    result = invoke("predict", trained.root / "out", trained.root / "broken.jpg", good, "-p", "tests.fake_framework")
-    assert result.exit_code == 0
-    assert "broken.jpg" in result.stderr and "cannot be decoded" in result.stderr
-    assert result.stdout.split()[0] == str(good)
-
-
-@pytest.mark.parametrize("where, message", [
-    ("dataset", "no model tl saved in"),
-    ("missing", "model folder not found"),
-])
-def test_predict_on_a_folder_that_is_not_a_model_says_what_to_give(trained, where, message):
-    result = invoke("predict", trained.root / where, trained.root / "dataset", "-p", "tests.fake_framework")
-    assert result.exit_code == 2
-    assert message in one_line_error(result) and "saved_model" in one_line_error(result)
-
-
-def test_predict_without_images_says_so(trained):
-    (trained.root / "empty").mkdir()
-    result = invoke("predict", trained.root / "out", trained.root / "empty", "-p", "tests.fake_framework")
-    assert result.exit_code == 2 and "no images" in one_line_error(result)
-
-
-def test_predict_in_python_returns_the_same(trained):
-    from tlcore.pluginmanager import make_plugin_manager
-    from tlcore.predict import predict
-    from tlcore.report import Reporter
-
-    manager = make_plugin_manager(extra=["tests.fake_framework"])
-    quiet = Reporter(stream=io.StringIO(), err=io.StringIO())
-    results = predict(trained.root / "out", trained.root / "dataset" / "validation", top_k=1, manager=manager,
-                      reporter=quiet)
-    assert [(r.path.split("/")[-2], r.predictions[0][0]) for r in results] == \
-        [("cat", "cat"), ("cat", "cat"), ("dog", "dog"), ("dog", "dog"), ("fox", "fox"), ("fox", "fox")]
 
 
 # --- tl init ------------------------------------------------------------------------------------------

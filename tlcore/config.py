@@ -15,6 +15,9 @@ from tlcore.paths import resolve_path, type_name
 REQUIRED = object()
 """Default of a key that must be present."""
 
+SCHEMA_KEY = "$schema"
+"""A configuration may name its JSON Schema (``tl config schema``) under this key, for editors; tl ignores it."""
+
 TYPES = ("integer", "number", "string", "boolean", "path", "list", "any")
 
 
@@ -316,34 +319,58 @@ class Configuration:
     """configuration.json (its folder is where relative paths start), or ``<current folder>/configuration``
     for a configuration given as a dict."""
     overridden: frozenset = frozenset()
+    texts: Mapping[str, str] = field(default_factory=dict)
+    """The text typed after ``--set key=``, by key: a text key (``"type": "string"`` or ``"path"``) takes it
+    as it is when it reads as another JSON value (``--set tpc_version=4.0`` is ``"4.0"``, not 4.0)."""
+    override_label: str = "--set"
+    """Where the overrides came from, in messages: ``--set``, or ``keyword argument`` (the Python API)."""
 
     @property
     def name(self):
         return self.path.name
 
 
+class SetText(str):
+    """A value typed on the command line (``--set key=TEXT``), not yet read: :func:`read_configuration`
+    reads it as a JSON literal, else takes it as text. Plain values (the Python API's) are used as they are."""
+
+    def value(self):
+        try:
+            return json.loads(self)
+        except (ValueError, RecursionError):  # not JSON (or nested too deep): the text itself
+            return str(self)
+
+
 def parse_override(text):
-    """``key=value`` of ``tl run --set``: the value read as a JSON literal, else taken as a string."""
+    """``key=value`` of ``--set``: ``(key, value)``, the value a :class:`SetText` (read as a JSON literal, else
+    as text, when the configuration is read)."""
     key, equals, value = text.partition("=")
     if not equals or not key.strip():
-        raise ConfigError(f'--set {text}: write key=value, e.g. --set epochs=5 or --set weights=null')
-    try:
-        return key.strip(), json.loads(value)
-    except ValueError:
-        return key.strip(), value
+        raise ConfigError(f"--set {text}: write key=value, e.g. --set epochs=5 or --set weights=null")
+    return key.strip(), SetText(value)
 
 
 def read_configuration(source, overrides=None):
     """A :class:`Configuration` from a configuration file's path, or from a dict (whose relative paths
-    start at the current folder), with ``overrides`` (key -> value) on top."""
+    start at the current folder), with ``overrides`` (key -> value; a :class:`SetText` is read as ``--set``
+    reads it) on top."""
     if isinstance(source, Mapping):
         data, path = dict(source), Path.cwd() / "configuration"
     else:
         path = Path(source).absolute()
         data = read_json_object(path)
     overrides = dict(overrides or {})
-    data.update(overrides)
-    return Configuration(data=data, path=path, overridden=frozenset(overrides))
+    texts = {key: str(value) for key, value in overrides.items() if isinstance(value, SetText)}
+    data.update((key, value.value() if isinstance(value, SetText) else value) for key, value in overrides.items())
+    label = "--set" if texts or not overrides else "keyword argument"
+    return Configuration(data=data, path=path, overridden=frozenset(overrides), texts=texts, override_label=label)
+
+
+def _as_typed(key_type, name, value, texts):
+    """``value`` of a text key given with ``--set``: the typed text when it read as another JSON value."""
+    if key_type in ("string", "path") and name in texts and value is not None and not isinstance(value, str):
+        return texts[name]
+    return value
 
 
 def read_selection(configuration):
@@ -359,13 +386,13 @@ def read_selection(configuration):
     data = configuration.data
 
     def source(key):
-        return "--set" if key in configuration.overridden else configuration.name
+        return configuration.override_label if key in configuration.overridden else configuration.name
 
     try:
         blocked = _plugin_names(data.get("block_plugins", []))
     except ValueError as exc:
         raise ConfigError(f'{source("block_plugins")}: "block_plugins" {exc}') from None
-    framework = data.get("framework", DEFAULT_FRAMEWORK)
+    framework = _as_typed("string", "framework", data.get("framework", DEFAULT_FRAMEWORK), configuration.texts)
     if not isinstance(framework, str):
         raise ConfigError(f'{source("framework")}: "framework" must be a string, not {type_name(framework)} '
                           f"({json.dumps(framework)})")
@@ -417,6 +444,10 @@ class RunConfig:
     tflite: bool = False
     given_keys: frozenset = frozenset()
     """The keys the configuration file sets (the others have their defaults)."""
+    set_keys: frozenset = frozenset()
+    """The keys given with ``--set`` (or the Python API's keyword arguments), for messages."""
+    set_label: str = "--set"
+    """How messages name where :attr:`set_keys` came from: ``--set`` or ``keyword argument``."""
     ignored_keys: tuple = ()
     """Unknown keys ignored because plugins were blocked or disabled (``ignore_unknown``)."""
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -506,17 +537,24 @@ def load_config(path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None
     """
     configuration = path if isinstance(path, Configuration) else read_configuration(path)
     return config_from_dict(configuration.data, configuration.path, plugin_keys, ignore_unknown,
-                            foreign_keys=foreign_keys, frameworks=frameworks, overridden=configuration.overridden)
+                            foreign_keys=foreign_keys, frameworks=frameworks, overridden=configuration.overridden,
+                            texts=configuration.texts, override_label=configuration.override_label)
 
 
 def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None,
-                     overridden=frozenset()):
+                     overridden=frozenset(), texts=None, override_label="--set"):
     """:func:`load_config` for ``data`` already read; relative paths start at ``path``'s folder, except in
-    the ``overridden`` keys (``--set``), whose relative paths start at the current folder."""
+    the ``overridden`` keys (``--set``), whose relative paths start at the current folder. ``texts`` are
+    the typed texts of ``--set`` values (see :attr:`Configuration.texts`)."""
     path = Path(path).absolute()
     data = dict(data)
+    texts = dict(texts or {})
     source = path.name
-    origin = {name: "--set" if name in overridden else source for name in data}
+    origin = {name: override_label if name in overridden else source for name in data}
+    schema = data.pop(SCHEMA_KEY, None)
+    if schema is not None and not isinstance(schema, str):
+        raise ConfigError(f'{origin[SCHEMA_KEY]}: "{SCHEMA_KEY}" must be the path or URL of tl\'s JSON Schema '
+                          "(tl config schema > tl.schema.json), or left out")
     keys = {key.name: key for key in CORE_KEYS}
     for key in plugin_keys:
         if key.name in keys:
@@ -528,7 +566,7 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
         if name in foreign_keys:
             owners = " or ".join(f'"{framework}"' for framework in foreign_keys[name])
             raise ConfigError(
-                f'{source}: "{name}" is a key of framework {owners}, but "framework" is '
+                f'{origin.get(name, source)}: "{name}" is a key of framework {owners}, but "framework" is '
                 f'"{data.get("framework", DEFAULT_FRAMEWORK)}"; remove the key or change "framework"'
             )
         close = difflib.get_close_matches(name, list(keys), n=1, cutoff=0.6)
@@ -546,7 +584,13 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
     values = {}
     for key in keys.values():
         if key.name in overridden and key.name in data:
-            values[key.name] = key.check(data[key.name], Path.cwd().resolve(), "--set")
+            value = _as_typed(key.type, key.name, data[key.name], texts)
+            try:
+                values[key.name] = key.check(value, Path.cwd().resolve(), override_label)
+            except ConfigError as exc:  # the paths' hint names the configuration's folder; these start here
+                raise ConfigError(str(exc).replace("relative paths start at the configuration file's folder",
+                                                   f"relative paths given with {override_label} start at the "
+                                                   "current folder")) from None
         elif key.name in data:
             values[key.name] = key.check(data[key.name], base_dir, source)
         elif key.type == "path" and key.default is not None:  # path defaults resolve like given paths
@@ -556,7 +600,7 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
     if frameworks is not None and values["framework"] not in frameworks:
         from tlcore.frameworks import select_framework
 
-        select_framework(frameworks, values["framework"], source)
+        select_framework(frameworks, values["framework"], origin.get("framework", source))
 
     for output in ("output_dir", "evaluate_result_dir"):
         for dataset in ("dataset_training_dir", "dataset_validation_dir"):
@@ -575,7 +619,9 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
             )
     core = {key.name: values.pop(key.name) for key in CORE_KEYS}
     core["evaluate_label_file"] = label_file
-    return RunConfig(config_file=path, options=values, ignored_keys=tuple(ignored), given_keys=frozenset(data), **core)
+    return RunConfig(config_file=path, options=values, ignored_keys=tuple(ignored), given_keys=frozenset(data),
+                     set_keys=frozenset(name for name in overridden if name in data), set_label=override_label,
+                     **core)
 
 
 def check_framework_keys(config, framework):
@@ -585,4 +631,5 @@ def check_framework_keys(config, framework):
     for name in OPTIONAL_KEYS:
         if name in config.given_keys and name not in framework.keys and getattr(config, name) is not None:
             hint = framework.key_hints.get(name, "remove it or choose another framework")
-            raise ConfigError(f'{config.config_file.name}: "{name}" does not apply to framework "{framework.name}"; {hint}')
+            source = config.set_label if name in config.set_keys else config.config_file.name
+            raise ConfigError(f'{source}: "{name}" does not apply to framework "{framework.name}"; {hint}')

@@ -1,180 +1,479 @@
 """``tl init``: a starting configuration.json for a dataset, and a validation split when there is none.
 
-Most people have one folder of images per class and no validation split. ``tl
-init DATASET --split 0.2`` moves nothing: it writes the SDK's layout
-(``dataset/{training,validation}/<class>/``) beside the configuration, with hard
-links to the images (copies where links cannot be made), a seeded, stratified
-share of each class for validation.
+Two layouts are understood:
+
+- the SDK's, ``DATASET/{training,validation}/<class>/`` (``labels.json`` beside them is written
+  when it is missing): the configuration points at it;
+- one folder per class, ``DATASET/<class>/`` (or only ``DATASET/training/<class>/``): with
+  ``--split 0.2``, tl init writes the SDK's layout beside the configuration
+  (``dataset/{training,validation}/<class>/`` and ``labels.json``) with hard links to the
+  images (copies where links cannot be made), a seeded, stratified share of each class for
+  validation. Nothing in the user's folder is moved, changed or deleted.
+
+Everything is checked before anything is written; the split is built in a hidden staging
+folder and renamed into place when complete, and configuration.json is written atomically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from tlcore import __version__
 from tlcore.errors import ConfigError, DatasetError, OutputError
-from tlcore.outputs import StagedDir, write_json_atomic
 
 if TYPE_CHECKING:
     from tlcore.report import Reporter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+CONFIGURATION = "configuration.json"
+LABELS = "labels.json"
 SPLIT_FOLDER = "dataset"
 MARKER = ".tl-init.json"
-"""Written into a split tl init made, so that ``--force`` may replace it (and nothing else)."""
+"""Written into a split tl init made: ``--force`` may replace that split (and nothing else), and only while it
+holds no file tl init did not write."""
+DEFAULTS: dict[str, Any] = {
+    "output_dir": "output",
+    "evaluate_result_dir": "output/evaluation",
+    "framework": "keras",
+    "weights": "imagenet",
+    "batch_size": 32,
+    "input_tensor_size": 224,
+    "epochs": 10,
+}
+"""The rest of the configuration tl init writes: what works for most datasets (MobileNetV2, ImageNet weights)."""
 
 
 @dataclass
 class Written:
-    """What ``tl init`` wrote, for the messages and the tests."""
+    """What ``tl init`` wrote (for the messages, the tests and the Python API)."""
 
     configuration: Path
-    labels: Path | None = None
+    training: Path
+    validation: Path
+    labels: Path
+    labels_written: bool = False
+    labels_given: bool = False
+    """The split's labels.json is the dataset's own (its ids kept), not numbered by tl init."""
     split: Path | None = None
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Class name -> (training, validation) images of a split."""
-    linked: bool = True
+    linked: int = 0
+    """Images of the split that are hard links to the originals."""
+    copied: int = 0
+    """Images of the split that are copies (hard links could not be made)."""
 
 
-def _classes(folder: Path) -> list[Path]:
-    return sorted(entry for entry in folder.iterdir()
-                  if entry.is_dir() and not entry.is_symlink() and not entry.name.startswith("."))
+@dataclass
+class _Scan:
+    """The images of one folder per class, and what was left out."""
+
+    classes: dict[str, list[Path]] = field(default_factory=dict)
+    """Class name -> image files, sorted (classes without images are absent)."""
+    empty: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)
 
 
-def _images(folder: Path, reporter: Reporter) -> list[Path]:
-    found: list[Path] = []
-    links: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
-        for name in sorted(files):
-            path = Path(root) / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            (links if path.is_symlink() else found).append(path)
-    if links:
-        reporter.warning(f"{folder.name}: skipping {len(links)} symbolic link(s), e.g. {links[0]}")
-    return found
+def init(dataset: str | Path, reporter: Reporter | None = None, *, folder: str | Path | None = None,
+         split: float | None = None, seed: int = 0, force: bool = False) -> Written:
+    """Write ``configuration.json`` (and what it needs) in ``folder`` (default: the current folder) for the
+    images in ``dataset``; with ``split`` (a share, e.g. 0.2), also the SDK's layout with a validation split.
+
+    :raises ConfigError: (exit code 2) for a dataset or option that cannot work, saying what to do.
+    :raises DatasetError: (exit code 2) for a dataset without usable classes.
+    :raises OutputError: (exit code 1) when something would be replaced, or cannot be written.
+    """
+    from tlcore.report import Reporter
+
+    reporter = reporter or Reporter()
+    typed = str(dataset)
+    dataset = Path(os.path.normpath(Path(dataset).expanduser().absolute()))
+    folder = Path(folder or Path.cwd()).expanduser().absolute()
+    configuration = folder / CONFIGURATION
+    if split is not None and not 0 < split < 1:
+        raise ConfigError(f"--split is {split:g}; give the share of each class kept for validation, e.g. 0.2")
+    if not dataset.exists():
+        raise ConfigError(f"dataset folder not found: {dataset}; give the folder of your images (one folder per "
+                          "class, or training/ and validation/)")
+    if not dataset.is_dir():
+        raise ConfigError(f"{dataset} is a file; give the folder of your images (one folder per class, or "
+                          "training/ and validation/)")
+    if configuration.is_dir():
+        raise OutputError(f"{configuration} is a folder; move it away, or run tl init in another folder")
+    if (configuration.exists() or configuration.is_symlink()) and not force:
+        raise OutputError(f"{configuration} exists; tl init never replaces it without --force")
+    _check_writable(folder)
+    training, validation = dataset / "training", dataset / "validation"
+    if training.is_dir() and validation.is_dir():
+        if split is not None:
+            raise ConfigError(f"{dataset} already has training/ and validation/; leave out --split")
+        written = _sdk_layout(dataset, configuration, reporter)
+    elif validation.is_dir():
+        raise ConfigError(f"{dataset} has validation/ but no training/; put the training images in "
+                          f"{training}/<class name>/")
+    else:
+        source = training if training.is_dir() else dataset
+        if split is None:
+            classes = _class_folders(source)
+            what = f"{len(classes)} class folder{'s' if len(classes) != 1 else ''}" if classes else "no class folders"
+            where = "training/ but no validation/ folder" if source == training else \
+                f"{what} and no training/ and validation/ folders"
+            raise ConfigError(f"{dataset} has {where}; run `tl init {shlex.quote(typed)} --split 0.2` to set a fifth of "
+                              "each class aside for validation (your images are not moved)")
+        written = _split(dataset, source, folder, configuration, split, seed, force, reporter)
+    _write_configuration(configuration, written, seed)
+    _say(reporter, written, dataset, seed)
+    return written
+
+
+def _check_writable(folder: Path) -> None:
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tl-write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to {folder}: {exc.strerror}; run tl init in a folder you can write to") \
+            from None
+
+
+def _class_folders(root: Path) -> list[Path]:
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise DatasetError(f"cannot read the folder {root}: {exc.strerror}; check its permissions") from None
+    return [entry for entry in entries if entry.is_dir() and not entry.is_symlink() and not entry.name.startswith(".")]
+
+
+def _listing(items: list[str], shown: int = 3) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def _relative(path: Path, start: Path) -> str:
     try:
-        return os.path.relpath(path, start)
+        return Path(os.path.relpath(path, start)).as_posix()
     except ValueError:  # another drive (Windows)
         return str(path)
 
 
-def init(dataset: str | Path, reporter: Reporter, *, folder: str | Path | None = None, split: float | None = None,
-         seed: int = 0, force: bool = False) -> Written:
-    """Write ``configuration.json`` (and what it needs) in ``folder`` (default: the current folder)."""
-    dataset = Path(dataset).absolute()
-    folder = Path(folder or Path.cwd()).absolute()
-    configuration = folder / "configuration.json"
-    if not dataset.is_dir():
-        raise ConfigError(f"dataset folder not found: {dataset}; give the folder of your images")
-    if configuration.exists() and not force:
-        raise OutputError(f"{configuration} exists; tl init never replaces it without --force")
-    has_split = (dataset / "training").is_dir() and (dataset / "validation").is_dir()
-    if has_split and split is not None:
-        raise ConfigError(f"{dataset} already has training/ and validation/; leave out --split")
-    if not has_split and split is None:
-        classes = _classes(dataset)
-        what = f"{len(classes)} class folders" if classes else "no class folders"
-        raise ConfigError(f"{dataset} has {what} and no training/ and validation/ folders; run "
-                          f"`tl init {dataset} --split 0.2` to set a fifth of each class aside for validation")
-    if split is not None and not 0 < split < 1:
-        raise ConfigError(f"--split is {split}; give the share of each class kept for validation, e.g. 0.2")
-    written = Written(configuration=configuration)
-    if has_split:
-        training, validation = dataset / "training", dataset / "validation"
-        labels_file = dataset / "labels.json"
-        if not labels_file.exists():
-            names = [entry.name for entry in _classes(training)]
-            if not names:
-                raise DatasetError(f"{training} has no class folders; put the images in {training}/<class name>/")
-            write_json_atomic(labels_file, {name: index for index, name in enumerate(names)})
-            written.labels = labels_file
-    else:
-        assert split is not None
-        training, validation, labels_file = _split(dataset, folder / SPLIT_FOLDER, split, seed, force, reporter,
-                                                   written)
-    write_json_atomic(configuration, {
-        "dataset_training_dir": _relative(training, folder),
-        "dataset_validation_dir": _relative(validation, folder),
-        "evaluate_label_file": _relative(labels_file, folder),
-        "output_dir": "output",
-        "evaluate_result_dir": "output/evaluation",
-        "framework": "keras",
-        "epochs": 10,
-        "batch_size": 32,
-        "input_tensor_size": 224,
-        "weights": "imagenet",
-        "seed": seed,
-    })
-    _say(reporter, written, training, validation, labels_file)
+def _read_labels(path: Path) -> dict[str, int]:
+    """A labels.json the user gave: class name -> unique id of 0 or more."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path} ({type(exc).__name__}); fix it, or remove it and tl init numbers "
+                           "the class folders from 0") from None
+    ids = list(data.values()) if isinstance(data, dict) else []
+    if (not isinstance(data, dict) or not data or len(set(ids)) != len(ids)
+            or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids)):
+        raise DatasetError(f'{path} must map each class name to its own id of 0 or more ({{"cat": 0, "dog": 1}}); '
+                           "fix it, or remove it and tl init numbers the class folders from 0")
+    return data
+
+
+# --- the SDK's layout: training/ and validation/ are there ------------------------------------------------
+
+
+def _sdk_layout(dataset: Path, configuration: Path, reporter: Reporter) -> Written:
+    from tlcore.outputs import write_json_atomic
+    from tlcore.paths import refuse_symlinks
+
+    refuse_symlinks(dataset, "tl init")  # the configuration names it, and tl run refuses links in configured paths
+    training, validation = dataset / "training", dataset / "validation"
+    names = [entry.name for entry in _class_folders(training)]
+    if not names:
+        raise DatasetError(f"{training} has no class folders; put the images of each class in "
+                           f"{training}/<class name>/")
+    untrained = sorted({entry.name for entry in _class_folders(validation)} - set(names))
+    if untrained:
+        reporter.warning(f"validation class folder(s) with no training folder: {_listing(untrained)}; the model "
+                         "cannot learn them")
+    labels_file = dataset / LABELS
+    written = Written(configuration, training, validation, labels_file)
+    if labels_file.exists():
+        known = _read_labels(labels_file)
+        missing = sorted(set(names) - set(known))
+        if missing:
+            reporter.warning(f"{labels_file} has no id for class folder(s) {_listing(missing)}; tl run stops on "
+                             "them: add them to it")
+        return written
+    labels = {name: index for index, name in enumerate(names)}
+    try:
+        write_json_atomic(labels_file, labels)
+    except OSError:  # a read-only dataset: labels.json goes beside the configuration instead
+        labels_file = configuration.parent / LABELS
+        if labels_file.exists():
+            raise OutputError(f"cannot write {dataset / LABELS} (read-only?), and {labels_file} exists; write "
+                              f"{dataset / LABELS} yourself (class name -> id from 0)") from None
+        try:
+            write_json_atomic(labels_file, labels)
+        except OSError as exc:
+            raise OutputError(f"cannot write {labels_file}: {exc.strerror}") from None
+    written.labels, written.labels_written = labels_file, True
     return written
 
 
-def _split(dataset: Path, target: Path, share: float, seed: int, force: bool, reporter: Reporter,
-           written: Written) -> tuple[Path, Path, Path]:
-    import numpy as np
+# --- one folder per class: write a split ---------------------------------------------------------------------
 
-    if target.exists():
-        if not (target / MARKER).is_file():
-            raise OutputError(f"{target} exists and was not made by tl init; move it away")
-        if not force:
-            raise OutputError(f"{target} exists (an earlier tl init); add --force to make it again")
-    classes = _classes(dataset)
-    if not classes:
-        raise DatasetError(f"{dataset} has no class folders; put the images of each class in a folder of its own")
-    if dataset == target or target.is_relative_to(dataset):
-        raise ConfigError(f"run tl init outside {dataset}: the split it writes must not land inside the dataset")
-    plan = []
-    for index, entry in enumerate(classes):
-        images = _images(entry, reporter)
-        if not images:
-            reporter.warning(f'class folder "{entry.name}" has no images; it is left out')
+
+def _split(dataset: Path, source: Path, folder: Path, configuration: Path, share: float, seed: int, force: bool,
+           reporter: Reporter) -> Written:
+    from tlcore.outputs import require_free_space
+
+    real = source.resolve()
+    target = _target(dataset, real, folder)
+    _check_replaceable(target, force)
+    scan = _scan(real, reporter)
+    _warn_left_out(scan, source, reporter)
+    if not scan.classes:
+        raise DatasetError(f"{source} has no class folders with images; put the images of each class in a folder "
+                           f"of its own, e.g. {source}/cat/*.jpg")
+    given = dataset.resolve() / LABELS
+    if given.is_file():
+        labels = _read_labels(given)
+        missing = sorted(set(scan.classes) - set(labels))
+        if missing:
+            raise DatasetError(f'{given} has no id for class "{missing[0]}"; add it, or remove {given.name} and tl '
+                               "init numbers the class folders from 0")
+    else:
+        labels = {name: index for index, name in enumerate(sorted(scan.classes))}
+    plan: list[tuple[Path, str]] = []
+    written = Written(configuration, target / "training", target / "validation", target / LABELS,
+                      labels_written=True, labels_given=given.is_file(), split=target)
+    for name, images in scan.classes.items():
+        held = _held_out(name, images, real / name, share, seed)
+        if len(images) == 1:
+            reporter.warning(f'class "{name}" has one image; it goes to training only')
+        for image in images:
+            part = "validation" if image in held else "training"
+            plan.append((image, f"{part}/{name}/{image.relative_to(real / name).as_posix()}"))
+        written.counts[name] = (len(images) - len(held), len(held))
+    link_works = _can_link(plan[0][0], folder)
+    if not link_works:
+        require_free_space(folder, sum(image.stat().st_size for image, _ in plan) + 2**20, "copying the images")
+    _write_split(target, plan, labels, {"source": str(source), "split": share, "seed": seed}, link_works, reporter,
+                 written)
+    return written
+
+
+def _target(dataset: Path, real: Path, folder: Path) -> Path:
+    """``<folder>/dataset``, or ``<folder>/<name>_split`` when that is the user's own folder (or holds it)."""
+    mine = dataset.resolve()
+
+    def overlaps(target: Path) -> bool:
+        resolved = target.resolve()
+        return any(a.is_relative_to(b) for a, b in ((resolved, mine), (mine, resolved), (resolved, real),
+                                                     (real, resolved)))
+
+    for target in (folder / SPLIT_FOLDER, folder / f"{dataset.name}_split"):
+        if not overlaps(target):
+            return target
+    raise ConfigError(f"run tl init outside {dataset}: the split it writes must not land inside the dataset")
+
+
+def _check_replaceable(target: Path, force: bool) -> None:
+    """A split tl init made may be replaced with ``--force``, while it holds only what tl init wrote."""
+    if not target.exists() and not target.is_symlink():
+        return
+    marker = target / MARKER
+    if target.is_symlink() or not target.is_dir() or not marker.is_file():
+        raise OutputError(f"{target} exists and was not made by tl init; move it away (or run tl init in another "
+                          "folder)")
+    if not force:
+        raise OutputError(f"{target} exists (an earlier tl init); add --force to make it again")
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is None:
+        return
+    known = set(recorded) | {LABELS, MARKER}
+    for root, dirs, names in os.walk(target):
+        for name in sorted(names) + sorted(d for d in dirs if os.path.islink(os.path.join(root, d))):
+            relative = Path(root, name).relative_to(target).as_posix()
+            if relative not in known:
+                raise OutputError(f"{target} holds {relative}, which tl init did not write; move it away, or remove "
+                                  f"{target} yourself (--force replaces only what tl init wrote)")
+
+
+def _scan(root: Path, reporter: Reporter) -> _Scan:
+    scan = _Scan()
+    bar = reporter.progress(None, label="finding images ", unit="files", delay=2.0)
+    seen = 0
+    try:
+        entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+    except OSError as exc:
+        raise DatasetError(f"cannot read the folder {root}: {exc.strerror}; check its permissions") from None
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        order = np.random.default_rng([seed, index]).permutation(len(images))
-        count = min(len(images) - 1, max(1, round(share * len(images)))) if len(images) >= 2 else 0
-        if count == 0:
-            reporter.warning(f'class "{entry.name}" has one image; it goes to training only')
-        held = {int(i) for i in order[:count]}
-        plan += [(image, "validation" if i in held else "training", entry.name) for i, image in enumerate(images)]
-        written.counts[entry.name] = (len(images) - count, count)
-    bar = reporter.progress(len(plan), label="linking images ", unit="files", delay=2.0)
-    with StagedDir(target) as staged:
-        assert staged.path is not None
-        for done, (image, part, name) in enumerate(plan, start=1):
-            destination = staged.path / part / name / image.relative_to(dataset / name)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(image, destination)
-            except OSError:  # another file system, or no hard links there
+        if entry.is_symlink():
+            scan.links.append(entry.path)
+        elif entry.is_dir():
+            images: list[Path] = []
+            for current, dirs, names in os.walk(entry.path, onerror=_unreadable):
+                scan.links += [os.path.join(current, d) for d in dirs if os.path.islink(os.path.join(current, d))]
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(current, d)))
+                for name in sorted(names):
+                    path = os.path.join(current, name)
+                    if name.startswith("."):
+                        continue
+                    if os.path.islink(path):
+                        scan.links.append(path)
+                    elif name.lower().endswith(IMAGE_SUFFIXES):
+                        images.append(Path(path))
+                    else:
+                        scan.others.append(path)
+                    seen += 1
+                    bar.update(seen)
+            if images:
+                scan.classes[entry.name] = images
+            else:
+                scan.empty.append(entry.name)
+        elif entry.name != LABELS:
+            scan.stray.append(entry.name)
+    bar.finish()
+    return scan
+
+
+def _unreadable(error: OSError) -> None:
+    raise DatasetError(f"cannot read the folder {error.filename}: {error.strerror}; check its permissions")
+
+
+def _warn_left_out(scan: _Scan, source: Path, reporter: Reporter) -> None:
+    if scan.links:
+        reporter.warning(f"skipping {len(scan.links)} symbolic link(s), which tl does not follow: "
+                         f"{_listing(scan.links)} (put the files themselves in the class folders)")
+    if scan.others:
+        reporter.warning(f"skipping {len(scan.others)} file(s) that are not images by name: {_listing(scan.others)} "
+                         f"(images are {', '.join(IMAGE_SUFFIXES)})")
+    if scan.stray:
+        reporter.warning(f"{source}: skipping {len(scan.stray)} file(s) outside class folders: {_listing(scan.stray)}")
+    for name in scan.empty:
+        reporter.warning(f'class folder "{name}" has no images; it is left out')
+
+
+def _held_out(name: str, images: list[Path], root: Path, share: float, seed: int) -> set[Path]:
+    """The images of one class set aside for validation: ``share`` of them (at least one when there are two
+    or more, never all), the same for the same seed. Each image's rank is a hash of the seed, the class and
+    its path, so adding or removing an image moves few others."""
+    if len(images) < 2:
+        return set()
+    count = min(len(images) - 1, max(1, math.floor(share * len(images) + 0.5)))
+
+    def rank(image: Path) -> str:
+        key = f"{seed}\0{name}\0{image.relative_to(root).as_posix()}"
+        return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+    return set(sorted(images, key=rank)[:count])
+
+
+def _can_link(image: Path, folder: Path) -> bool:
+    """Whether hard links to the images can be made in ``folder`` (same file system, allowed)."""
+    import tempfile
+
+    probe = Path(tempfile.mkdtemp(prefix=".tl-link-check-", dir=folder))
+    try:
+        os.link(image, probe / "image")
+        return True
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def _write_split(target: Path, plan: list[tuple[Path, str]], labels: dict[str, int], record: dict[str, Any],
+                 link: bool, reporter: Reporter, written: Written) -> None:
+    from tlcore.outputs import StagedDir, signals_deferred
+
+    verb = "linking" if link else "copying"
+    try:
+        with StagedDir(target) as staged:
+            assert staged.path is not None
+            bar = reporter.progress(len(plan), label=f"{verb} images ", unit="files", delay=1.0)
+            for done, (image, relative) in enumerate(plan, start=1):
+                destination = staged.path / relative
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if link:
+                    try:
+                        os.link(image, destination)
+                        written.linked += 1
+                        bar.update(done)
+                        continue
+                    except OSError:  # this one cannot be linked (e.g. not the owner, with protected hard links)
+                        pass
                 shutil.copy2(image, destination)
-                written.linked = False
-            bar.update(done)
-        bar.finish()
-        labels = {name: index for index, name in enumerate(sorted(written.counts))}
-        (staged.path / "labels.json").write_text(json.dumps(labels, indent=2, ensure_ascii=False) + "\n")
-        (staged.path / MARKER).write_text(json.dumps({"source": str(dataset), "split": share, "seed": seed}) + "\n")
-        staged.publish()
-    written.split = target
-    written.labels = target / "labels.json"
-    return target / "training", target / "validation", target / "labels.json"
+                written.copied += 1
+                bar.update(done)
+            bar.finish()
+            (staged.path / LABELS).write_text(json.dumps(dict(sorted(labels.items(), key=lambda kv: kv[1])), indent=2,
+                                                         ensure_ascii=False) + "\n", encoding="utf-8")
+            (staged.path / MARKER).write_text(json.dumps({
+                "tl_version": __version__, **record, "counts": written.counts,
+                "files": [relative for _, relative in plan],
+            }, ensure_ascii=False) + "\n", encoding="utf-8")
+            with signals_deferred():
+                staged.publish()
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; nothing was written (free some space, "
+                          "or run tl init in another folder)") from None
 
 
-def _say(reporter: Reporter, written: Written, training: Path, validation: Path, labels: Path) -> None:
+# --- the configuration and the messages ------------------------------------------------------------------
+
+
+def _write_configuration(configuration: Path, written: Written, seed: int) -> None:
+    from tlcore.outputs import write_json_atomic
+
+    folder = configuration.parent
+    values = {
+        "dataset_training_dir": _relative(written.training, folder),
+        "dataset_validation_dir": _relative(written.validation, folder),
+        "evaluate_label_file": _relative(written.labels, folder),
+        **DEFAULTS,
+        "seed": seed,
+    }
+    try:
+        if configuration.is_symlink():
+            configuration.unlink()  # --force replaces the link, never the file it points to
+        write_json_atomic(configuration, values)
+    except OSError as exc:
+        raise OutputError(f"cannot write {configuration}: {exc.strerror}; run tl init in a folder you can write "
+                          "to") from None
+
+
+def _say(reporter: Reporter, written: Written, dataset: Path, seed: int) -> None:
     if written.split is not None:
         train = sum(t for t, _ in written.counts.values())
         held = sum(v for _, v in written.counts.values())
-        how = "hard links" if written.linked else "copies (hard links were not possible)"
+        if not written.copied:
+            how = f"as hard links to the originals in {dataset}, which are untouched"
+        elif not written.linked:
+            how = f"as copies of the originals in {dataset} (hard links cannot be made here), which are untouched"
+        else:
+            how = (f"as {written.linked} hard links and {written.copied} copies of the originals in {dataset}, "
+                   "which are untouched")
         reporter.info(f"Wrote {written.split}: {train} training and {held} validation images of "
-                      f"{len(written.counts)} classes, as {how} to the originals, which are untouched")
-    if written.labels is not None:
-        reporter.info(f"Wrote {written.labels}: class folder names sorted, ids from 0")
-    reporter.info(f"Wrote {written.configuration} (training {training}, validation {validation}, labels {labels})")
-    reporter.info("Next: tl run   (it reads ./configuration.json; edit it first to change epochs, size or weights)")
+                      f"{len(written.counts)} classes, {how}; the split is stratified and seeded (--seed {seed} "
+                      "makes it again)")
+        if written.linked:
+            reporter.info("  (a hard link is the same file under another name: edit images in your folder, not here)")
+    if written.labels_written:
+        how = f"the ids of {dataset / LABELS}" if written.labels_given else "class folder names sorted, ids from 0"
+        reporter.info(f"Wrote {written.labels}: {how}")
+    else:
+        reporter.info(f"Using {written.labels}")
+    reporter.info(f"Wrote {written.configuration}: framework keras, MobileNetV2 with ImageNet weights, "
+                  f"{DEFAULTS['epochs']} epochs, {DEFAULTS['input_tensor_size']} px; edit it to change them "
+                  "(tl config schema lists every key)")
+    reporter.info("Next: tl run")
+

@@ -1,53 +1,118 @@
-"""A JSON Schema of configuration.json, so that editors complete and check it."""
+"""A JSON Schema of configuration.json, so that editors complete and check it.
+
+Every key is there: the core's (:data:`tlcore.config.CORE_KEYS`) and those every
+installed plugin declares (``tl_config_keys``; a framework's plugin's keys say which
+framework in their description). A :class:`tlcore.config.ConfigKey` maps to JSON
+Schema (draft 2020-12) as: ``type`` (``path`` is a string, ``list`` an array, ``any``
+unconstrained unless the core knows its shape), ``choices`` -> ``enum``, ``minimum``
+and ``maximum``, ``nullable`` -> ``null`` allowed, ``default``, ``help`` ->
+``description``; required keys are ``required`` and unknown keys are refused
+(``"additionalProperties": false``), as ``tl run`` refuses them.
+
+Editors find the schema through the key ``"$schema"`` (which tl ignores), e.g.
+``"$schema": "./tl.schema.json"`` after ``tl config schema > tl.schema.json``.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tlcore.config import CORE_KEYS, REQUIRED, ConfigKey, plugin_config_keys
+from tlcore.config import CORE_KEYS, REQUIRED, SCHEMA_KEY, ConfigKey, plugin_config_keys
 
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
 
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 JSON_TYPES = {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean", "path": "string",
               "list": "array"}
 
 
-def key_schema(key: ConfigKey, note: str = "") -> dict[str, Any]:
-    """One key as a JSON Schema property."""
-    schema: dict[str, Any] = {"description": key.help + (f" ({note})" if note else "")}
+def _shapes() -> dict[str, dict[str, Any]]:
+    """What the core's keys of type ``list`` and ``any`` hold (their checks are code: the schema says the same)."""
+    from tlcore.images import AUGMENTATIONS
+    from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
+
+    three = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
+    return {
+        "weights": {"anyOf": [{"enum": ["imagenet", None]},
+                              {"type": "string", "minLength": 1, "description": "a local weights file"}]},
+        "preprocessing": {"anyOf": [
+            {"enum": [*PRESETS, None]},
+            {"type": "object", "required": ["mean", "std"], "additionalProperties": False, "properties": {
+                "mean": {**three, "description": "per RGB channel, in pixel units (0-255)"},
+                "std": {**three, "items": {"type": "number", "exclusiveMinimum": 0},
+                        "description": "per RGB channel, in pixel units (0-255)"},
+                "channel_order": {"enum": list(CHANNEL_ORDERS), "default": "RGB"},
+            }},
+        ]},
+        "class_weight": {"anyOf": [
+            {"enum": ["balanced", None]},
+            {"type": "object", "minProperties": 1, "additionalProperties": {"type": "number", "minimum": 0},
+             "description": "class name -> weight"},
+        ]},
+        "augmentation": {"items": {"enum": list(AUGMENTATIONS)}},
+        "block_plugins": {"items": {"type": "string", "minLength": 1}},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def key_schema(key: ConfigKey, note: str = "", shape: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One key as a JSON Schema property; ``note`` is added to its description, ``shape`` to its constraints."""
+    description = key.help or key.name
+    if key.type == "path":
+        description += " (a path; relative paths start at the configuration's folder)"
+    schema: dict[str, Any] = {"description": description + (f" [{note}]" if note else "")}
     if key.type in JSON_TYPES:
         types: list[str] = [JSON_TYPES[key.type]]
         if key.nullable:
             types.append("null")
         schema["type"] = types[0] if len(types) == 1 else types
     if key.choices:
-        schema["enum"] = list(key.choices) + ([None] if key.nullable else [])
+        schema["enum"] = [_jsonable(choice) for choice in key.choices] + ([None] if key.nullable else [])
     if key.minimum is not None:
         schema["minimum"] = key.minimum
     if key.maximum is not None:
         schema["maximum"] = key.maximum
+    if key.type == "path" and not key.nullable:
+        schema["minLength"] = 1
+    schema.update(shape or {})
     if key.default is not REQUIRED:
-        schema["default"] = list(key.default) if isinstance(key.default, tuple) else key.default
-    if key.type == "path":
-        schema["format"] = "path"
+        schema["default"] = _jsonable(key.default)
     return schema
 
 
 def json_schema(manager: PluginManager) -> dict[str, Any]:
     """The schema of every key: the core's and those of every loaded plugin (with their framework)."""
-    properties = {key.name: key_schema(key) for key in CORE_KEYS}
+    from tlcore.frameworks import OPTIONAL_KEYS, registered_frameworks
+
+    shapes = _shapes()
+    declared = registered_frameworks(manager, errors={})
+    if declared:
+        shapes["framework"] = {"enum": sorted(declared)}
+    notes = {}
+    for key in OPTIONAL_KEYS:  # core keys that only some frameworks honour say which
+        honouring = sorted(name for name, (framework, _) in declared.items() if key in framework.keys)
+        if honouring and len(honouring) < len(declared):
+            notes[key] = f"framework {' or '.join(honouring)} only"
+    properties: dict[str, Any] = {key.name: key_schema(key, notes.get(key.name, ""), shapes.get(key.name))
+                                  for key in CORE_KEYS}
     for plugin, keys in plugin_config_keys(manager, errors={}).items():
         served = manager.frameworks_of(plugin)
-        note = f"plugin {plugin}" + (f", framework {' or '.join(served)}" if served else "")
+        note = f"plugin {plugin}" + (f"; framework {' or '.join(served)} only" if served else "")
         for key in keys:
             properties.setdefault(key.name, key_schema(key, note))
+    properties = dict(sorted(properties.items()))
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": DRAFT,
         "title": "tl configuration.json",
-        "description": "Configuration of `tl run` and `tl quantize`; relative paths start at the file's folder.",
+        "description": "Configuration of `tl run` and `tl quantize`: relative paths start at the file's folder; "
+                       "made by `tl config schema` for the plugins installed then.",
         "type": "object",
-        "properties": dict(sorted(properties.items())),
+        "properties": {SCHEMA_KEY: {"type": "string", "description": "This schema's path or URL, for editors "
+                                    "(tl ignores it)"}, **properties},
         "required": [key.name for key in CORE_KEYS if key.required],
         "additionalProperties": False,
     }
