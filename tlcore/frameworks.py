@@ -68,7 +68,7 @@ class Framework:
     :param requires: modules it imports; a missing one is a one-line error at start-up.
     :param install: how to install them.
     :param quiet_env: environment variables set before it is imported, unless ``--debug``.
-    :param quiet_loggers: :mod:`logging` loggers set to ERROR, unless ``--debug``.
+    :param quiet_loggers: :mod:`logging` loggers that show errors only, unless ``--debug``.
     :param message_noise: regular expressions removed from its libraries' error messages.
     """
 
@@ -107,15 +107,32 @@ class Framework:
                 f'framework "{self.name}" needs {", ".join(missing)}, which is not installed; {self.install or "install it"}'
             )
 
-    def quieten(self) -> None:
-        """Silence the framework's own start-up and log chatter (``tl run`` without ``--debug``)."""
+    def quieten(self, quiet: bool = True) -> None:
+        """Silence the framework's own start-up and log chatter (``tl run`` without ``--debug``), or with
+        ``quiet=False`` let it through again (a later ``--debug`` call in the same process).
+
+        Its loggers get a filter that drops records below ERROR, rather than a level: libraries
+        set their logger's level when first used (TensorFlow sets INFO in an interactive shell
+        such as a notebook), after this has run.
+        """
         import logging
         import os
 
-        for name, value in self.quiet_env.items():
-            os.environ.setdefault(name, value)
+        if quiet:
+            for name, value in self.quiet_env.items():
+                os.environ.setdefault(name, value)
         for name in self.quiet_loggers:
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logger = logging.getLogger(name)
+            if quiet and _errors_only not in logger.filters:
+                logger.addFilter(_errors_only)
+            elif not quiet:
+                logger.removeFilter(_errors_only)
+
+
+def _errors_only(record: Any) -> bool:
+    import logging
+
+    return bool(record.levelno >= logging.ERROR)
 
 
 def served_by(plugin: Any) -> tuple[str, ...] | None:

@@ -29,7 +29,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-def load_plugins(builtins: Sequence[str], blocked: Sequence[str], configured: Sequence[str],
+def load_plugins(builtins: Sequence[str] | None, blocked: Sequence[str], configured: Sequence[str],
                  extra: Sequence[str], plugins: Sequence[Any] = ()) -> tuple[PluginManager, list[str]]:
     """A plugin manager without the ``blocked`` (``--block``) and ``configured`` (``block_plugins``) plugins,
     with ``plugins`` (objects or modules) registered last; a broken plugin or an unknown ``--block`` name is
@@ -47,13 +47,13 @@ def load_plugins(builtins: Sequence[str], blocked: Sequence[str], configured: Se
     return manager, notes
 
 
-def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[str], blocked: Sequence[str] = (),
+def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[str] | None, blocked: Sequence[str] = (),
             extra: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
             plugins: Sequence[Any] = ()) -> Prepared:
     """Load the plugins (minus blocked ones), then read and check ``configuration`` with their keys.
 
     :param configuration: configuration.json's path, or the configuration as a dict.
-    :param builtins: module names of the built-in plugins.
+    :param builtins: module names of the built-in plugins (``None``: tl's own, as the command line finds them).
     :param blocked: plugin names not to load (``--block``), besides the configuration's ``block_plugins``.
     :param extra: module names to load as plugins (``-p MODULE``).
     :param overrides: key -> value replacing the configuration's (``--set``), checked like them.

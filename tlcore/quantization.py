@@ -201,8 +201,7 @@ def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporte
 
     started = time.monotonic()
     framework = framework_of(config, manager)
-    if not debug:
-        framework.quieten()
+    framework.quieten(quiet=not debug)
     hooks = Hooks(manager, framework)
     hooks.require(REQUIRED_HOOKS)
     if config.tflite:

@@ -51,6 +51,10 @@ def format_metrics(metrics):
     return " - ".join(f"{name}: {value:.4f}" for name, value in metrics.items())
 
 
+MIN_RATE_SECONDS = 0.05
+"""Progress shows a rate once this much time has passed."""
+
+
 class Progress:
     """A progress line for ``total`` steps of ``unit`` (e.g. images).
 
@@ -104,7 +108,8 @@ class Progress:
         else:
             parts.append(f"{self.label}{self.done}")
         rate = self.done / elapsed
-        parts.append(f"{rate:.1f} {self.unit}/s")
+        if elapsed >= MIN_RATE_SECONDS:  # a rate over a few milliseconds (cached features) says nothing
+            parts.append(f"{rate:.1f} {self.unit}/s" if rate < 1000 else f"{rate:,.0f} {self.unit}/s")
         if self.total and self.done < self.total and rate > 0:
             parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
         elif self.done:

@@ -51,6 +51,7 @@ class RunResult:
     :param plugins: which plugin answered each step (hook name -> plugin name).
     :param seconds: the wall time of the run.
     :param quantization: with ``"quantize": true``, the :class:`tlcore.quantization.QuantizationResult`.
+    :param reports: the report files written beside ``results.json`` (confusion matrix, curves, summary ...).
     """
 
     metrics: Mapping[str, Any]
@@ -62,10 +63,36 @@ class RunResult:
     seconds: float = 0.0
     quantization: QuantizationResult | None = None
     """With ``"quantize": true``: what quantizing for the IMX500 produced."""
+    reports: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
         object.__setattr__(self, "plugins", MappingProxyType(dict(self.plugins)))
+
+    @property
+    def output_dir(self) -> Path:
+        """The run's ``output_dir`` (``saved_model`` and, after quantizing, ``imx500`` are in it)."""
+        return self.saved_model_dir.parent
+
+    @property
+    def evaluate_result_dir(self) -> Path:
+        """Where ``results.json`` and the reports are."""
+        return self.results_file.parent
+
+    @property
+    def summary(self) -> Path | None:
+        """The human-readable summary page (``summary.html``), when a reports plugin wrote one."""
+        return next((path for path in self.reports if path.name.startswith("summary.")), None)
+
+    def report(self, name: str) -> Path:
+        """The report file called ``name`` (e.g. ``"confusion_matrix.png"``).
+
+        :raises KeyError: naming the reports there are, when this run wrote no such file.
+        """
+        for path in self.reports:
+            if path.name == name:
+                return path
+        raise KeyError(f"{name}: this run wrote no such report; it wrote {', '.join(p.name for p in self.reports)}")
 
 
 def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
@@ -85,8 +112,7 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
     """
     started = time.monotonic()
     framework = framework_of(config, manager)
-    if not debug:
-        framework.quieten()
+    framework.quieten(quiet=not debug)
     hooks = Hooks(manager, framework)
     hooks.require(REQUIRED_HOOKS)
     if config.quantize:
@@ -163,7 +189,7 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
     assert hooks.framework is not None
     result = RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
                        saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
-                       seconds=seconds)
+                       seconds=seconds, reports=tuple(config.evaluate_result_dir / name for name in reports))
     return result, classifier, dataset
 
 

@@ -175,8 +175,7 @@ def quantize_sdk(path: str | Path, manager: PluginManager, reporter: Reporter, *
     started = time.monotonic()
     config = load_sdk_config(path)
     framework = framework_of(config, manager)
-    if not debug:
-        framework.quieten()
+    framework.quieten(quiet=not debug)
     hooks = Hooks(manager, framework)
     hooks.require([*REQUIRED_HOOKS, "tl_export_tflite"])
     dataset = sdk_dataset(config)

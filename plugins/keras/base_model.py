@@ -147,6 +147,11 @@ def load_user_model(path, config, reporter):
 
 @hookimpl(trylast=True)
 def tl_load_base_model(config, reporter):
+    import tensorflow as tf
+
+    # A run starts here: drop what earlier runs in this process (a notebook kernel) left in Keras' global
+    # state, so that layer names, memory and tracing do not grow from run to run.
+    tf.keras.backend.clear_session()
     with reporter.activity("Loading the base model"):
         if config.source_keras_model is None:
             return load_mobilenet_v2(config, reporter)

@@ -1,0 +1,108 @@
+"""tl in Python: the same runs as the command line, for scripts and notebooks.
+
+::
+
+    import tlcore
+
+    result = tlcore.train("configuration.json", epochs=5)      # keys as keyword arguments, checked like the file
+    result.metrics["top_1_accuracy"], result.history[-1], result.saved_model_dir
+    tlcore.predict(result.saved_model_dir.parent, ["photo.jpg"], top_k=3)
+    tlcore.quantize("configuration.json")                       # for the IMX500 (imx500 extra)
+    tlcore.list_plugins()["frameworks"]
+
+Every call builds its plugins afresh (the built-ins, the installed ones, and
+``plugins`` given for this call only), so a second call in the same notebook
+kernel starts clean. Errors are :class:`tlcore.errors.TLError` with the same one-line
+messages as the command line; Ctrl-C (a notebook's stop button) raises
+``KeyboardInterrupt`` and leaves earlier outputs as they were. Importing
+:mod:`tlcore` imports no framework: TensorFlow or PyTorch load when a run needs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from tlcore.prediction import Prediction
+    from tlcore.quantization import QuantizationResult
+    from tlcore.run import RunResult
+
+
+
+def _header(prepared: Any, reporter: Any) -> None:
+    from tlcore import __version__
+
+    config = prepared.config
+    reporter.info(f"tl {__version__}: {config.config_file} (framework {prepared.framework.name})")
+    for note in prepared.notes:
+        reporter.warning(note)
+
+
+def train(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = (), block: Sequence[str] = (),
+          debug: bool = False, **overrides: Any) -> RunResult:
+    """Train, save and evaluate as ``config`` says, like ``tl run``, and return the :class:`RunResult`.
+
+    :param config: configuration.json's path, or the configuration as a dict (its relative paths start at
+        the current folder).
+    :param plugins: plugin objects or modules to use for this call only (e.g. a class defined in a cell).
+    :param block: names of plugins not to use.
+    :param debug: show the frameworks' own log messages.
+    :param overrides: configuration keys for this call (``epochs=5``), checked like the file's.
+    """
+    from tlcore.prepare import prepare
+    from tlcore.report import Reporter
+    from tlcore.run import run
+
+    prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
+    reporter = Reporter(debug=debug)
+    _header(prepared, reporter)
+    return run(prepared.config, prepared.manager, reporter, debug=debug)
+
+
+def quantize(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = (), block: Sequence[str] = (),
+             debug: bool = False, **overrides: Any) -> QuantizationResult:
+    """Quantize the model ``train`` saved for ``config`` for the IMX500, like ``tl quantize``; a path to
+    the AITRIOS SDK quantize notebook's configuration works too."""
+    from tlcore.config import read_selection
+    from tlcore.prepare import load_plugins, prepare
+    from tlcore.quantization import quantize as quantize_model
+    from tlcore.report import Reporter
+    from tlcore.sdk_quantize import is_sdk_form, quantize_sdk
+
+    reporter = Reporter(debug=debug)
+    if not isinstance(config, Mapping) and is_sdk_form(config):
+        from tlcore.errors import ConfigError
+        if overrides:
+            raise ConfigError("keyword arguments work with tl's own configuration, not the SDK quantize notebook's")
+        manager, notes = load_plugins(None, block, read_selection(config)[0], (), plugins)
+        for note in notes:
+            reporter.warning(note)
+        return quantize_sdk(config, manager, reporter, debug=debug)
+    prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
+    _header(prepared, reporter)
+    return quantize_model(prepared.config, prepared.manager, reporter, debug=debug)
+
+
+def predict(model_dir: str | Path, images: str | Path | Iterable[str | Path], top_k: int = 5, *,
+            quantized: bool = False, plugins: Sequence[Any] = ()) -> list[Prediction]:
+    """The ``top_k`` labels, with scores, of each image (files or folders), like ``tl predict``.
+
+    :param model_dir: ``output_dir/saved_model``, ``output_dir/imx500``, or the ``output_dir`` holding them.
+    :param quantized: with an ``output_dir``, use its quantized model.
+    :returns: one :class:`tlcore.prediction.Prediction` (``path``, ``predictions``: ``(label, score)`` best
+        first) per image that could be decoded, in the order given.
+    """
+    from tlcore.pluginmanager import make_plugin_manager
+    from tlcore.prediction import predict as predict_images
+
+    images = [images] if isinstance(images, (str, Path)) else list(images)
+    return predict_images(model_dir, images, top_k, quantized=quantized, manager=make_plugin_manager(objects=plugins))
+
+
+def list_plugins(*, plugins: Sequence[Any] = ()) -> dict[str, Any]:
+    """What ``tl plugins list --json`` prints: ``plugins``, ``frameworks`` (with their steps), ``call_order``."""
+    from tlcore.listing import describe
+    from tlcore.pluginmanager import make_plugin_manager
+
+    return describe(make_plugin_manager(objects=plugins))
