@@ -120,6 +120,12 @@ def _weights(value, base_dir):
     return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
 
 
+def _mixed_precision(value, base_dir):
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f'is {json.dumps(value)}; use "auto" (on where the device benefits), true or false')
+
+
 def _preprocessing(value, base_dir):
     """A preset name, or ``{"mean": [r, g, b], "std": [r, g, b], "channel_order": "RGB"}`` in pixel units."""
     from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
@@ -217,6 +223,9 @@ CORE_KEYS = (
               help="Adam learning rate of the new head"),
     ConfigKey("dropout", "number", default=0.2, minimum=0.0, maximum=0.9,
               help="dropout before the new head"),
+    ConfigKey("mixed_precision", "any", default="auto", convert=_mixed_precision,
+              help='float16 compute, float32 weights: "auto" (on GPUs that benefit, with tensor cores), true or '
+                   "false; the saved model is float32 either way"),
     ConfigKey("augmentation", "list", default=(), convert=_augmentation,
               help="random changes to training images, any of flip, rotation, zoom, contrast, brightness"),
     ConfigKey("fine_tune_layers", "integer", default=0, minimum=0, maximum=100000,
@@ -422,6 +431,8 @@ class RunConfig:
     preprocessing: str | Mapping[str, Any] | None = None
     learning_rate: float = 0.001
     dropout: float = 0.2
+    mixed_precision: bool | str = "auto"
+    """``"auto"``, true or false as configured; a run resolves ``"auto"`` to a bool for the devices it has."""
     augmentation: tuple = ()
     fine_tune_layers: int = 0
     feature_cache: str = "auto"

@@ -26,8 +26,8 @@ DEFAULT_FRAMEWORK = "keras"
 RUN_STEPS = ("tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model", "tl_predict")
 """The framework steps every ``tl run`` needs, in the order a run calls them."""
 
-STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_export_tflite")
-"""Every framework step: the run's, loading a saved model (``tl predict``), and quantization."""
+STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_export_tflite", "tl_devices")
+"""Every framework step: the run's, loading a saved model (``tl predict``), quantization, and the devices."""
 
 STEP_NAMES = {
     "tl_load_base_model": "load the base model",
@@ -39,17 +39,63 @@ STEP_NAMES = {
     "tl_quantize": "quantize",
     "tl_export_quantized": "export a quantized model",
     "tl_export_tflite": "export TFLite models",
+    "tl_devices": "describe its devices",
 }
 
 OPTIONAL_KEYS = (
     "source_keras_model", "weights", "mobilenet_alpha", "preprocessing", "learning_rate", "dropout",
     "augmentation", "fine_tune_layers", "feature_cache", "early_stopping_patience", "early_stopping_monitor",
     "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
-    "fine_tune_learning_rate",
+    "fine_tune_learning_rate", "mixed_precision",
 )
 """Core configuration keys a framework may or may not honour; the others apply to every framework."""
 
 LAYOUTS = ("NHWC", "NCHW")
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What a run computes on, as its framework finds it (``tl_devices``): said at the start of a run, and
+    what ``"mixed_precision": "auto"`` follows.
+
+    :param accelerators: one description per GPU (or other accelerator) the run uses, e.g.
+        ``"GPU 0: NVIDIA A100-SXM4-40GB (compute 8.0)"``; empty when it runs on the CPU.
+    :param cpu: the CPU, e.g. ``"CPU (8 cores)"``.
+    :param mixed_precision_benefits: whether float16 compute is faster on these devices (GPUs with tensor
+        cores, compute capability 7.0 or more).
+    """
+
+    accelerators: tuple[str, ...] = ()
+    cpu: str = field(default_factory=lambda: cpu_description())
+    mixed_precision_benefits: bool = False
+
+    def mixed_precision(self, setting: bool | str) -> bool:
+        """Whether to compute in float16: the configured ``mixed_precision``, with ``"auto"`` resolved."""
+        return setting if isinstance(setting, bool) else self.mixed_precision_benefits
+
+    def describe(self, mixed_precision: bool) -> str:
+        where = "; ".join(self.accelerators) if self.accelerators else self.cpu
+        return f"Devices: {where}; mixed precision {'on' if mixed_precision else 'off'}"
+
+
+def cpu_description() -> str:
+    """``"CPU (N cores)"``: the cores this process may use."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return f"CPU ({cores} core{'s' if cores != 1 else ''})"
+
+
+MIXED_PRECISION_CAPABILITY = (7, 0)
+"""NVIDIA compute capability from which float16 runs on tensor cores (Volta and later): mixed precision pays."""
+
+
+def gpu_description(index: int, name: str, capability: tuple[int, int] | None) -> str:
+    shown = f" (compute {capability[0]}.{capability[1]})" if capability else ""
+    return f"GPU {index}: {name}{shown}"
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tlcore.config import ConfigKey, RunConfig
     from tlcore.dataset import DatasetIndex
     from tlcore.evaluation import Predictions
-    from tlcore.frameworks import Framework
+    from tlcore.frameworks import Devices, Framework
     from tlcore.preprocessing import Preprocessing
     from tlcore.quantization import Calibration, Conversion
     from tlcore.report import Reporter
@@ -83,6 +83,19 @@ def tl_load_dataset(config: RunConfig, reporter: Reporter) -> DatasetIndex | Non
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter` for messages and progress.
     :returns: a :class:`tlcore.dataset.DatasetIndex`.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_devices(config: RunConfig) -> Devices | None:
+    """Framework step: the devices this run computes on (GPUs when there are, else the CPU).
+    Stops at first non-None result. Optional (a framework without it says nothing and computes in float32).
+
+    The core prints it at the start of a run and resolves ``"mixed_precision": "auto"`` by it: the
+    ``config`` the later steps get has ``mixed_precision`` true or false.
+
+    :param config: the :class:`tlcore.config.RunConfig` (``mixed_precision`` as configured).
+    :returns: a :class:`tlcore.frameworks.Devices`.
     """
 
 

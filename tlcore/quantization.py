@@ -45,7 +45,8 @@ TFLITE_RECORD = "tflite.json"
 
 QUANTIZATION_KEYS = ("quantize", "quantization_images", "quantization_method", "gptq_epochs", "tpc_version",
                      "quantization_max_drop", "imx500_input_persistency", "tflite")
-UNRELATED_KEYS = (*QUANTIZATION_KEYS, "block_plugins", "evaluate_result_dir", "bad_images", "feature_cache")
+UNRELATED_KEYS = (*QUANTIZATION_KEYS, "block_plugins", "evaluate_result_dir", "bad_images", "feature_cache",
+                  "mixed_precision")
 """Keys that may change between training and quantizing: they do not change the trained model."""
 
 REQUIRED_HOOKS = ("tl_load_dataset", "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_predict", "tl_evaluate")

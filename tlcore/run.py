@@ -17,7 +17,7 @@ from tlcore.config import check_framework_keys
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
 from tlcore.evaluation import evaluate, evaluate_model, scored
-from tlcore.frameworks import RUN_STEPS, Framework, registered_frameworks, select_framework
+from tlcore.frameworks import RUN_STEPS, Devices, Framework, registered_frameworks, select_framework
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
     MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
     from tlcore.report import Reporter
 
-ANSWER_HOOKS = ("tl_load_dataset", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",
+ANSWER_HOOKS = ("tl_load_dataset", "tl_devices", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",
                 "tl_export_quantized", "tl_export_tflite", "tl_convert")
 """The first-answer hooks, in the order ``tl plugins list`` shows them."""
 
@@ -193,6 +193,19 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
     return result, classifier, dataset
 
 
+def on_devices(hooks: Hooks, config: RunConfig, reporter: Reporter) -> RunConfig:
+    """Say which devices the framework computes on, and resolve ``"mixed_precision": "auto"`` for them."""
+    devices, plugin = hooks.first("tl_devices", config=config)
+    if devices is None:
+        return replace(config, mixed_precision=config.mixed_precision is True)
+    if not isinstance(devices, Devices):
+        raise PluginError(f'plugin "{plugin}" returned {type(devices).__name__} from tl_devices; it must return a '
+                          "tlcore.frameworks.Devices")
+    mixed = devices.mixed_precision(config.mixed_precision)
+    reporter.info(devices.describe(mixed))
+    return replace(config, mixed_precision=mixed)
+
+
 def _earlier_reports(config: RunConfig) -> list[str]:
     """The report files the previous run in this output_dir wrote (its tl_run.json lists them): they are tl's
     to replace, and removed when this run does not write them again."""
@@ -208,6 +221,7 @@ def _earlier_reports(config: RunConfig) -> list[str]:
 def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
                          answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any, list[str]]:
     preprocessing = Preprocessing.from_config(config, hooks.framework)
+    config = on_devices(hooks, config, reporter)
     common: dict[str, Any] = {"config": config, "reporter": reporter}
     model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
     extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)

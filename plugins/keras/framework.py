@@ -50,6 +50,22 @@ def inference(model):
 
 
 @hookimpl(trylast=True)
+def tl_devices(config):
+    """The GPU TensorFlow places the run's operations on (the first it sees), else the CPU."""
+    import tensorflow as tf
+
+    from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return Devices()
+    details = tf.config.experimental.get_device_details(gpus[0])
+    capability = details.get("compute_capability")
+    return Devices((gpu_description(0, details.get("device_name", gpus[0].name), capability),),
+                   mixed_precision_benefits=capability is not None and tuple(capability) >= MIXED_PRECISION_CAPABILITY)
+
+
+@hookimpl(trylast=True)
 def tl_predict(model, images):
     from plugins.keras.tflite import TFLiteModel
 

@@ -7,10 +7,44 @@ from tlcore.hookspecs import hookimpl
 TL_FRAMEWORK = "keras"
 
 
+def float32_model(model):
+    """``model`` itself, or with mixed precision a copy computing in float32 with the same weights: the saved
+    model is float32 (what MCT quantizes, and what runs everywhere)."""
+    import tensorflow as tf
+
+    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
+        return model
+
+    def float32(node):  # every layer's dtype policy (a Policy object's config, or "mixed_float16") -> float32
+        if isinstance(node, dict):
+            return {key: "float32" if key == "dtype" and (isinstance(value, dict) or str(value).startswith("mixed"))
+                    else float32(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [float32(value) for value in node]
+        return node
+
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = tf.keras.Model.from_config(float32(model.get_config()))
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
 @hookimpl(trylast=True)
 def tl_save_model(model, path, reporter):
     import tensorflow as tf
 
+    model = float32_model(model)
     with reporter.activity("Saving the SavedModel"):
         # One explicit serving signature instead of Keras' per-layer traces: several times faster to
         # write, and the folder still loads with tf.keras.models.load_model, tf.saved_model.load and

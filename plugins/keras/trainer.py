@@ -38,7 +38,8 @@ def build_classifier(extractor, num_outputs, size, dropout):
     elif len(features.shape) != 2:
         features = tf.keras.layers.Flatten(name="flatten")(features)
     head_layers = [tf.keras.layers.Dropout(dropout, name="dropout")] if dropout else []
-    head_layers.append(tf.keras.layers.Dense(num_outputs, activation="softmax", name="predictions"))
+    # float32 scores even with mixed precision: a float16 softmax loses small probabilities
+    head_layers.append(tf.keras.layers.Dense(num_outputs, activation="softmax", name="predictions", dtype="float32"))
 
     def head(tensor):
         for layer in head_layers:
@@ -124,7 +125,7 @@ class KerasTrainable:
         self._features = inference(classifier.features)
 
     def features(self, images):
-        return self._features(images).numpy()
+        return self._features(images).numpy().astype("float32", copy=False)  # float16 with mixed precision
 
     def head_scores(self, features):
         return inference(self.classifier.head)(features).numpy()

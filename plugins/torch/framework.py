@@ -29,6 +29,20 @@ def tl_frameworks():
 
 
 @hookimpl(trylast=True)
+def tl_devices(config):
+    """The first GPU when torch sees one (the trainer uses it), else the CPU."""
+    import torch
+
+    from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
+
+    if not torch.cuda.is_available():
+        return Devices()
+    capability = tuple(torch.cuda.get_device_capability(0))
+    return Devices((gpu_description(0, torch.cuda.get_device_name(0), capability),),
+                   mixed_precision_benefits=capability >= MIXED_PRECISION_CAPABILITY)
+
+
+@hookimpl(trylast=True)
 def tl_predict(model, images):
     import torch
 

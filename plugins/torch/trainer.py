@@ -103,35 +103,60 @@ def model_key(model):
     return "torch:" + digest.hexdigest()
 
 
+class Device:
+    """Where the classifier computes: the first GPU when there is one, else the CPU; with ``mixed``, in
+    float16 on a GPU (bfloat16 on the CPU) while the weights stay float32."""
+
+    def __init__(self, mixed):
+        import torch
+
+        self.torch = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.mixed = mixed
+
+    def tensor(self, array):
+        import torch
+
+        return torch.from_numpy(array).to(self.torch, non_blocking=True)
+
+    def autocast(self):
+        import torch
+
+        dtype = torch.float16 if self.torch.type == "cuda" else torch.bfloat16
+        return torch.autocast(self.torch.type, dtype=dtype, enabled=self.mixed)
+
+
 class TorchSteps:
     """The training and test steps of one phase: on features only the head trains, else images go through
     the whole classifier (its base stays in inference mode, BatchNorm frozen)."""
 
-    def __init__(self, classifier, cached, learning_rate, class_weights):
+    def __init__(self, classifier, cached, learning_rate, class_weights, device):
         import torch
 
         self.classifier = classifier
         self.cached = cached
+        self.device = device
         self.trained = classifier.head if cached else classifier
         parameters = [p for p in self.trained.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(parameters, lr=learning_rate)
-        weight = torch.tensor(class_weights) if class_weights is not None else None
+        weight = torch.tensor(class_weights, device=device.torch) if class_weights is not None else None
         self.loss_of = torch.nn.CrossEntropyLoss(weight=weight)
+        self.scaler = torch.amp.GradScaler(device.torch.type, enabled=device.mixed and device.torch.type == "cuda")
 
     def _logits(self, inputs):
-        return self.classifier.head(inputs if self.cached else self.classifier.features(inputs))
+        with self.device.autocast():
+            logits = self.classifier.head(inputs if self.cached else self.classifier.features(inputs))
+        return logits.float()
 
     def train(self, inputs, labels):
-        import torch
-
         self.classifier.features.eval()
         self.classifier.head.train()
-        inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
+        inputs, labels = self.device.tensor(inputs), self.device.tensor(labels)
         self.optimizer.zero_grad(set_to_none=True)
         scores = self._logits(inputs)
         loss = self.loss_of(scores, labels)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return float(loss.detach()), int((scores.argmax(dim=1) == labels).sum())
 
     def test(self, inputs, labels):
@@ -139,7 +164,7 @@ class TorchSteps:
 
         self.classifier.eval()
         with torch.inference_mode():
-            inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
+            inputs, labels = self.device.tensor(inputs), self.device.tensor(labels)
             scores = self._logits(inputs)
             return float(self.loss_of(scores, labels)), int((scores.argmax(dim=1) == labels).sum())
 
@@ -157,34 +182,35 @@ class TorchSteps:
 class TorchTrainable:
     """The PyTorch classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
 
-    def __init__(self, extractor, classifier, dim):
+    def __init__(self, extractor, classifier, dim, device):
         self.extractor = extractor
         self.classifier = classifier
         self.dim = dim
+        self.device = device
         self.name = type(extractor).__name__
         self.layers = len(leaf_modules(extractor))
 
     def features(self, images):
         import torch
 
-        with torch.inference_mode():
-            return self.classifier.features(torch.from_numpy(images)).numpy()
+        with torch.inference_mode(), self.device.autocast():
+            return self.classifier.features(self.device.tensor(images)).float().cpu().numpy()
 
     def head_scores(self, features):
         import torch
 
         self.classifier.eval()
         with torch.inference_mode():
-            return torch.softmax(self.classifier.head(torch.from_numpy(features)), dim=1).numpy()
+            return torch.softmax(self.classifier.head(self.device.tensor(features)), dim=1).cpu().numpy()
 
     def model_key(self):
-        return model_key(self.extractor)
+        return model_key(self.extractor) + (":mixed" if self.device.mixed else "")
 
     def freeze(self, layers):
         freeze(self.extractor, layers)
 
     def steps(self, cached, learning_rate, class_weights):
-        return TorchSteps(self.classifier, cached, learning_rate, class_weights)
+        return TorchSteps(self.classifier, cached, learning_rate, class_weights, self.device)
 
 
 @hookimpl(trylast=True)
@@ -202,5 +228,10 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     classifier = Classifier(features, dim, dataset.num_outputs, config.dropout)
     parameters = sum(p.numel() for p in classifier.parameters())
     require_free_space(config.output_dir, parameters * 4 + 16 * 2**20, "the saved model")
-    fit(TorchTrainable(model, classifier, dim), dataset, preprocessing, config, reporter, events)
+    device = Device(config.mixed_precision is True)
+    classifier.to(device.torch)
+    try:
+        fit(TorchTrainable(model, classifier, dim, device), dataset, preprocessing, config, reporter, events)
+    finally:
+        classifier.cpu()  # saved and evaluated from the CPU, float32 whatever the training precision
     return classifier.eval()
