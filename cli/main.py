@@ -77,8 +77,10 @@ def guarded(debug, outputs):
         if getattr(stop, "result", None) is not None:
             click.echo(f"{_fresh_line()}{word} after the outputs were written: {outputs} are complete.", err=True)
         else:
+            resume = getattr(stop, "resume_epoch", None)
+            hint = f" `tl run --resume` continues after epoch {resume}." if resume else ""
             click.echo(f"{_fresh_line()}{word}: stopped before finishing; no output was written and earlier outputs "
-                       "are unchanged.", err=True)
+                       f"are unchanged.{hint}", err=True)
         sys.exit(code)
     except TLError as exc:
         if debug:
@@ -130,13 +132,17 @@ def parse_overrides(items):
 @set_option
 @block_option
 @plugin_option
+@click.option("--resume", is_flag=True,
+              help="Continue the run that was interrupted in this output_dir from its last finished epoch.")
 @debug_option
-def run(configuration, overrides, blocked, extra, debug):
+def run(configuration, overrides, blocked, extra, resume, debug):
     """Train, save and evaluate as CONFIGURATION.json says (default: ./configuration.json).
 
     Writes output_dir/saved_model (the framework's model format, with labels.json
     and preprocessing.json beside it) and evaluate_result_dir/results.json. Paths
-    in the configuration are relative to its folder.
+    in the configuration are relative to its folder. After every epoch the run's
+    state is saved in output_dir/.tl-checkpoint/ (removed when the run ends), so an
+    interrupted run continues with --resume.
     """
     from tlcore.prepare import prepare
     from tlcore.report import Reporter
@@ -149,7 +155,7 @@ def run(configuration, overrides, blocked, extra, debug):
         _header(reporter, prepared)
         for note in prepared.notes:
             reporter.warning(note)
-        run_flow(prepared.config, prepared.manager, reporter, debug=debug)
+        run_flow(prepared.config, prepared.manager, reporter, debug=debug, resume=resume)
 
 
 @main.command()

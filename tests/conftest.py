@@ -99,6 +99,15 @@ class Project:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*"))
 
 
+CHECKPOINT = ".tl-checkpoint"
+"""The folder in output_dir where a run keeps its state after every epoch, for `tl run --resume`: not an output."""
+
+
+def is_output(path):
+    """Whether ``path`` is one of a run's outputs (not its lock, nor the checkpoint of an interrupted run)."""
+    return CHECKPOINT not in Path(path).parts and Path(path).name != ".tl-lock"
+
+
 DELETE = object()
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import tests.fake_framework as fake
 import tlcore
-from tests.conftest import REPO
+from tests.conftest import REPO, is_output
 from tlcore.errors import ConfigError, PluginError
 
 
@@ -116,7 +116,8 @@ def test_predict_and_list_plugins(config, project):
 
 def test_an_interrupted_call_keeps_the_earlier_outputs_and_the_signal_handlers(config, project):
     first = tlcore.train(config, plugins=[fake])
-    before = {path: path.read_bytes() for path in sorted(project.root.joinpath("out").rglob("*")) if path.is_file()}
+    before = {path: path.read_bytes() for path in sorted(project.root.joinpath("out").rglob("*"))
+              if path.is_file() and is_output(path)}
     results = first.results_file.read_bytes()
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
 
@@ -128,7 +129,8 @@ def test_an_interrupted_call_keeps_the_earlier_outputs_and_the_signal_handlers(c
 
     with pytest.raises(KeyboardInterrupt):
         tlcore.train(config, plugins=[fake, Stop()], epochs=4)
-    after = {path: path.read_bytes() for path in sorted(project.root.joinpath("out").rglob("*")) if path.is_file()}
+    after = {path: path.read_bytes() for path in sorted(project.root.joinpath("out").rglob("*"))
+             if path.is_file() and is_output(path)}
     assert after == before and first.results_file.read_bytes() == results
     assert not [path for path in project.root.rglob("*") if "tl-partial" in path.name or "tl-old" in path.name]
     assert {number: signal.getsignal(number) for number in handlers} == handlers

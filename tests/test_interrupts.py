@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.builders import colour_project
-from tests.conftest import REPO
+from tests.conftest import REPO, is_output
 
 pytestmark = pytest.mark.tensorflow
 
@@ -39,7 +39,8 @@ def snapshot(root):
     files = {}
     for folder in ("out", "results"):
         for path in sorted((root / folder).rglob("*")):
-            files[str(path.relative_to(root))] = path.read_bytes() if path.is_file() else None
+            if is_output(path.relative_to(root)):
+                files[str(path.relative_to(root))] = path.read_bytes() if path.is_file() else None
     return files
 
 

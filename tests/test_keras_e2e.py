@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.builders import texture_dataset, write_labels
-from tests.conftest import REPO, Project, one_line_error, run_tl
+from tests.conftest import REPO, Project, is_output, one_line_error, run_tl
 from tlcore.preprocessing import PRESETS
 
 pytestmark = pytest.mark.tensorflow
@@ -299,7 +299,8 @@ def output_files(project):
     snapshot = {}
     for folder in ("out", "results"):
         for path in sorted((project.root / folder).rglob("*")):
-            snapshot[str(path.relative_to(project.root))] = None if path.is_dir() else path.read_bytes()
+            if is_output(path.relative_to(project.root)):
+                snapshot[str(path.relative_to(project.root))] = None if path.is_dir() else path.read_bytes()
     return snapshot
 
 

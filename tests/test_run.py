@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from plugins import BUILTIN_PLUGINS
-from tests.conftest import one_line_error
+from tests.conftest import CHECKPOINT, is_output, one_line_error
 from tlcore.config import load_config
 from tlcore.errors import OutputError, PluginError
 from tlcore.hookspecs import hookimpl
@@ -262,7 +262,9 @@ def test_failure_after_training_keeps_previous_outputs(project):
         run_with(project, FailsEvaluating(), epochs=1)
     assert {p.name: p.read_bytes() for p in saved.iterdir()} == before
     assert project.results() == results_before
-    assert sorted(p.name for p in (project.root / "out").iterdir()) == ["saved_model"], "no partial folders"
+    assert sorted(p.name for p in (project.root / "out").iterdir() if is_output(p)) == ["saved_model"], \
+        "no partial folders"
+    assert (project.root / "out" / CHECKPOINT).is_dir(), "the trained state stays, for tl run --resume"
 
 
 def test_a_new_run_replaces_its_own_previous_model(project):

@@ -289,7 +289,8 @@ def test_ctrl_c_while_training_stops_and_writes_nothing(small, tmp_path):
         if run.process.poll() is None:
             run.process.kill()
     assert "Interrupted" in run.output and "Traceback" not in run.output
-    assert not (root / "out").exists()
+    assert re.search(r"`tl run --resume` continues after epoch \d+\.", run.output), run.output
+    assert [path.name for path in (root / "out").iterdir()] == [".tl-checkpoint"], "no output, only the checkpoint"
 
 
 def test_imagenet_download_failure_names_the_ways_out(small, tmp_path):

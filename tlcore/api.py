@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from tlcore.run import RunResult
 
 
-
 def _header(prepared: Any, reporter: Any) -> None:
     from tlcore import __version__
 
@@ -40,13 +39,14 @@ def _header(prepared: Any, reporter: Any) -> None:
 
 
 def train(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = (), block: Sequence[str] = (),
-          debug: bool = False, **overrides: Any) -> RunResult:
+          resume: bool = False, debug: bool = False, **overrides: Any) -> RunResult:
     """Train, save and evaluate as ``config`` says, like ``tl run``, and return the :class:`RunResult`.
 
     :param config: configuration.json's path, or the configuration as a dict (its relative paths start at
         the current folder).
     :param plugins: plugin objects or modules to use for this call only (e.g. a class defined in a cell).
     :param block: names of plugins not to use.
+    :param resume: continue the interrupted run whose checkpoint is in ``output_dir`` (``tl run --resume``).
     :param debug: show the frameworks' own log messages.
     :param overrides: configuration keys for this call (``epochs=5``), checked like the file's.
     """
@@ -57,7 +57,7 @@ def train(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = ()
     prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
     reporter = Reporter(debug=debug)
     _header(prepared, reporter)
-    return run(prepared.config, prepared.manager, reporter, debug=debug)
+    return run(prepared.config, prepared.manager, reporter, debug=debug, resume=resume)
 
 
 def quantize(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = (), block: Sequence[str] = (),

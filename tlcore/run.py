@@ -24,7 +24,7 @@ from tlcore.outputs import (
     staged_json, write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
-from tlcore.training import RunEvents
+from tlcore.training import Checkpoint, RunEvents
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -103,8 +103,10 @@ def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
     return framework
 
 
-def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug: bool = False) -> RunResult:
-    """Run the whole flow for a validated ``config`` and return its :class:`RunResult`.
+def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug: bool = False,
+        resume: bool = False) -> RunResult:
+    """Run the whole flow for a validated ``config`` and return its :class:`RunResult`; with ``resume``,
+    continue the interrupted run whose checkpoint is in ``output_dir`` (``tl run --resume``).
 
     Observer plugins hear ``tl_on_run_failed`` when the run fails or is interrupted
     after it started. A ``KeyboardInterrupt`` that arrives after the outputs were
@@ -121,14 +123,14 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
         hooks.require(QUANTIZE_HOOKS)
     with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
                      command_line(), reporter):
-        return _locked_run(hooks, manager, config, reporter, started, debug)
+        return _locked_run(hooks, manager, config, reporter, started, debug, resume)
 
 
 def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporter: Reporter, started: float,
-                debug: bool) -> RunResult:
+                debug: bool, resume: bool) -> RunResult:
     hooks.all("tl_on_run_start", config=config)
     try:
-        result, classifier, dataset = _run(hooks, config, reporter, started)
+        result, classifier, dataset = _run(hooks, config, reporter, started, resume)
         if config.quantize:
             from tlcore.quantization import quantize_locked
 
@@ -160,7 +162,8 @@ def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporte
             reporter.warning(f'plugin "{impl.plugin_name}" failed in tl_on_run_failed: {describe_exception(exc)}')
 
 
-def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) -> tuple[RunResult, Any, DatasetIndex]:
+def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float,
+         resume: bool = False) -> tuple[RunResult, Any, DatasetIndex]:
     check_replaceable(config.saved_model_dir)
     if config.results_file.exists() and not config.results_file.is_file():
         raise OutputError(f"{config.results_file} exists and is not a file; move it away or choose another "
@@ -172,13 +175,16 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float) ->
             f'plugin "{answered["tl_load_dataset"]}" returned {type(dataset).__name__} from tl_load_dataset; '
             "it must return a tlcore.dataset.DatasetIndex"
         )
+    events = RunEvents(hooks, config)
     created = prepare_output_dir(config.output_dir, "output_dir")
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
-        events = RunEvents(hooks, config)
+        events.checkpoint = Checkpoint.open(config, dataset, reporter, resume)
         metrics, classifier, reports = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
-    except BaseException:
+    except BaseException as error:
         remove_if_empty(created)
+        if isinstance(error, KeyboardInterrupt) and events.checkpoint is not None and events.checkpoint.epoch:
+            error.resume_epoch = events.checkpoint.epoch  # type: ignore[attr-defined]  # the CLI says so
         raise
     seconds = time.monotonic() - started
     reporter.info(f"Saved model: {config.saved_model_dir}")
@@ -273,6 +279,8 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
                 staged.publish()
                 reports.publish()
                 os.replace(results, config.results_file)
+                if events.checkpoint is not None:
+                    events.checkpoint.remove()  # the run is complete: nothing to resume
         except OSError as exc:
             raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
         finally:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from tlcore.calls import Hooks
@@ -46,6 +48,8 @@ class RunEvents:
         self._config = config
         self.history: list[dict[str, float]] = []
         self.early_stopping: dict[str, Any] | None = None
+        self.checkpoint: Checkpoint | None = None
+        """Where :func:`fit` saves the state after every epoch, and what it resumes from (``tl run --resume``)."""
         self.validation_scores: tuple[Any, Any] | None = None
         """``(rows, scores)``: the trained classifier's scores of the validation images, when the trainer
         had their features already (then the core does not run the images through the model again)."""
@@ -182,6 +186,8 @@ class TrainingLoop:
 
     def __iter__(self) -> Iterator[int]:
         for epoch in range(self.first, self.last + 1):
+            if self._stop():  # a resumed run whose early stopping had already decided
+                break
             self.epoch = epoch
             self.reporter.info(f"Epoch {epoch}/{self.epochs}" + (f" ({self.note})" if self.note else ""))
             self.events.epoch_start(epoch)
@@ -257,11 +263,13 @@ def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple
                train_step: Callable[[Any, Any], tuple[float, float]],
                test_step: Callable[[Any, Any], tuple[float, float]],
                learning_rate: LearningRate | None = None,
-               set_learning_rate: Callable[[float], None] | None = None) -> None:
+               set_learning_rate: Callable[[float], None] | None = None, *, first_step: int = 0,
+               after_epoch: Callable[[int, int], None] | None = None) -> None:
     """The usual loop over ``loop``'s epochs: ``train_batches(epoch)`` through ``train_step``,
     then ``validation_batches()`` through ``test_step``; each step returns ``(mean loss, correct)``.
-    With a varying ``learning_rate``, ``set_learning_rate`` is called before every training step."""
-    step = 0
+    With a varying ``learning_rate``, ``set_learning_rate`` is called before every training step
+    (counted from ``first_step``). ``after_epoch(epoch, steps done)`` follows every epoch."""
+    step = first_step
     for epoch in loop:
         for images, labels in train_batches(epoch):
             if learning_rate is not None and learning_rate.varies and set_learning_rate is not None:
@@ -273,6 +281,8 @@ def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple
             loss, correct = test_step(images, labels)
             loop.validated(len(labels), loss, correct)
         loop.end_epoch()
+        if after_epoch is not None:
+            after_epoch(epoch, step)
 
 
 class StreamedData:
@@ -397,7 +407,12 @@ def announce_training(reporter: Reporter, config: RunConfig, num_outputs: int, b
 
 
 class Steps(Protocol):
-    """A framework's training and test steps for one phase (see :class:`Trainable`)."""
+    """A framework's training and test steps for one phase (see :class:`Trainable`).
+
+    ``snapshot()``/``restore(state)`` keep and give back the trained weights (early stopping). Steps may
+    also have ``state()``/``load_state(state)``: weights and optimizer state, picklable, which a checkpoint
+    keeps so that a resumed run continues exactly (without them it resumes the weights only).
+    """
 
     def train(self, images: Any, labels: Any) -> tuple[float, float]: ...
 
@@ -408,6 +423,126 @@ class Steps(Protocol):
     def snapshot(self) -> Any: ...
 
     def restore(self, state: Any) -> None: ...
+
+
+def _state(steps: Steps) -> Any:
+    """What a checkpoint keeps of a phase's steps: their whole state (weights and optimizer) when they can give
+    it (``state()``), else their weights (``snapshot()``)."""
+    state = getattr(steps, "state", None)
+    return ("state", state()) if callable(state) else ("snapshot", steps.snapshot())
+
+
+def _load_state(steps: Steps, saved: Any) -> None:
+    kind, state = saved
+    if kind == "state" and callable(getattr(steps, "load_state", None)):
+        steps.load_state(state)  # type: ignore[attr-defined]
+    else:
+        steps.restore(state if kind == "snapshot" else state["weights"])
+
+
+CHECKPOINT_FOLDER = ".tl-checkpoint"
+CHECKPOINT_FILE = "state.pickle"
+
+
+class Checkpoint:
+    """The state of a run after its last finished epoch, in ``output_dir/.tl-checkpoint/``: the seed, the
+    phase, the history, the trained weights and the optimizer's state. Saved atomically after every epoch,
+    removed when the run has written its outputs; ``tl run --resume`` continues from it.
+
+    ``fingerprint`` identifies what was trained (the keys that shape the model, and the images): a
+    checkpoint is resumed only while it holds.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str, resumed: dict[str, Any] | None = None):
+        self.folder = folder
+        self.fingerprint = fingerprint
+        self.resumed = resumed
+        self.epoch: int | None = resumed["epoch"] if resumed is not None else None
+        """The epoch of the state saved last (what ``--resume`` continues after), or None."""
+
+    @classmethod
+    def open(cls, config: RunConfig, dataset: DatasetIndex, reporter: Reporter, resume: bool) -> Checkpoint:
+        """The run's checkpoint: with ``resume``, the interrupted run's (checked); else a fresh one.
+
+        :raises ConfigError: with ``resume``, when there is nothing to resume, or it was another training.
+        """
+        import shutil
+        from datetime import datetime
+
+        from tlcore.errors import ConfigError
+
+        folder = config.output_dir / CHECKPOINT_FOLDER
+        fingerprint = training_fingerprint(config, dataset)
+        saved = cls._read(folder / CHECKPOINT_FILE)
+        if not resume:
+            if saved is not None:
+                reporter.info(f"Starting over: removing the checkpoint an interrupted run left after epoch "
+                              f"{saved['epoch']} (tl run --resume continues such a run)")
+            shutil.rmtree(folder, ignore_errors=True)
+            return cls(folder, fingerprint)
+        if saved is None:
+            raise ConfigError(f"nothing to resume in {config.output_dir}: no interrupted run left a checkpoint "
+                              f"there ({CHECKPOINT_FOLDER}/); run without --resume")
+        if saved.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{config.config_file.name}: the configuration or the training images changed since "
+                              f"the interrupted run (its checkpoint is of epoch {saved['epoch']}); set them back to "
+                              "resume it, or run without --resume to start over")
+        when = datetime.fromtimestamp((folder / CHECKPOINT_FILE).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        reporter.info(f"Resuming after epoch {saved['epoch']} of {saved['epochs']} (checkpoint of {when})")
+        return cls(folder, fingerprint, saved)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any] | None:
+        import pickle
+
+        try:
+            with open(path, "rb") as handle:
+                state = pickle.load(handle)
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001 - a damaged checkpoint: as if there were none
+            return None
+        return state if isinstance(state, dict) and "epoch" in state else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the checkpoint with ``state``, atomically (a crash mid-write keeps the previous one)."""
+        import os
+        import pickle
+        import tempfile
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile("wb", dir=self.folder, prefix=".state.", delete=False)
+        try:
+            with handle:
+                pickle.dump({**state, "fingerprint": self.fingerprint}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, self.folder / CHECKPOINT_FILE)
+            self.epoch = state["epoch"]
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def training_fingerprint(config: RunConfig, dataset: DatasetIndex) -> str:
+    """A hash of what shapes the trained model: the configuration's keys (but the outputs', quantization's and
+    precision's) and the training and validation images."""
+    import hashlib
+    import json
+
+    from tlcore.quantization import UNRELATED_KEYS
+
+    keys = {key: value for key, value in config.to_dict().items()
+            if key not in UNRELATED_KEYS and key not in ("config_file", "output_dir")}
+    digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())
+    digest.update(dataset.training.fingerprint().encode())
+    digest.update(dataset.validation.fingerprint().encode())
+    return digest.hexdigest()[:24]
 
 
 class Trainable(Protocol):
@@ -457,8 +592,11 @@ def phases(config: RunConfig) -> list[Phase]:
 
 def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
         reporter: Reporter, events: RunEvents) -> None:
-    """Train ``trainable``'s head (and fine-tune its base) as the configuration says."""
-    seed = run_seed(config)
+    """Train ``trainable``'s head (and fine-tune its base) as the configuration says; with a checkpoint
+    (``events.checkpoint``), save the state after every epoch, and continue from a resumed one."""
+    checkpoint = events.checkpoint
+    resumed = checkpoint.resumed if checkpoint is not None else None
+    seed = resumed["seed"] if resumed is not None else run_seed(config)
     weights = class_weights(config, dataset)
     holdout = None
     if config.early_stopping_patience and config.early_stopping_monitor == "holdout":
@@ -469,7 +607,11 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         reporter.warning("early stopping watches the validation images, so their Top-1 accuracy is optimistic; "
                          '"early_stopping_monitor": "holdout" keeps them for measuring only')
     first = 1
-    for phase in phases(config):
+    for index, phase in enumerate(phases(config)):
+        if resumed is not None and index < resumed["phase"]:
+            continue  # finished before the interruption: the resumed state holds what it trained
+        if resumed is not None and index == resumed["phase"]:
+            first = resumed["first"]
         trainable.freeze(phase.layers)
         data = training_data(dataset, preprocessing, config, reporter, seed, compute=trainable.features,
                              dim=trainable.dim, model_key=trainable.model_key, frozen=phase.layers == 0,
@@ -477,14 +619,32 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         steps = trainable.steps(data.cached, phase.learning_rate, weights)
         announce_training(reporter, config, dataset.num_outputs, trainable.name, trainable.layers, data.cached,
                           tuned=phase.layers, epochs=phase.epochs)
+        last = first + phase.epochs - 1
+        start, first_step = first, 0
+        best = None
+        if resumed is not None and index == resumed["phase"]:
+            _load_state(steps, resumed["steps"])
+            events.history[:] = resumed["history"]
+            start, first_step, best = resumed["epoch"] + 1, resumed["step"], resumed["best"]
+            resumed = None
         loop = TrainingLoop(reporter, events, total_epochs(config), data.num_train, data.num_validation,
-                            first=first, last=first + phase.epochs - 1, note=phase.note if len(phases(config)) > 1
+                            first=start, last=last, note=phase.note if len(phases(config)) > 1
                             else "", patience=config.early_stopping_patience, snapshot=steps.snapshot,
                             restore=steps.restore)
+        loop.epoch, loop.best = start - 1, best
         per_epoch = math.ceil(data.num_train / config.batch_size)
         rate = LearningRate(phase.learning_rate, config.learning_rate_schedule, config.warmup_epochs, phase.epochs,
                             per_epoch)
-        run_epochs(loop, data.training, data.validation, steps.train, steps.test, rate, steps.set_learning_rate)
+
+        def save(epoch: int, step: int, index: int = index, first: int = first, loop: TrainingLoop = loop,
+                 steps: Steps = steps) -> None:
+            if checkpoint is not None:
+                checkpoint.save({"seed": seed, "phase": index, "first": first, "epoch": epoch, "step": step,
+                                 "epochs": total_epochs(config), "history": list(events.history), "best": loop.best,
+                                 "steps": _state(steps)})
+
+        run_epochs(loop, data.training, data.validation, steps.train, steps.test, rate, steps.set_learning_rate,
+                   first_step=first_step, after_epoch=save)
         first = loop.epoch + 1
     if isinstance(data, CachedData):  # the final classifier is the frozen base + this head: score what is cached
         validation = data.sets["validation"]

@@ -112,6 +112,18 @@ class KerasSteps:
     def restore(self, state):
         self.model.set_weights(state)
 
+    def state(self):
+        """Weights and optimizer state (step count, Adam's moments), for a checkpoint: a resumed run goes on
+        exactly."""
+        return {"weights": self.snapshot(), "optimizer": [variable.numpy() for variable in self.optimizer.variables]}
+
+    def load_state(self, state):
+        self.restore(state["weights"])
+        if state["optimizer"]:
+            self.optimizer.build(self.model.trainable_variables)
+            for variable, value in zip(self.optimizer.variables, state["optimizer"], strict=True):
+                variable.assign(value)
+
 
 class KerasTrainable:
     """The Keras classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""

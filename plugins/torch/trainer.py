@@ -178,6 +178,15 @@ class TorchSteps:
     def restore(self, state):
         self.trained.load_state_dict(state)
 
+    def state(self):
+        """Weights and optimizer (and gradient scaler) state, for a checkpoint: a resumed run goes on exactly."""
+        return {"weights": self.snapshot(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state(self, state):
+        self.restore(state["weights"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+
 
 class TorchTrainable:
     """The PyTorch classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""

@@ -1,0 +1,138 @@
+"""Checkpoints after every epoch and `tl run --resume` (fake framework; one real run per framework)."""
+
+import json
+
+import pytest
+
+import tests.fake_framework as fake
+import tlcore
+from tests.conftest import CHECKPOINT, REPO, one_line_error
+from tlcore.errors import ConfigError
+from tlcore.hookspecs import hookimpl
+
+SETTINGS = {"epochs": 4, "seed": 3, "learning_rate": 0.3, "batch_size": 2}
+
+
+class StopAfter:
+    """Ctrl-C as the epoch after ``epoch`` ends (its checkpoint is not written: the last one is ``epoch``'s)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    @hookimpl
+    def tl_on_epoch_end(self, epoch):
+        if epoch == self.epoch + 1:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def config(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    return {**project.values, **SETTINGS}
+
+
+def model_of(result):
+    return json.loads((result.saved_model_dir / "model.json").read_text())
+
+
+def test_an_interrupted_run_resumes_from_its_last_epoch_and_ends_as_if_never_stopped(config, tmp_path, capsys):
+    whole = tlcore.train({**config, "output_dir": str(tmp_path / "whole"), "evaluate_result_dir": str(tmp_path / "w")},
+                         plugins=[fake])
+    with pytest.raises(KeyboardInterrupt):
+        tlcore.train(config, plugins=[fake, StopAfter(2)])
+    assert (tmp_path / "out" / CHECKPOINT).is_dir() and not (tmp_path / "out" / "saved_model").exists()
+    capsys.readouterr()
+    resumed = tlcore.train(config, plugins=[fake], resume=True)
+    printed = capsys.readouterr().out
+    assert "Resuming after epoch 2 of 4 (checkpoint of " in printed
+    assert "Epoch 1/4" not in printed and "Epoch 2/4" not in printed and "Epoch 3/4" in printed
+    assert resumed.history == whole.history, "epochs 1-2 from the checkpoint, 3-4 trained as the whole run did"
+    assert model_of(resumed) == model_of(whole) and resumed.metrics == whole.metrics
+    assert not (tmp_path / "out" / CHECKPOINT).exists(), "a finished run leaves nothing to resume"
+
+
+def test_the_command_line_resumes_after_ctrl_c(project, monkeypatch):
+    (project.root / "stopper.py").write_text(
+        "from tlcore.hookspecs import hookimpl\n\n\n@hookimpl\ndef tl_on_epoch_end(epoch):\n"
+        "    if epoch == 3:\n        raise KeyboardInterrupt\n")
+    monkeypatch.chdir(project.root)
+    written = project.write(**SETTINGS)
+    stopped = project.run("-p", "stopper", config=written)
+    assert stopped.exit_code == 130
+    resumed = project.run("--resume", config=written)
+    assert resumed.exit_code == 0, resumed.output
+    assert "Resuming after epoch 2 of 4" in resumed.stdout and "Epoch 3/4" in resumed.stdout
+    assert [row["epoch"] for row in json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
+            ["history"]] == [1, 2, 3, 4]
+    assert project.run("--resume", config=written).exit_code == 2, "nothing to resume after a finished run"
+
+
+def test_resume_with_nothing_to_resume_says_so(project):
+    result = project.run("--resume", config=project.write(**SETTINGS))
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith(f"Error: nothing to resume in {project.root / 'out'}: no interrupted run left "
+                                             "a checkpoint there")
+    assert not (project.root / "out").exists(), "nothing written"
+
+
+def test_a_changed_configuration_is_not_resumed(config):
+    with pytest.raises(KeyboardInterrupt):
+        tlcore.train(config, plugins=[fake, StopAfter(1)])
+    with pytest.raises(ConfigError, match="the configuration or the training images changed since the interrupted "
+                                          r"run \(its checkpoint is of epoch 1\)"):
+        tlcore.train(config, plugins=[fake], resume=True, learning_rate=0.1)
+    tlcore.train(config, plugins=[fake], resume=True)
+
+
+def test_a_run_without_resume_starts_over_and_removes_the_checkpoint(config, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        tlcore.train(config, plugins=[fake, StopAfter(2)])
+    capsys.readouterr()
+    with pytest.raises(KeyboardInterrupt):
+        tlcore.train(config, plugins=[fake, StopAfter(0)])
+    assert "Starting over: removing the checkpoint an interrupted run left after epoch 2" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        tlcore.train(config, plugins=[fake], resume=True)
+
+
+def test_a_seedless_run_resumes_with_the_seed_it_started_with(config, tmp_path):
+    config["seed"] = None
+    with pytest.raises(KeyboardInterrupt):
+        tlcore.train(config, plugins=[fake, StopAfter(1)])
+    import pickle
+
+    seed = pickle.loads((tmp_path / "out" / CHECKPOINT / "state.pickle").read_bytes())["seed"]
+    resumed = tlcore.train(config, plugins=[fake], resume=True)
+    again = tlcore.train({**config, "seed": seed, "output_dir": str(tmp_path / "again"),
+                          "evaluate_result_dir": str(tmp_path / "again")}, plugins=[fake])
+    assert resumed.history == again.history
+
+
+def photos(tmp_path, **changes):
+    return {"dataset_training_dir": str(REPO / "examples" / "photos" / "dataset" / "training"),
+            "dataset_validation_dir": str(REPO / "examples" / "photos" / "dataset" / "validation"),
+            "weights": None, "mobilenet_alpha": 0.35, "input_tensor_size": 64, "seed": 0, "epochs": 2,
+            "fine_tune_layers": 3, "fine_tune_epochs": 2, "dropout": 0.0,
+            "output_dir": str(tmp_path / "out"), "evaluate_result_dir": str(tmp_path / "out"), **changes}
+
+
+def resumed_in_fine_tuning(tmp_path, framework):
+    """Stopped in the fine-tuning phase (after epoch 3 of 4), resumed: it ends with the uninterrupted run."""
+    whole = tlcore.train(photos(tmp_path / "whole", framework=framework))
+    with pytest.raises(KeyboardInterrupt):
+        tlcore.train(photos(tmp_path, framework=framework), plugins=[StopAfter(3)])
+    resumed = tlcore.train(photos(tmp_path, framework=framework), resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    for mine, theirs in zip(resumed.history, whole.history, strict=True):
+        assert mine == pytest.approx(theirs, rel=1e-4, abs=1e-5)
+    assert resumed.metrics["top_1_accuracy"] == pytest.approx(whole.metrics["top_1_accuracy"], abs=1 / 32)
+
+
+@pytest.mark.tensorflow
+def test_keras_resumes_in_the_fine_tuning_phase(tmp_path):
+    resumed_in_fine_tuning(tmp_path, "keras")
+
+
+@pytest.mark.torch
+def test_torch_resumes_in_the_fine_tuning_phase(tmp_path):
+    resumed_in_fine_tuning(tmp_path, "torch")
