@@ -17,6 +17,7 @@ BUILTIN_PLUGINS = (
     "plugins.keras.quantize",
     "plugins.keras.tflite",
     "plugins.torch.framework",
+    "plugins.torch.distributed",
     "plugins.torch.base_model",
     "plugins.top_removal.torch_head",
     "plugins.torch.trainer",

@@ -77,7 +77,7 @@ def test_plugins_list_json_and_hook_filter():
     assert keras["steps"]["tl_remove_top_layer"] == ["top_removal.classifier_head"]
     assert "keras.trainer" in keras["plugins"] and "metrics.top1" not in keras["plugins"]
     assert frameworks["fake"]["declared_by"] == "tests.fake_framework"
-    assert frameworks["fake"]["missing_steps"] == ["tl_export_tflite", "tl_devices"]
+    assert frameworks["fake"]["missing_steps"] == ["tl_export_tflite", "tl_devices", "tl_cluster"]
 
     filtered = json.loads(invoke("plugins", "list", "--json", "--hook", "tl_train", "-p", "tests.fake_framework").output)
     assert [record["name"] for record in filtered["plugins"]] == ["tests.fake_framework", "keras.trainer",

@@ -223,6 +223,11 @@ CORE_KEYS = (
               help="Adam learning rate of the new head"),
     ConfigKey("dropout", "number", default=0.2, minimum=0.0, maximum=0.9,
               help="dropout before the new head"),
+    ConfigKey("distribute", "string", default="auto", choices=("auto", "multi_worker"),
+              help="workers: auto (the engine's environment when it is set: torchrun's variables; else one), "
+                   "or multi_worker (that environment is required)"),
+    ConfigKey("worker_timeout", "integer", default=300, minimum=5, maximum=86400,
+              help="seconds a worker waits for the others (to start, or at a step) before the run stops"),
     ConfigKey("mixed_precision", "any", default="auto", convert=_mixed_precision,
               help='float16 compute, float32 weights: "auto" (on GPUs that benefit, with tensor cores), true or '
                    "false; the saved model is float32 either way"),
@@ -431,6 +436,8 @@ class RunConfig:
     preprocessing: str | Mapping[str, Any] | None = None
     learning_rate: float = 0.001
     dropout: float = 0.2
+    distribute: str = "auto"
+    worker_timeout: int = 300
     mixed_precision: bool | str = "auto"
     """``"auto"``, true or false as configured; a run resolves ``"auto"`` to a bool for the devices it has."""
     augmentation: tuple = ()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from tlcore.distributed import SINGLE, Cluster
 from tlcore.loader import ImageBatches, run_batches
 from tlcore.outputs import StagedDir, require_free_space
 
@@ -50,8 +51,10 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(features, label ids)`` batches of the usable rows, in ``order`` (positions in :attr:`rows`).
+    def batches(self, batch_size: int, order: np.ndarray | None = None,
+                with_rows: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+        """``(features, label ids)`` batches of the usable rows, in ``order`` (positions in :attr:`rows`);
+        ``with_rows`` adds the batch's row numbers (its images' indices in the split).
 
         Rows are read by index in ascending order per batch, so a memory-mapped cache stays on disk.
         """
@@ -60,7 +63,8 @@ class FeatureSet:
         rows = self.rows if order is None else self.rows[order]
         for start in range(0, len(rows), batch_size):
             chosen = np.sort(rows[start:start + batch_size])
-            yield np.asarray(self.features[chosen], dtype=np.float32), self.labels[chosen]
+            batch = (np.asarray(self.features[chosen], dtype=np.float32), self.labels[chosen])
+            yield (*batch, chosen) if with_rows else batch
 
 
 def can_cache(config: RunConfig, frozen: bool | None = None) -> bool:
@@ -86,19 +90,36 @@ def fingerprint(model_key: str, preprocessing: Preprocessing, dataset: DatasetIn
 
 def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model_key: Callable[[], str],
                     dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
-                    reporter: Reporter) -> dict[str, FeatureSet]:
+                    reporter: Reporter, cluster: Cluster = SINGLE) -> dict[str, FeatureSet]:
     """``{split: FeatureSet}`` of the training and validation images.
 
     :param compute: model input batch -> features (n x ``dim``, float32), in inference mode.
     :param dim: the number of features per image.
     :param model_key: returns a string that changes whenever the features would (the
         framework's hash of weights and architecture); called only for the disk cache.
+    :param cluster: with several workers, each computes its share of the images and the
+        shares are gathered (in memory, on every worker; the disk cache is for one worker).
     """
     import numpy as np
 
     labels = {name: np.asarray(getattr(dataset, name).label_ids, dtype=np.int64) for name in SPLITS}
     size = sum(len(getattr(dataset, name)) for name in SPLITS) * dim * 4
     mode = config.feature_cache
+    if cluster.size > 1:
+        reporter.info(f"Computing features once per image, each of {cluster.size} workers its share ({dim} values "
+                      f"each, {size / 2**20:.1f} MiB in memory)")
+        sets = {}
+        for name in SPLITS:
+            split = getattr(dataset, name)
+            features = np.zeros((len(split), dim), dtype=np.float32)
+            mine = cluster.share(range(len(split)))
+            local = _extract(compute, split, preprocessing, config, features, reporter, order=mine)
+            bad = []
+            for rows, values, undecodable in cluster.gather((mine, features[mine], local)):
+                features[rows] = values
+                bad += undecodable
+            sets[name] = FeatureSet(features, labels[name], _rows(len(features), bad))
+        return sets
     if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
         reporter.info(f"Computing features once per image ({dim} values each, {size / 2**20:.1f} MiB in memory)")
         sets = {}
@@ -140,12 +161,12 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     }
 
 
-def _extract(compute, split, preprocessing, config, out, reporter) -> list:
-    """Fill the rows of ``out`` with the features of ``split``'s images; return ``[(index, reason)]``
-    of the images that could not be decoded (their rows stay unset)."""
+def _extract(compute, split, preprocessing, config, out, reporter, order=None) -> list:
+    """Fill the rows of ``out`` with the features of ``split``'s images (those of ``order`` only, when
+    given); return ``[(index, reason)]`` of the images that could not be decoded (their rows stay unset)."""
     import numpy as np
 
-    batches = ImageBatches(split, preprocessing, config.batch_size, bad_images=config.bad_images)
+    batches = ImageBatches(split, preprocessing, config.batch_size, order=order, bad_images=config.bad_images)
 
     def store(batch):
         out[batch.indices] = np.asarray(compute(batch.images), dtype=np.float32).reshape(len(batch), -1)

@@ -26,7 +26,8 @@ DEFAULT_FRAMEWORK = "keras"
 RUN_STEPS = ("tl_load_base_model", "tl_remove_top_layer", "tl_train", "tl_save_model", "tl_predict")
 """The framework steps every ``tl run`` needs, in the order a run calls them."""
 
-STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_export_tflite", "tl_devices")
+STEPS = (*RUN_STEPS, "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_export_tflite", "tl_devices",
+         "tl_cluster")
 """Every framework step: the run's, loading a saved model (``tl predict``), quantization, and the devices."""
 
 STEP_NAMES = {
@@ -40,13 +41,14 @@ STEP_NAMES = {
     "tl_export_quantized": "export a quantized model",
     "tl_export_tflite": "export TFLite models",
     "tl_devices": "describe its devices",
+    "tl_cluster": "run on several workers",
 }
 
 OPTIONAL_KEYS = (
     "source_keras_model", "weights", "mobilenet_alpha", "preprocessing", "learning_rate", "dropout",
     "augmentation", "fine_tune_layers", "feature_cache", "early_stopping_patience", "early_stopping_monitor",
     "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
-    "fine_tune_learning_rate", "mixed_precision",
+    "fine_tune_learning_rate", "mixed_precision", "distribute", "worker_timeout",
 )
 """Core configuration keys a framework may or may not honour; the others apply to every framework."""
 

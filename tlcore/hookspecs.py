@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from tlcore.config import ConfigKey, RunConfig
     from tlcore.dataset import DatasetIndex
+    from tlcore.distributed import Cluster
     from tlcore.evaluation import Predictions
     from tlcore.frameworks import Devices, Framework
     from tlcore.preprocessing import Preprocessing
@@ -96,6 +97,21 @@ def tl_devices(config: RunConfig) -> Devices | None:
 
     :param config: the :class:`tlcore.config.RunConfig` (``mixed_precision`` as configured).
     :returns: a :class:`tlcore.frameworks.Devices`.
+    """
+
+
+@hookspec(firstresult=True)
+def tl_cluster(config: RunConfig, reporter: Reporter) -> Cluster | None:
+    """Framework step: join the other workers of a run, the engine's own way (torchrun's environment for
+    torch). Stops at first non-None result. Optional: without it, or with None, the run has one worker.
+
+    Called before the run takes its output lock or does any work: a bad environment is a
+    :class:`tlcore.errors.ConfigError`; ``"distribute": "multi_worker"`` without the engine's environment
+    too. Waits at most ``worker_timeout`` seconds for the other workers.
+
+    :param config: the :class:`tlcore.config.RunConfig` (``distribute``, ``worker_timeout``).
+    :param reporter: the :class:`tlcore.report.Reporter`.
+    :returns: a :class:`tlcore.distributed.Cluster` with the engine's collectives, or None.
     """
 
 

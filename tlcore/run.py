@@ -16,6 +16,7 @@ from tlcore.calls import Hooks
 from tlcore.config import check_framework_keys
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
+from tlcore.distributed import SINGLE, Cluster
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Devices, Framework, registered_frameworks, select_framework
 from tlcore.lock import command_line, output_lock
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
     from tlcore.report import Reporter
 
-ANSWER_HOOKS = ("tl_load_dataset", "tl_devices", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",
+ANSWER_HOOKS = ("tl_cluster", "tl_load_dataset", "tl_devices", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",
                 "tl_export_quantized", "tl_export_tflite", "tl_convert")
 """The first-answer hooks, in the order ``tl plugins list`` shows them."""
 
@@ -121,16 +122,36 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
         from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
 
         hooks.require(QUANTIZE_HOOKS)
-    with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
-                     command_line(), reporter):
-        return _locked_run(hooks, manager, config, reporter, started, debug, resume)
+    cluster = join_cluster(hooks, config, reporter)
+    try:
+        if not cluster.chief:  # the chief writes (and locks) the outputs; this worker trains its part
+            return _run(hooks, config, reporter, started, resume, cluster)[0]
+        with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
+                         command_line(), reporter):
+            return _locked_run(hooks, manager, config, reporter, started, debug, resume, cluster)
+    finally:
+        cluster.close()
+
+
+def join_cluster(hooks: Hooks, config: RunConfig, reporter: Reporter) -> Cluster:
+    """The run's workers: the framework's engine joins them (``tl_cluster``), or the run is alone."""
+    cluster, plugin = hooks.first("tl_cluster", config=config, reporter=reporter)
+    if cluster is None:
+        return SINGLE
+    if not isinstance(cluster, Cluster):
+        raise PluginError(f'plugin "{plugin}" returned {type(cluster).__name__} from tl_cluster; it must return a '
+                          "tlcore.distributed.Cluster or None")
+    reporter.info(f"Workers: {cluster.size} ({cluster.engine} at {cluster.where}); this is {cluster.name}"
+                  + (", the chief: it writes the outputs" if cluster.chief else "; the chief (worker 0) writes the "
+                     "outputs"))
+    return cluster
 
 
 def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporter: Reporter, started: float,
-                debug: bool, resume: bool) -> RunResult:
+                debug: bool, resume: bool, cluster: Cluster = SINGLE) -> RunResult:
     hooks.all("tl_on_run_start", config=config)
     try:
-        result, classifier, dataset = _run(hooks, config, reporter, started, resume)
+        result, classifier, dataset = _run(hooks, config, reporter, started, resume, cluster)
         if config.quantize:
             from tlcore.quantization import quantize_locked
 
@@ -162,8 +183,10 @@ def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporte
             reporter.warning(f'plugin "{impl.plugin_name}" failed in tl_on_run_failed: {describe_exception(exc)}')
 
 
-def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float,
-         resume: bool = False) -> tuple[RunResult, Any, DatasetIndex]:
+def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float, resume: bool = False,
+         cluster: Cluster = SINGLE) -> tuple[RunResult, Any, DatasetIndex]:
+    if not cluster.chief:
+        return _work(hooks, config, reporter, started, cluster)
     check_replaceable(config.saved_model_dir)
     if config.results_file.exists() and not config.results_file.is_file():
         raise OutputError(f"{config.results_file} exists and is not a file; move it away or choose another "
@@ -176,6 +199,7 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float,
             "it must return a tlcore.dataset.DatasetIndex"
         )
     events = RunEvents(hooks, config)
+    events.cluster = cluster
     created = prepare_output_dir(config.output_dir, "output_dir")
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
@@ -196,6 +220,24 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float,
     result = RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
                        saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
                        seconds=seconds, reports=tuple(config.evaluate_result_dir / name for name in reports))
+    return result, classifier, dataset
+
+
+def _work(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float,
+          cluster: Cluster) -> tuple[RunResult, Any, DatasetIndex]:
+    """A worker other than the chief: the same steps up to the trained model, writing nothing in the outputs."""
+    answered: dict[str, str] = {}
+    dataset, answered["tl_load_dataset"] = hooks.answer("tl_load_dataset", config=config, reporter=reporter)
+    events = RunEvents(hooks, config)
+    events.cluster = cluster
+    config, _, classifier = _trained(hooks, config, reporter, dataset, answered, events)
+    seconds = time.monotonic() - started
+    reporter.info(f"{cluster.name.capitalize()}: training done in {seconds:.1f} s; the chief (worker 0) saves, "
+                  f"evaluates and writes {config.output_dir}")
+    assert hooks.framework is not None
+    result = RunResult(metrics={}, history=tuple(events.history), framework=hooks.framework.name,
+                       saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
+                       seconds=seconds)
     return result, classifier, dataset
 
 
@@ -224,8 +266,9 @@ def _earlier_reports(config: RunConfig) -> list[str]:
         return []
 
 
-def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
-                         answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any, list[str]]:
+def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex, answered: dict[str, str],
+             events: RunEvents) -> tuple[RunConfig, Preprocessing, Any]:
+    """The devices, the base model, its feature extractor, checked, and the trained classifier."""
     preprocessing = Preprocessing.from_config(config, hooks.framework)
     config = on_devices(hooks, config, reporter)
     common: dict[str, Any] = {"config": config, "reporter": reporter}
@@ -235,6 +278,13 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
     classifier, answered["tl_train"] = hooks.answer(
         "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
     )
+    return config, preprocessing, classifier
+
+
+def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex,
+                         answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any, list[str]]:
+    config, preprocessing, classifier = _trained(hooks, config, reporter, dataset, answered, events)
+    common: dict[str, Any] = {"config": config, "reporter": reporter}
     stale = _earlier_reports(config)
     with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir, stale) as reports:
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)

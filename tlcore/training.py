@@ -13,6 +13,7 @@ directly.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from tlcore.calls import Hooks
     from tlcore.config import RunConfig
     from tlcore.dataset import DatasetIndex, Split
+    from tlcore.distributed import Cluster
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Progress, Reporter
 
@@ -48,6 +50,10 @@ class RunEvents:
         self._config = config
         self.history: list[dict[str, float]] = []
         self.early_stopping: dict[str, Any] | None = None
+        from tlcore.distributed import SINGLE
+
+        self.cluster = SINGLE
+        """The run's workers (:class:`tlcore.distributed.Cluster`): :func:`fit` spreads the work over them."""
         self.checkpoint: Checkpoint | None = None
         """Where :func:`fit` saves the state after every epoch, and what it resumes from (``tl run --resume``)."""
         self.validation_scores: tuple[Any, Any] | None = None
@@ -74,6 +80,37 @@ def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
     import numpy as np
 
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(count)
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, element-wise: well-spread 64-bit values from any uint64 input."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def sample_keys(seed: int, epoch: int, indices: Any) -> np.ndarray:
+    """One random key per image of a batch (uint64), from the seed, the epoch and the image's index alone:
+    a trainer draws an image's dropout from its key, so that it does not depend on which worker, or which
+    batch position, the image has."""
+    import numpy as np
+
+    base = _mix(np.asarray([seed * 0x10001 + epoch], dtype=np.uint64))[0]
+    return _mix(np.asarray(indices, dtype=np.uint64) ^ base)
+
+
+def sample_uniform(keys: Any, width: int) -> np.ndarray:
+    """``len(keys) x width`` uniform numbers in [0, 1), row i drawn from ``keys[i]`` alone (float32)."""
+    import numpy as np
+
+    keys = np.asarray(keys, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        counters = keys[:, None] * np.uint64(0x100000001B3) + np.arange(width, dtype=np.uint64)[None, :]
+    return ((_mix(counters) >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)).astype(np.float32)
 
 
 def holdout_indices(split: Split, fraction: float, seed: int) -> list[int]:
@@ -271,12 +308,12 @@ def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple
     (counted from ``first_step``). ``after_epoch(epoch, steps done)`` follows every epoch."""
     step = first_step
     for epoch in loop:
-        for images, labels in train_batches(epoch):
+        for batch in train_batches(epoch):  # (images, labels), or (images, labels, per-image keys)
             if learning_rate is not None and learning_rate.varies and set_learning_rate is not None:
                 set_learning_rate(learning_rate(step))
-            loss, correct = train_step(images, labels)
+            loss, correct = train_step(*batch)
             step += 1
-            loop.trained(len(labels), loss, correct)
+            loop.trained(len(batch[1]), loss, correct)
         for images, labels in validation_batches():
             loss, correct = test_step(images, labels)
             loop.validated(len(labels), loss, correct)
@@ -308,13 +345,14 @@ class StreamedData:
         self.num_validation = len(holdout) if holdout is not None else len(dataset.validation)
         self._reported: set[str] = set()
 
-    def training(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+    def training(self, epoch: int, keys: bool = False) -> Iterator[tuple[Any, ...]]:
+        """``(images, label ids)`` batches of the epoch; ``keys`` adds each image's :func:`sample_keys`."""
         from tlcore.loader import Augmentation
 
         names = tuple(self.config.augmentation)
         augmentation = Augmentation(names, self.seed, epoch) if names else None
         order = [self.train[i] for i in epoch_order(self.num_train, self.seed, epoch)]
-        yield from self._stream(self.dataset.training, order, augmentation)
+        yield from self._stream(self.dataset.training, order, augmentation, keys=epoch if keys else None)
 
     def validation(self) -> Iterator[tuple[Any, Any]]:
         if self.holdout is not None:
@@ -322,13 +360,17 @@ class StreamedData:
         else:
             yield from self._stream(self.dataset.validation, None, None)
 
-    def _stream(self, split: Any, order: Any, augmentation: Any, name: str | None = None) -> Iterator[tuple[Any, Any]]:
+    def _stream(self, split: Any, order: Any, augmentation: Any, name: str | None = None,
+                keys: int | None = None) -> Iterator[tuple[Any, ...]]:
         from tlcore.loader import ImageBatches, report_undecodable
 
         batches = ImageBatches(split, self.preprocessing, self.config.batch_size, order=order,
                                augmentation=augmentation, bad_images=self.config.bad_images)
         for batch in batches:
-            yield batch.images, batch.labels
+            if keys is None:
+                yield batch.images, batch.labels
+            else:
+                yield batch.images, batch.labels, sample_keys(self.seed, keys, batch.indices)
         if (name or split.name) not in self._reported:
             self._reported.add(name or split.name)
             report_undecodable(split, sorted(batches.undecodable), self.reporter)
@@ -357,8 +399,11 @@ class CachedData:
         self.num_train = len(self.train_set)
         self.num_validation = len(self.watch_set)
 
-    def training(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        yield from self.train_set.batches(self.batch_size, epoch_order(self.num_train, self.seed, epoch))
+    def training(self, epoch: int, keys: bool = False) -> Iterator[tuple[Any, ...]]:
+        """``(features, label ids)`` batches of the epoch; ``keys`` adds each image's :func:`sample_keys`."""
+        order = epoch_order(self.num_train, self.seed, epoch)
+        for features, labels, rows in self.train_set.batches(self.batch_size, order, with_rows=True):
+            yield (features, labels, sample_keys(self.seed, epoch, rows)) if keys else (features, labels)
 
     def validation(self) -> Iterator[tuple[Any, Any]]:
         yield from self.watch_set.batches(self.batch_size)
@@ -366,19 +411,22 @@ class CachedData:
 
 def training_data(dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int, *,
                   compute: Callable[[Any], Any], dim: int, model_key: Callable[[], str], frozen: bool | None = None,
-                  holdout: Sequence[int] | None = None) -> StreamedData | CachedData:
+                  holdout: Sequence[int] | None = None, cluster: Cluster | None = None) -> StreamedData | CachedData:
     """The data a trainer iterates: features computed once when the base is frozen and images are
     not augmented (:func:`tlcore.features.can_cache`), else images streamed every epoch.
 
     ``compute``, ``dim`` and ``model_key`` describe the feature extractor, as for
     :func:`tlcore.features.cached_features`. ``frozen`` says whether the base is frozen in this
     phase (default: when ``fine_tune_layers`` is 0). ``holdout`` lists training images watched
-    instead of the validation images.
+    instead of the validation images. With several workers (``cluster``), each computes the features of
+    its share of the images.
     """
+    from tlcore.distributed import SINGLE
     from tlcore.features import can_cache, cached_features
 
     if can_cache(config, frozen):
-        sets = cached_features(compute, dim, model_key, dataset, preprocessing, config, reporter)
+        sets = cached_features(compute, dim, model_key, dataset, preprocessing, config, reporter,
+                               cluster or SINGLE)
         return CachedData(sets, config.batch_size, seed, holdout)
     train = None
     if holdout is not None:
@@ -412,6 +460,11 @@ class Steps(Protocol):
     ``snapshot()``/``restore(state)`` keep and give back the trained weights (early stopping). Steps may
     also have ``state()``/``load_state(state)``: weights and optimizer state, picklable, which a checkpoint
     keeps so that a resumed run continues exactly (without them it resumes the weights only).
+
+    With several workers (``events.cluster``), ``train`` and ``test`` get this worker's part of each
+    batch and return ``(its share of the batch's mean loss, its number correct)``: the framework divides
+    its part's loss by the whole batch's size (or weight) and adds the gradients up over the workers with
+    its engine's all-reduce before the update, so that every worker takes the same step.
     """
 
     def train(self, images: Any, labels: Any) -> tuple[float, float]: ...
@@ -423,6 +476,20 @@ class Steps(Protocol):
     def snapshot(self) -> Any: ...
 
     def restore(self, state: Any) -> None: ...
+
+
+def spread(cluster: Cluster, step: Callable[..., tuple[float, float]]) -> Callable[..., tuple[float, float]]:
+    """A step over a whole batch, done by all the workers: each gives ``step`` its part of the batch, and
+    gets back its share of the batch's mean loss (the framework's steps add the gradients up over the
+    workers); the shares and the right answers are added up, so every worker sees the batch's figures."""
+
+    def spread_step(inputs: Any, labels: Any, *keys: Any) -> tuple[float, float]:
+        part = cluster.part(len(labels))
+        share, correct = step(inputs[part], labels[part], *(key[part] for key in keys))
+        loss, right = cluster.sum([share, correct])
+        return loss, right
+
+    return spread_step
 
 
 def _state(steps: Steps) -> Any:
@@ -595,8 +662,9 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
     """Train ``trainable``'s head (and fine-tune its base) as the configuration says; with a checkpoint
     (``events.checkpoint``), save the state after every epoch, and continue from a resumed one."""
     checkpoint = events.checkpoint
-    resumed = checkpoint.resumed if checkpoint is not None else None
-    seed = resumed["seed"] if resumed is not None else run_seed(config)
+    cluster = events.cluster
+    resumed = cluster.broadcast(checkpoint.resumed if checkpoint is not None else None)  # the chief's
+    seed = resumed["seed"] if resumed is not None else cluster.broadcast(run_seed(config))
     weights = class_weights(config, dataset)
     holdout = None
     if config.early_stopping_patience and config.early_stopping_monitor == "holdout":
@@ -615,8 +683,10 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         trainable.freeze(phase.layers)
         data = training_data(dataset, preprocessing, config, reporter, seed, compute=trainable.features,
                              dim=trainable.dim, model_key=trainable.model_key, frozen=phase.layers == 0,
-                             holdout=holdout)
+                             holdout=holdout, cluster=cluster)
         steps = trainable.steps(data.cached, phase.learning_rate, weights)
+        train_step, test_step = (steps.train, steps.test) if cluster.size == 1 else \
+            (spread(cluster, steps.train), spread(cluster, steps.test))
         announce_training(reporter, config, dataset.num_outputs, trainable.name, trainable.layers, data.cached,
                           tuned=phase.layers, epochs=phase.epochs)
         last = first + phase.epochs - 1
@@ -643,7 +713,12 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
                                  "epochs": total_epochs(config), "history": list(events.history), "best": loop.best,
                                  "steps": _state(steps)})
 
-        run_epochs(loop, data.training, data.validation, steps.train, steps.test, rate, steps.set_learning_rate,
+        keyed = "keys" in inspect.signature(steps.train).parameters  # steps that draw dropout per image
+
+        def batches(epoch: int, data: StreamedData | CachedData = data, keyed: bool = keyed) -> Iterator[Any]:
+            return data.training(epoch, keys=keyed)
+
+        run_epochs(loop, batches, data.validation, train_step, test_step, rate, steps.set_learning_rate,
                    first_step=first_step, after_epoch=save)
         first = loop.epoch + 1
     if isinstance(data, CachedData):  # the final classifier is the frozen base + this head: score what is cached

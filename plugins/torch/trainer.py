@@ -129,32 +129,65 @@ class TorchSteps:
     """The training and test steps of one phase: on features only the head trains, else images go through
     the whole classifier (its base stays in inference mode, BatchNorm frozen)."""
 
-    def __init__(self, classifier, cached, learning_rate, class_weights, device):
+    def __init__(self, classifier, cached, learning_rate, class_weights, device, cluster):
         import torch
 
         self.classifier = classifier
         self.cached = cached
         self.device = device
+        self.cluster = cluster
         self.trained = classifier.head if cached else classifier
-        parameters = [p for p in self.trained.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(parameters, lr=learning_rate)
-        weight = torch.tensor(class_weights, device=device.torch) if class_weights is not None else None
-        self.loss_of = torch.nn.CrossEntropyLoss(weight=weight)
+        self.parameters = [p for p in self.trained.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate)
+        self.weight = torch.tensor(class_weights, device=device.torch) if class_weights is not None else None
+        self.loss_of = torch.nn.CrossEntropyLoss(weight=self.weight)
         self.scaler = torch.amp.GradScaler(device.torch.type, enabled=device.mixed and device.torch.type == "cuda")
 
-    def _logits(self, inputs):
+    def _logits(self, inputs, keys=None):
+        """The head's logits; in training (``keys``: one key per image), its dropout drawn from each image's key,
+        so that an image gets the same dropout whichever worker, or batch, has it."""
         with self.device.autocast():
-            logits = self.classifier.head(inputs if self.cached else self.classifier.features(inputs))
-        return logits.float()
+            features = inputs if self.cached else self.classifier.features(inputs)
+            dropout, linear = self.classifier.head
+            if keys is None or not dropout.p:
+                return self.classifier.head(features).float()
+            from tlcore.training import sample_uniform
 
-    def train(self, inputs, labels):
+            kept = self.device.tensor(sample_uniform(keys, features.shape[1]) >= dropout.p)
+            return linear(features * kept / (1.0 - dropout.p)).float()
+
+    def _loss(self, scores, labels):
+        """The batch's mean loss; with several workers, this worker's share of it (its part's loss over the whole
+        batch's size, or weight, which an all-reduce adds up)."""
+        import torch
+
+        if self.cluster.size == 1:
+            return self.loss_of(scores, labels)
+        from plugins.torch.distributed import all_reduce_sum
+
+        total = torch.nn.functional.cross_entropy(scores, labels, weight=self.weight, reduction="sum")
+        size = (self.weight[labels].sum() if self.weight is not None
+                else torch.tensor(float(len(labels)), device=scores.device)).detach().reshape(1).clone()
+        all_reduce_sum([size], self.cluster)
+        return total / size[0].clamp_min(1e-12)
+
+    def train(self, inputs, labels, keys=None):
         self.classifier.features.eval()
         self.classifier.head.train()
         inputs, labels = self.device.tensor(inputs), self.device.tensor(labels)
         self.optimizer.zero_grad(set_to_none=True)
-        scores = self._logits(inputs)
-        loss = self.loss_of(scores, labels)
+        scores = self._logits(inputs, keys)
+        loss = self._loss(scores, labels)
         self.scaler.scale(loss).backward()
+        if self.cluster.size > 1:  # the gradient of the whole batch: every worker's part added up
+            import torch
+
+            from plugins.torch.distributed import all_reduce_sum
+
+            for parameter in self.parameters:
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+            all_reduce_sum([parameter.grad for parameter in self.parameters], self.cluster)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach()), int((scores.argmax(dim=1) == labels).sum())
@@ -166,7 +199,7 @@ class TorchSteps:
         with torch.inference_mode():
             inputs, labels = self.device.tensor(inputs), self.device.tensor(labels)
             scores = self._logits(inputs)
-            return float(self.loss_of(scores, labels)), int((scores.argmax(dim=1) == labels).sum())
+            return float(self._loss(scores, labels)), int((scores.argmax(dim=1) == labels).sum())
 
     def set_learning_rate(self, rate):
         for group in self.optimizer.param_groups:
@@ -191,11 +224,12 @@ class TorchSteps:
 class TorchTrainable:
     """The PyTorch classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
 
-    def __init__(self, extractor, classifier, dim, device):
+    def __init__(self, extractor, classifier, dim, device, cluster):
         self.extractor = extractor
         self.classifier = classifier
         self.dim = dim
         self.device = device
+        self.cluster = cluster
         self.name = type(extractor).__name__
         self.layers = len(leaf_modules(extractor))
 
@@ -219,7 +253,7 @@ class TorchTrainable:
         freeze(self.extractor, layers)
 
     def steps(self, cached, learning_rate, class_weights):
-        return TorchSteps(self.classifier, cached, learning_rate, class_weights, self.device)
+        return TorchSteps(self.classifier, cached, learning_rate, class_weights, self.device, self.cluster)
 
 
 @hookimpl(trylast=True)
@@ -236,11 +270,17 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     dim = int(output.shape[1] if output.dim() == 4 else torch.flatten(output, 1).shape[1])
     classifier = Classifier(features, dim, dataset.num_outputs, config.dropout)
     parameters = sum(p.numel() for p in classifier.parameters())
-    require_free_space(config.output_dir, parameters * 4 + 16 * 2**20, "the saved model")
+    if events.cluster.chief:  # the chief saves the model
+        require_free_space(config.output_dir, parameters * 4 + 16 * 2**20, "the saved model")
     device = Device(config.mixed_precision is True)
     classifier.to(device.torch)
+    if events.cluster.size > 1:  # every worker starts from the chief's weights (a seedless random base differs)
+        from plugins.torch.distributed import broadcast_tensors
+
+        broadcast_tensors(list(classifier.state_dict().values()), events.cluster)
     try:
-        fit(TorchTrainable(model, classifier, dim, device), dataset, preprocessing, config, reporter, events)
+        fit(TorchTrainable(model, classifier, dim, device, events.cluster), dataset, preprocessing, config, reporter,
+            events)
     finally:
         classifier.cpu()  # saved and evaluated from the CPU, float32 whatever the training precision
     return classifier.eval()

@@ -1,0 +1,133 @@
+"""Several workers for the torch framework: ``torch.distributed``, set up from torchrun's environment.
+
+Start one process per worker with ``torchrun`` (or any launcher that sets ``RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR`` and ``MASTER_PORT`` as torchrun does); every worker runs the same ``tl run``.
+The process group uses NCCL on GPUs and Gloo on CPUs; the core's collectives (gathering the
+features, summing the epoch's metrics) and the trainer's gradient all-reduce go through it.
+"""
+
+import os
+
+from tlcore.errors import ConfigError
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "torch"
+
+ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+"""What torchrun sets for every worker, and what this needs."""
+
+
+def _integer(name, low, high):
+    text = os.environ[name]
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name} is {text!r}; it must be a whole number from {low} to {high} (torchrun sets it); "
+                          "start the workers with torchrun, or unset it for one worker")
+    return value
+
+
+@hookimpl(trylast=True)
+def tl_cluster(config, reporter):
+    given = [name for name in ENVIRONMENT if os.environ.get(name)]
+    if not given:
+        if config.distribute == "multi_worker":
+            raise ConfigError('"distribute" is "multi_worker", but torchrun\'s environment (RANK, WORLD_SIZE, '
+                              "MASTER_ADDR, MASTER_PORT) is not set; start every worker with torchrun "
+                              '(torchrun --nnodes=N --nproc-per-node=1 ... -m cli run), or set "distribute": "auto"')
+        return None
+    missing = [name for name in ENVIRONMENT if name not in given]
+    if missing:
+        raise ConfigError(f"torchrun's environment is incomplete: {', '.join(given)} set, {', '.join(missing)} not; "
+                          "start the workers with torchrun, or unset them for one worker")
+    size = _integer("WORLD_SIZE", 1, 1_000_000)
+    rank = _integer("RANK", 0, size - 1)
+    port = _integer("MASTER_PORT", 1, 65535)
+    address = os.environ["MASTER_ADDR"]
+    if size == 1:
+        return None
+    return join(rank, size, address, port, config.worker_timeout, reporter)
+
+
+def join(rank, size, address, port, timeout, reporter):
+    """Join the process group: every worker waits here (at most ``timeout`` seconds) for all the others."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    from tlcore.calls import describe_exception
+    from tlcore.distributed import Cluster, WorkerError
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    where = f"{address}:{port}"
+    with reporter.activity(f"Worker {rank} of {size}: waiting for the other workers at {where}"):
+        try:
+            dist.init_process_group(backend, init_method=f"tcp://{where}", rank=rank, world_size=size,
+                                    timeout=timedelta(seconds=timeout))
+            dist.barrier()
+        except Exception as exc:  # noqa: BLE001 - the engine's own errors: nobody there, or too slow
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            raise WorkerError(f"worker {rank} of {size}: the other workers did not all join at {where} within "
+                              f"{timeout} s ({describe_exception(exc)}); start every worker with the same "
+                              'MASTER_ADDR, MASTER_PORT and WORLD_SIZE, or raise "worker_timeout"') from None
+    return Cluster(rank, size, f"torch.distributed ({backend})", where, TorchCollectives(backend))
+
+
+class TorchCollectives:
+    """The core's collectives over the default process group."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def all_gather(self, value):
+        import torch.distributed as dist
+
+        gathered = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def broadcast(self, value):
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self):
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def broadcast_tensors(tensors, cluster):
+    """The chief's values of ``tensors``, on every worker (in place)."""
+    import torch.distributed as dist
+
+    try:
+        for tensor in tensors:
+            dist.broadcast(tensor, src=0)
+    except Exception as exc:  # noqa: BLE001 - the engine's own errors: a worker is gone or too slow
+        raise cluster.lost("broadcast", exc) from None
+
+
+def all_reduce_sum(tensors, cluster):
+    """Add ``tensors`` up over the workers, in place, in one collective (the gradients of a step)."""
+    import torch
+    import torch.distributed as dist
+
+    if not tensors:
+        return
+    flat = torch.cat([tensor.reshape(-1) for tensor in tensors])
+    try:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    except Exception as exc:  # noqa: BLE001 - the engine's own errors: a worker is gone or too slow
+        raise cluster.lost("all-reduce", exc) from None
+    offset = 0
+    for tensor in tensors:
+        tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
