@@ -140,6 +140,18 @@ def test_a_worker_that_dies_stops_the_run_and_the_outputs_stay(one_worker, tmp_p
 
 
 @pytest.mark.torch
+def test_torchrun_starts_the_workers(tmp_path):
+    root = machine(tmp_path, epochs=1)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+                           "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "cli", "run",
+                           "configuration.json"], cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "this is worker 0 of 2, the chief" in done.stdout and "Worker 1 of 2: training done" in done.stdout
+    assert results(root)["num_images"] == 32
+
+
+@pytest.mark.torch
 def test_ctrl_c_on_the_chief_stops_every_worker(tmp_path):
     port = free_port()
     workers = [start(machine(tmp_path / "chief", epochs=100000), 0, port=port),

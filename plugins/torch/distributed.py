@@ -65,7 +65,8 @@ def join(rank, size, address, port, timeout, reporter):
     where = f"{address}:{port}"
     with reporter.activity(f"Worker {rank} of {size}: waiting for the other workers at {where}"):
         try:
-            dist.init_process_group(backend, init_method=f"tcp://{where}", rank=rank, world_size=size,
+            # env:// reads MASTER_ADDR and MASTER_PORT, and under torchrun joins the store its agent runs
+            dist.init_process_group(backend, init_method="env://", rank=rank, world_size=size,
                                     timeout=timedelta(seconds=timeout))
             dist.barrier()
         except Exception as exc:  # noqa: BLE001 - the engine's own errors: nobody there, or too slow

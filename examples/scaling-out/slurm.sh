@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# sbatch slurm.sh: one tl worker per node (untested here). The first node of the allocation is the chief.
+#SBATCH --job-name=tl
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --time=02:00:00
+set -euo pipefail
+MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+srun torchrun --nnodes="$SLURM_NNODES" --nproc-per-node=1 --node-rank="$SLURM_NODEID" \
+    --master-addr="$MASTER_ADDR" --master-port=29500 \
+    -m cli run configuration.json
