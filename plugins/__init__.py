@@ -10,6 +10,7 @@ others are framework-neutral.
 BUILTIN_PLUGINS = (
     "plugins.datasets.imagenet_folder",
     "plugins.keras.framework",
+    "plugins.keras.distributed",
     "plugins.keras.base_model",
     "plugins.top_removal.classifier_head",
     "plugins.keras.trainer",

@@ -1,4 +1,5 @@
-"""Several workers: 2 torch processes on this machine, meeting on 127.0.0.1 as torchrun starts them.
+"""Several workers: 2 processes on this machine, meeting on 127.0.0.1, for each framework: torch workers
+started as torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), keras workers with TF_CONFIG.
 
 Each worker gets the same configuration file in a folder of its own, as on two machines; the
 chief's folder gets the outputs, the other's stays empty.
@@ -18,10 +19,10 @@ import pytest
 from tests.conftest import REPO, is_output, one_line_error
 
 PHOTOS = REPO / "examples" / "photos" / "dataset"
-SETTINGS = {"framework": "torch", "dataset_training_dir": str(PHOTOS / "training"),
-            "dataset_validation_dir": str(PHOTOS / "validation"), "weights": None, "mobilenet_alpha": 0.35,
-            "input_tensor_size": 64, "epochs": 3, "batch_size": 16, "seed": 0, "output_dir": "out",
-            "evaluate_result_dir": "out/evaluation", "worker_timeout": 30}
+SETTINGS = {"dataset_training_dir": str(PHOTOS / "training"), "dataset_validation_dir": str(PHOTOS / "validation"),
+            "weights": None, "mobilenet_alpha": 0.35, "input_tensor_size": 64, "epochs": 3, "batch_size": 16,
+            "seed": 0, "output_dir": "out", "evaluate_result_dir": "out/evaluation", "worker_timeout": 30}
+FRAMEWORKS = [pytest.param("torch", marks=pytest.mark.torch), pytest.param("keras", marks=pytest.mark.tensorflow)]
 
 
 def free_port():
@@ -30,19 +31,35 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def machine(root, **changes):
+def machine(root, framework="torch", **changes):
     """A folder with configuration.json, as on one machine of the cluster."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "configuration.json").write_text(json.dumps({**SETTINGS, **changes}))
+    (root / "configuration.json").write_text(json.dumps({**SETTINGS, "framework": framework, **changes}))
     return root
 
 
-def start(root, rank=None, size=2, port=None, **environment):
-    """``tl run`` in ``root``; with ``rank``, as one of ``size`` workers (torchrun's variables)."""
+class Cluster:
+    """Where the workers of one run meet: a port for torch's store, or one per keras worker."""
+
+    def __init__(self, framework, size=2):
+        self.framework, self.size = framework, size
+        self.ports = [free_port() for _ in range(size if framework == "keras" else 1)]
+
+    def environment(self, rank):
+        if self.framework == "keras":
+            workers = [f"127.0.0.1:{port}" for port in self.ports]
+            return {"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                             "task": {"type": "worker", "index": rank}})}
+        return {"RANK": str(rank), "LOCAL_RANK": "0", "WORLD_SIZE": str(self.size), "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(self.ports[0])}
+
+    def start(self, root, rank):
+        return start(root, **self.environment(rank))
+
+
+def start(root, **environment):
+    """``tl run`` in ``root`` with ``environment`` added."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **environment}
-    if rank is not None:
-        env.update(RANK=str(rank), LOCAL_RANK="0", WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port))
     return subprocess.Popen([sys.executable, "-m", "cli", "run", "configuration.json"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -61,6 +78,13 @@ def error_of(output):
     return one_line_error(Finished(output))
 
 
+def read_until(process, text, timeout=180):
+    seen, deadline = "", time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline and process.poll() is None:
+        seen += process.stdout.readline()
+    return seen
+
+
 def results(root):
     return json.loads((root / "out" / "evaluation" / "results.json").read_text())
 
@@ -77,63 +101,66 @@ def outputs(root):
 
 
 
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def framework(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def one_worker(tmp_path_factory):
-    root = machine(tmp_path_factory.mktemp("alone"))
+def one_worker(framework, tmp_path_factory):
+    root = machine(tmp_path_factory.mktemp(f"alone-{framework}"), framework)
     code, output = finish(start(root))
     assert code == 0, output
     return root
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cluster")
-    chief, other = machine(base / "chief"), machine(base / "other")
-    port = free_port()
-    workers = [start(chief, 0, port=port), start(other, 1, port=port)]
+def two_workers(framework, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"cluster-{framework}")
+    chief, other = machine(base / "chief", framework), machine(base / "other", framework)
+    cluster = Cluster(framework)
+    workers = [cluster.start(chief, 0), cluster.start(other, 1)]
     done = [finish(worker) for worker in workers]
     for code, output in done:
         assert code == 0, output
     return chief, other, [output for _, output in done]
 
 
-@pytest.mark.torch
-def test_only_the_chief_writes_and_its_outputs_are_complete(two_workers):
+ENGINES = {"torch": "torch.distributed (gloo) at 127.0.0.1:",
+           "keras": "tf.distribute (MultiWorkerMirroredStrategy) at 127.0.0.1:"}
+
+
+def test_only_the_chief_writes_and_its_outputs_are_complete(framework, two_workers):
     chief, other, (chief_output, other_output) = two_workers
     assert sorted(path.name for path in other.iterdir()) == ["configuration.json"], "worker 1 writes nothing"
-    assert (chief / "out" / "saved_model" / "model.pt2").is_file() and results(chief)["num_images"] == 32
-    assert "Workers: 2 (torch.distributed (gloo) at 127.0.0.1:" in chief_output
+    assert (chief / "out" / "saved_model" / "tl_run.json").is_file() and results(chief)["num_images"] == 32
+    assert f"Workers: 2 ({ENGINES[framework]}" in chief_output
     assert "this is worker 0 of 2, the chief: it writes the outputs" in chief_output
-    assert "Worker 1 of 2: training done" in other_output and "Saved model:" not in other_output
     assert "each of 2 workers its share" in chief_output
+    assert "Worker 1 of 2: training done" in other_output and "Saved model:" not in other_output
+    assert "The chief (worker 0) has written the outputs" in other_output
 
 
-@pytest.mark.torch
 def test_two_workers_train_as_one_does(one_worker, two_workers):
     chief, _, _ = two_workers
     assert abs(results(chief)["top_1_accuracy"] - results(one_worker)["top_1_accuracy"]) <= 1 / 32, \
         "Top-1 within one image"
     for mine, alone in zip(history(chief), history(one_worker), strict=True):
-        assert mine == pytest.approx(alone, rel=1e-3, abs=1e-4), "the same steps, up to floating point"
+        assert mine == pytest.approx(alone, rel=1e-3, abs=1e-4), "the same steps (and dropout), up to floating point"
 
 
-@pytest.mark.torch
-def test_a_worker_that_dies_stops_the_run_and_the_outputs_stay(one_worker, tmp_path):
-    chief = machine(tmp_path / "chief", epochs=100000)
+def test_a_worker_that_dies_stops_the_run_and_the_outputs_stay(framework, one_worker, tmp_path):
+    chief = machine(tmp_path / "chief", framework, epochs=100000)
     shutil.copytree(one_worker / "out", chief / "out")
     before = outputs(chief)
-    port = free_port()
-    workers = [start(chief, 0, port=port), start(machine(tmp_path / "other", epochs=100000), 1, port=port)]
-    seen = ""
-    deadline = time.monotonic() + 180
-    while "Epoch 2/" not in seen and time.monotonic() < deadline:
-        seen += workers[0].stdout.readline()
+    cluster = Cluster(framework)
+    workers = [cluster.start(chief, 0), cluster.start(machine(tmp_path / "other", framework, epochs=100000), 1)]
+    seen = read_until(workers[0], "Epoch 2/")
     workers[1].send_signal(signal.SIGKILL)
     started = time.monotonic()
     code, output = finish(workers[0], timeout=120)
     assert code == 1, seen + output
-    error = [line for line in output.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and "worker 0 of 2: worker 1 stopped or did not answer in time" in error[0], output
+    assert "worker 0 of 2: worker 1 stopped or did not answer in time" in error_of(output)
     assert time.monotonic() - started < 60, "within the worker timeout"
     assert outputs(chief) == before, "the previous outputs are untouched"
     workers[1].communicate()
@@ -153,12 +180,10 @@ def test_torchrun_starts_the_workers(tmp_path):
 
 @pytest.mark.torch
 def test_ctrl_c_on_the_chief_stops_every_worker(tmp_path):
-    port = free_port()
-    workers = [start(machine(tmp_path / "chief", epochs=100000), 0, port=port),
-               start(machine(tmp_path / "other", epochs=100000), 1, port=port)]
-    seen, deadline = "", time.monotonic() + 180
-    while "Epoch 2/" not in seen and time.monotonic() < deadline:
-        seen += workers[0].stdout.readline()
+    cluster = Cluster("torch")
+    workers = [cluster.start(machine(tmp_path / "chief", epochs=100000), 0),
+               cluster.start(machine(tmp_path / "other", epochs=100000), 1)]
+    seen = read_until(workers[0], "Epoch 2/")
     workers[0].send_signal(signal.SIGINT)
     code, output = finish(workers[0], timeout=120)
     assert code == 130 and "Interrupted" in output, seen + output
@@ -170,30 +195,40 @@ def test_ctrl_c_on_the_chief_stops_every_worker(tmp_path):
 @pytest.mark.torch
 def test_a_worker_alone_waits_at_most_the_timeout(tmp_path):
     started = time.monotonic()
-    code, output = finish(start(machine(tmp_path, worker_timeout=5), 0, port=free_port()))
+    code, output = finish(Cluster("torch").start(machine(tmp_path, worker_timeout=5), 0))
     assert code == 1 and time.monotonic() - started < 60
     assert "worker 0 of 2: the other workers did not all join at 127.0.0.1:" in error_of(output)
-    assert 'within 5 s' in output and not (tmp_path / "out").exists()
+    assert "within 5 s" in output and not (tmp_path / "out").exists()
 
 
-@pytest.mark.torch
-@pytest.mark.parametrize("environment, message", [
-    ({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
-     "RANK is '2'; it must be a whole number from 0 to 1"),
-    ({"RANK": "0", "WORLD_SIZE": "2"}, "torchrun's environment is incomplete: RANK, WORLD_SIZE set, MASTER_ADDR, "
-                                       "MASTER_PORT not"),
+@pytest.mark.parametrize("framework, environment, message", [
+    pytest.param("torch", {"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+                 "RANK is '2'; it must be a whole number from 0 to 1", marks=pytest.mark.torch),
+    pytest.param("torch", {"RANK": "0", "WORLD_SIZE": "2"},
+                 "torchrun's environment is incomplete: RANK, WORLD_SIZE set, MASTER_ADDR, MASTER_PORT not",
+                 marks=pytest.mark.torch),
+    ("keras", {"TF_CONFIG": "{cluster"}, "TF_CONFIG is not JSON; write it as"),
+    ("keras", {"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+                            '"task": {"type": "worker", "index": 2}}'}, "TF_CONFIG has the task index 2; it must be "
+                                                                        "0 to 1"),
+    ("keras", {"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1"]}, "task": {"type": "worker", "index": 0}}'},
+     'TF_CONFIG has the address "127.0.0.1"; addresses are "host:port"'),
+    ("keras", {"TF_CONFIG": '{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "worker", '
+                            '"index": 0}}'}, "TF_CONFIG has jobs ['chief']; tl uses the worker list only"),
 ])
-def test_a_bad_environment_is_an_error_before_any_work(tmp_path, environment, message):
-    code, output = finish(start(machine(tmp_path), **environment))
+def test_a_bad_environment_is_an_error_before_any_work(tmp_path, framework, environment, message):
+    code, output = finish(start(machine(tmp_path, framework), **environment))
     assert code == 2 and message in error_of(output)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.torch
-def test_multi_worker_without_torchrun_says_how_to_start(tmp_path):
-    code, output = finish(start(machine(tmp_path, distribute="multi_worker")))
+@pytest.mark.parametrize("framework, needed", [pytest.param("torch", "torchrun's environment",
+                                                            marks=pytest.mark.torch),
+                                               ("keras", "TF_CONFIG is not set")])
+def test_multi_worker_without_the_engines_environment_says_how_to_start(tmp_path, framework, needed):
+    code, output = finish(start(machine(tmp_path, framework, distribute="multi_worker")))
     assert code == 2
-    assert '"distribute" is "multi_worker", but torchrun\'s environment' in error_of(output)
+    assert f'"distribute" is "multi_worker", but {needed}' in error_of(output)
 
 
 # --- framework-free: how work and randomness are split ------------------------------------------------------

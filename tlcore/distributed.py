@@ -44,6 +44,8 @@ class Collectives(Protocol):
 
     def broadcast(self, value: Any) -> Any: ...
 
+    def sum(self, values: list[float]) -> list[float]: ...
+
     def close(self) -> None: ...
 
 
@@ -95,7 +97,7 @@ class Cluster:
         """``values`` added up over the workers, element by element."""
         if self.collectives is None:
             return [float(value) for value in values]
-        return [float(sum(column)) for column in zip(*self.gather([float(value) for value in values]), strict=True)]
+        return self._collective("sum", self.collectives.sum, [float(value) for value in values])
 
     def close(self) -> None:
         if self.collectives is not None:

@@ -125,7 +125,10 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
     cluster = join_cluster(hooks, config, reporter)
     try:
         if not cluster.chief:  # the chief writes (and locks) the outputs; this worker trains its part
-            return _run(hooks, config, reporter, started, resume, cluster)[0]
+            result = _run(hooks, config, reporter, started, resume, cluster)[0]
+            cluster.gather("written")  # wait for the chief's outputs: the engine may need every worker till then
+            reporter.info("The chief (worker 0) has written the outputs; this worker wrote none")
+            return result
         with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
                          command_line(), reporter):
             return _locked_run(hooks, manager, config, reporter, started, debug, resume, cluster)
@@ -152,6 +155,7 @@ def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporte
     hooks.all("tl_on_run_start", config=config)
     try:
         result, classifier, dataset = _run(hooks, config, reporter, started, resume, cluster)
+        cluster.gather("written")  # the other workers wait for the outputs (and quantize nothing)
         if config.quantize:
             from tlcore.quantization import quantize_locked
 
@@ -232,8 +236,8 @@ def _work(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float,
     events.cluster = cluster
     config, _, classifier = _trained(hooks, config, reporter, dataset, answered, events)
     seconds = time.monotonic() - started
-    reporter.info(f"{cluster.name.capitalize()}: training done in {seconds:.1f} s; the chief (worker 0) saves, "
-                  f"evaluates and writes {config.output_dir}")
+    reporter.info(f"{cluster.name.capitalize()}: training done in {seconds:.1f} s; waiting for the chief (worker 0) "
+                  f"to save, evaluate and write {config.output_dir}")
     assert hooks.framework is not None
     result = RunResult(metrics={}, history=tuple(events.history), framework=hooks.framework.name,
                        saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,

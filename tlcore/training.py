@@ -708,10 +708,13 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
 
         def save(epoch: int, step: int, index: int = index, first: int = first, loop: TrainingLoop = loop,
                  steps: Steps = steps) -> None:
+            if checkpoint is None and cluster.size == 1:
+                return
+            state = _state(steps)  # on every worker: reading the weights may take all of them (the engine's sync)
             if checkpoint is not None:
                 checkpoint.save({"seed": seed, "phase": index, "first": first, "epoch": epoch, "step": step,
                                  "epochs": total_epochs(config), "history": list(events.history), "best": loop.best,
-                                 "steps": _state(steps)})
+                                 "steps": state})
 
         keyed = "keys" in inspect.signature(steps.train).parameters  # steps that draw dropout per image
 

@@ -10,9 +10,7 @@ TL_FRAMEWORK = "keras"
 KERAS = Framework(
     name="keras",
     summary="TensorFlow 2.15 tf.keras: MobileNetV2 or your Keras model (source_keras_model)",
-    keys=tuple(key for key in OPTIONAL_KEYS if key not in ("distribute", "worker_timeout")),
-    key_hints={key: "several workers are for the torch framework so far; the keras framework trains on one "
-                    '(remove the key, or set "framework": "torch")' for key in ("distribute", "worker_timeout")},
+    keys=OPTIONAL_KEYS,
     default_preprocessing="mobilenet_v2",
     layout="NHWC",
     model_format="TensorFlow SavedModel: tf.keras.models.load_model(folder), or tf.saved_model.load(folder)"

@@ -8,12 +8,14 @@ TL_FRAMEWORK = "keras"
 
 
 def float32_model(model):
-    """``model`` itself, or with mixed precision a copy computing in float32 with the same weights: the saved
-    model is float32 (what MCT quantizes, and what runs everywhere)."""
+    """``model`` itself, or with mixed precision (or several workers) a copy computing in float32 with the same
+    weights: the saved model is float32 (what MCT quantizes, and what runs everywhere)."""
     import tensorflow as tf
 
-    if all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
-        return model
+    from plugins.keras.distributed import strategy
+
+    if strategy() is None and all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
+        return model  # (with several workers, always a copy: plain variables, saved by the chief alone)
 
     def float32(node):  # every layer's dtype policy (a Policy object's config, or "mixed_float16") -> float32
         if isinstance(node, dict):

@@ -63,48 +63,112 @@ def model_key(model):
 
 
 class KerasSteps:
-    """The training and test steps of one phase: ``model`` is the head (on features) or the whole classifier."""
+    """The training and test steps of one phase: on features (``cached``) only the head trains, else images go
+    through the whole classifier (its base in inference mode).
 
-    def __init__(self, model, learning_rate, class_weights):
+    Dropout is drawn from each image's key (:func:`tlcore.training.sample_uniform`), so an image gets the same
+    dropout whichever worker, or batch, has it. With several workers, each step runs in the strategy
+    (``strategy.run``): the loss is this worker's share of the batch's mean (its part's sum over the whole
+    batch's size) and ``apply_gradients`` adds the gradients up over the workers.
+    """
+
+    def __init__(self, classifier, cached, learning_rate, class_weights, dim, cluster):
         import tensorflow as tf
 
-        self.model = model
-        self.optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
-        loss_of = tf.keras.losses.SparseCategoricalCrossentropy()
+        from plugins.keras.distributed import scope, strategy
+
+        self.model = classifier.head if cached else classifier.model
+        self.dim = dim
+        self.cluster = cluster
+        self.rate = classifier.head.get_layer("dropout").rate if _has_layer(classifier.head, "dropout") else 0.0
+        predictions = classifier.head.get_layer("predictions")
+        features = None if cached else classifier.features
+        mixed = tf.keras.mixed_precision.global_policy().name.startswith("mixed")
+        with scope():
+            optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate)
+            self.optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer) if mixed else optimizer
+        self._rate_variable = optimizer.learning_rate
+        loss_of = tf.keras.losses.SparseCategoricalCrossentropy(reduction=tf.keras.losses.Reduction.NONE)
         weights = tf.constant(class_weights if class_weights is not None else [1.0], dtype=tf.float32)
         weighted = class_weights is not None
-        signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32), tf.TensorSpec((None,), tf.int64)]
+        model, keep = self.model, 1.0 - self.rate
+        distributed = strategy() if cluster.size > 1 else None
+        image = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)
+        label, mask = tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, dim), tf.float32)
 
-        def correct(labels, scores):
-            return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.int32))
+        def sums(labels, scores):
+            """The part's summed (weighted) loss, its size over the workers, and its number correct."""
+            per = loss_of(labels, scores)
+            if weighted:
+                per = per * tf.gather(weights, labels)
+            count = tf.cast(tf.shape(labels)[0], tf.float32)
+            if distributed is not None:
+                count = tf.distribute.get_replica_context().all_reduce("SUM", count)
+            right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.int32))
+            return tf.reduce_sum(per), tf.maximum(count, 1.0), right
 
-        def loss(labels, scores):
-            return loss_of(labels, scores, sample_weight=tf.gather(weights, labels) if weighted else None)
-
-        @tf.function(input_signature=signature)
-        def train(images, labels):
+        def train_replica(images, labels, kept):
             with tf.GradientTape() as tape:
-                scores = model(images, training=True)
-                value = loss(labels, scores)
-            gradients = tape.gradient(value, model.trainable_variables)
-            self.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-            return value, correct(labels, scores)
+                inputs = images if features is None else features(images, training=True)
+                scores = predictions(inputs * tf.cast(kept / keep, inputs.dtype))
+                total, count, right = sums(labels, scores)
+                loss = total / count
+                scaled = self.optimizer.get_scaled_loss(loss) if mixed else loss
+            variables = model.trainable_variables
+            gradients = tape.gradient(scaled, variables)
+            if mixed:
+                gradients = self.optimizer.get_unscaled_gradients(gradients)
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            return loss, right
 
-        @tf.function(input_signature=signature)
-        def test(images, labels):
-            scores = model(images, training=False)
-            return loss(labels, scores), correct(labels, scores)
+        def test_replica(images, labels):
+            total, count, right = sums(labels, model(images, training=False))
+            return total / count, right
 
-        self._train, self._test = train, test
+        def run(replica):
+            if distributed is None:
+                return replica
 
-    def train(self, images, labels):
-        return tuple(value.numpy() for value in self._train(images, labels))
+            def spread(*args):
+                results = distributed.run(replica, args=args)
+                return tuple(distributed.experimental_local_results(value)[0] for value in results)
+
+            return spread
+
+        self._train = tf.function(run(train_replica), input_signature=[image, label, mask])
+        self._test = tf.function(run(test_replica), input_signature=[image, label])
+
+    def _mask(self, count, keys):
+        import numpy as np
+
+        if not self.rate:
+            return np.ones((count, self.dim), dtype=np.float32)
+        if keys is None:  # a caller without per-image keys: dropout drawn afresh
+            uniform = np.random.default_rng().random((count, self.dim), dtype=np.float32)
+        else:
+            from tlcore.training import sample_uniform
+
+            uniform = sample_uniform(keys, self.dim)
+        return (uniform >= self.rate).astype(np.float32)
+
+    def train(self, images, labels, keys=None):
+        return self._guarded(self._train, images, labels, self._mask(len(labels), keys))
 
     def test(self, images, labels):
-        return tuple(value.numpy() for value in self._test(images, labels))
+        return self._guarded(self._test, images, labels)
+
+    def _guarded(self, step, *args):
+        if self.cluster.size == 1:
+            return tuple(value.numpy() for value in step(*args))
+        import tensorflow as tf
+
+        try:
+            return tuple(value.numpy() for value in step(*args))
+        except tf.errors.OpError as exc:  # a collective failed: another worker is gone or too slow
+            raise self.cluster.lost("training step", exc) from None
 
     def set_learning_rate(self, rate):
-        self.optimizer.learning_rate.assign(rate)
+        self._rate_variable.assign(rate)
 
     def snapshot(self):
         return self.model.get_weights()
@@ -118,23 +182,47 @@ class KerasSteps:
         return {"weights": self.snapshot(), "optimizer": [variable.numpy() for variable in self.optimizer.variables]}
 
     def load_state(self, state):
+        from plugins.keras.distributed import scope
+
         self.restore(state["weights"])
         if state["optimizer"]:
-            self.optimizer.build(self.model.trainable_variables)
+            with scope():
+                self.optimizer.build(self.model.trainable_variables)
             for variable, value in zip(self.optimizer.variables, state["optimizer"], strict=True):
                 variable.assign(value)
+
+
+def _in_replica(model):
+    """``model`` in inference mode, run by the strategy on this worker alone: in a replica, reading BatchNorm's
+    statistics takes no collective, so workers may extract different numbers of batches."""
+    import tensorflow as tf
+
+    from plugins.keras.distributed import strategy
+
+    distributed = strategy()
+
+    def call(images):
+        result = distributed.run(lambda batch: model(batch, training=False), args=(images,))
+        return distributed.experimental_local_results(result)[0]
+
+    return tf.function(call, input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
+
+
+def _has_layer(model, name):
+    return any(layer.name == name for layer in model.layers)
 
 
 class KerasTrainable:
     """The Keras classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
 
-    def __init__(self, extractor, classifier):
+    def __init__(self, extractor, classifier, cluster):
         self.extractor = extractor
         self.classifier = classifier
+        self.cluster = cluster
         self.dim = int(classifier.features.output_shape[-1])
         self.name = extractor.name
         self.layers = len(extractor.layers)
-        self._features = inference(classifier.features)
+        self._features = inference(classifier.features) if cluster.size == 1 else _in_replica(classifier.features)
 
     def features(self, images):
         return self._features(images).numpy().astype("float32", copy=False)  # float16 with mixed precision
@@ -151,16 +239,26 @@ class KerasTrainable:
             layer.trainable = index >= len(self.extractor.layers) - layers if layers else False
 
     def steps(self, cached, learning_rate, class_weights):
-        return KerasSteps(self.classifier.head if cached else self.classifier.model, learning_rate, class_weights)
+        return KerasSteps(self.classifier, cached, learning_rate, class_weights, self.dim, self.cluster)
 
 
 @hookimpl(trylast=True)
 def tl_train(model, dataset, preprocessing, config, reporter, events):
     import tensorflow as tf
 
+    from plugins.keras.distributed import scope
+
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
-    classifier = build_classifier(model, dataset.num_outputs, preprocessing.size, config.dropout)
-    require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
-    fit(KerasTrainable(model, classifier), dataset, preprocessing, config, reporter, events)
+    with scope():
+        classifier = build_classifier(model, dataset.num_outputs, preprocessing.size, config.dropout)
+    if events.cluster.size > 1:  # every worker starts from the chief's weights (a seedless random head differs)
+        classifier.model.set_weights(events.cluster.broadcast(classifier.model.get_weights()))
+    if events.cluster.chief:  # the chief saves the model
+        require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
+    fit(KerasTrainable(model, classifier, events.cluster), dataset, preprocessing, config, reporter, events)
+    if events.cluster.size > 1:  # a plain copy, made by every worker together: the chief saves it on its own
+        from plugins.keras.saved_model import float32_model
+
+        return float32_model(classifier.model)
     return classifier.model

@@ -91,6 +91,14 @@ class TorchCollectives:
         dist.all_gather_object(gathered, value)
         return gathered
 
+    def sum(self, values):
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor.tolist()
+
     def broadcast(self, value):
         import torch.distributed as dist
 

@@ -1,0 +1,142 @@
+"""Several workers for the keras framework: ``tf.distribute.MultiWorkerMirroredStrategy``, set up from
+``TF_CONFIG``.
+
+Every worker runs the same ``tl run`` with its own ``TF_CONFIG``: the same ``cluster.worker``
+list of ``host:port`` addresses, and its own ``task.index`` (worker 0 is the chief). The
+strategy's collectives carry the core's (gathering the features, summing the epoch's metrics)
+and the gradient all-reduce of the trainer's steps; the model's variables are created in its
+scope (:func:`scope`).
+"""
+
+import contextlib
+import json
+import os
+
+from tlcore.errors import ConfigError
+from tlcore.hookspecs import hookimpl
+
+TL_FRAMEWORK = "keras"
+
+_strategy = None
+"""The strategy of this process's run (a MultiWorkerMirroredStrategy is made once, before other TF ops)."""
+
+EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+
+def scope():
+    """Where the run's variables are created: the strategy's scope with several workers, else nowhere special."""
+    return _strategy.scope() if _strategy is not None else contextlib.nullcontext()
+
+
+def strategy():
+    return _strategy
+
+
+def read_tf_config(text):
+    """``(index, workers)`` from ``TF_CONFIG``'s text, checked; a one-line ConfigError says what is wrong."""
+
+    def bad(problem):
+        return ConfigError(f"TF_CONFIG {problem}; write it as {EXAMPLE} (the same worker list on every worker, each "
+                           "its own index)")
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise bad("is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cluster"), dict):
+        raise bad('has no "cluster"')
+    jobs = data["cluster"]
+    workers = jobs.get("worker")
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) for w in workers):
+        raise bad('has no "worker" list of "host:port" addresses in "cluster"')
+    others = sorted(set(jobs) - {"worker"})
+    if others:
+        raise bad(f"has jobs {others}; tl uses the worker list only (worker 0 is the chief): put every address "
+                  'in "worker"')
+    for address in workers:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise bad(f'has the address "{address}"; addresses are "host:port"')
+    task = data.get("task")
+    if not isinstance(task, dict) or task.get("type") != "worker":
+        raise bad('has no "task" of type "worker"')
+    index = task.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(workers):
+        raise bad(f'has the task index {json.dumps(index)}; it must be 0 to {len(workers) - 1}, this worker\'s place '
+                  "in the list")
+    return index, workers
+
+
+@hookimpl(trylast=True)
+def tl_cluster(config, reporter):
+    global _strategy
+
+    _strategy = None
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        if config.distribute == "multi_worker":
+            raise ConfigError(f'"distribute" is "multi_worker", but TF_CONFIG is not set; set it on every worker '
+                              f'({EXAMPLE}), or set "distribute": "auto"')
+        return None
+    index, workers = read_tf_config(text)
+    if len(workers) == 1:
+        return None
+    import tensorflow as tf
+
+    from tlcore.distributed import Cluster
+
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
+    _strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    cluster = Cluster(index, len(workers), "tf.distribute (MultiWorkerMirroredStrategy)", ", ".join(workers),
+                      KerasCollectives(_strategy))
+    with reporter.activity(f"Worker {index} of {len(workers)}: waiting for the other workers"):
+        try:
+            cluster.gather(index)
+        except Exception as exc:
+            cluster.close()
+            _strategy = None
+            from tlcore.distributed import WorkerError
+
+            raise WorkerError(f"worker {index} of {len(workers)}: the other workers did not all join within "
+                              f"{config.worker_timeout} s ({exc}); start every worker with the same TF_CONFIG "
+                              'worker list, or raise "worker_timeout"') from None
+    return cluster
+
+
+class KerasCollectives:
+    """The core's collectives over the strategy: any picklable value, as bytes gathered from every worker."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+
+    def _gather(self, array):
+        import tensorflow as tf
+
+        values = self.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(array))
+        return self.strategy.gather(values, axis=0).numpy()
+
+    def all_gather(self, value):
+        import pickle
+
+        import numpy as np
+
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        lengths = self._gather(np.asarray([len(data)], dtype=np.int64))
+        words = -(-int(lengths.max()) // 8)  # the collectives carry int64, not bytes: 8 bytes a word
+        padded = np.zeros((1, words), dtype=np.int64)
+        padded.view(np.uint8)[0, :len(data)] = np.frombuffer(data, dtype=np.uint8)
+        rows = self._gather(padded)
+        return [pickle.loads(rows[i].view(np.uint8)[:int(length)].tobytes()) for i, length in enumerate(lengths)]
+
+    def sum(self, values):
+        import numpy as np
+
+        return self._gather(np.asarray([values], dtype=np.float64)).sum(axis=0).tolist()
+
+    def broadcast(self, value):
+        return self.all_gather(value)[0]
+
+    def close(self):
+        global _strategy
+
+        _strategy = None
