@@ -14,6 +14,9 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Sequence
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+"""The file names (lower case) tl reads as images: in datasets, for tl init and for tl predict."""
+
 if TYPE_CHECKING:
     import numpy as np
 

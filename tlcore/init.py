@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import __version__
 from tlcore.errors import ConfigError, DatasetError, OutputError
+from tlcore.images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from tlcore.report import Reporter
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CONFIGURATION = "configuration.json"
 LABELS = "labels.json"
 SPLIT_FOLDER = "dataset"

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from tlcore.errors import ConfigError, DatasetError, ModelError, PluginError
+from tlcore.images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Reporter
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 FLOAT_FOLDER = "saved_model"
 QUANTIZED_FOLDER = "imx500"
 FLOAT_RECORD = "tl_run.json"

@@ -12,10 +12,10 @@ from tlcore.config import read_json_object
 from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError
 from tlcore.hookspecs import hookimpl
+from tlcore.images import IMAGE_SUFFIXES
 
 from plugins.datasets.probe import probe
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 SHOWN = 5
 MAX_LABEL_ID = 65535
 """The output layer has (largest id + 1) units, so ids are kept to a sane range."""
