@@ -1,16 +1,29 @@
-"""tl against the plain-Keras way, side by side, on generated JPEG datasets.
+"""tl against the plain-Keras and the plain-PyTorch way, side by side, on generated JPEG datasets.
 
-    python bench/benchmark.py            # MobileNetV2 at 224 px: 2000 images for speed, 500 vs 5000 for memory
-    python bench/benchmark.py --quick    # smaller: 96 px, alpha 0.35, 500 images; 300 vs 3000 for memory
+    python bench/benchmark.py                      # MobileNetV2 at 224 px: 2000 images for speed, 500 vs 5000 for memory
+    python bench/benchmark.py --quick              # smaller: 96 px, alpha 0.35, 500 images; 300 vs 3000 for memory
+    python bench/benchmark.py --framework torch    # one framework only (keras, torch or both; default both)
 
-Prints, for each figure, tl's value, the reference's value and their ratio:
-wall time for N epochs with a frozen base (tl computes features once), per-epoch
-throughput when features cannot be cached (augmentation), peak resident memory
-for a small and a 10x larger dataset, Top-1, and CLI start-up time.
+Prints, per framework, tl's value, the reference's value and their ratio for each figure:
+wall time for N epochs with a frozen base (tl computes features once), Top-1 and peak RSS
+of that run, per-epoch throughput when features cannot be cached (augmentation ["flip"]
+against the reference's random horizontal flip), peak resident memory of tl for a small
+and a 10x larger dataset; then CLI start-up time.
 
-The base is MobileNetV2 with random He-scaled weights (ImageNet weights cannot be
-downloaded here; --weights imagenet uses them if Keras has them cached), saved once
-as .h5 and loaded by both tl and the reference, so both train on the same features.
+Keras: tl against bench/reference.py (image_dataset_from_directory + model.fit). The base
+is MobileNetV2 with random He-scaled weights (ImageNet weights cannot be downloaded here;
+--weights imagenet uses them if Keras has them cached), saved once as .h5 and loaded by
+both tl ("source_keras_model") and the reference, so both train on the same features.
+
+Torch: tl with "framework": "torch" against bench/torch_reference.py (ImageFolder +
+DataLoader + a loop forwarding through the whole model every epoch). The base is
+torchvision's mobilenet_v2(width_mult=alpha) with tl's own random initialisation
+(plugins.torch.base_model.random_initialise; --weights imagenet: torchvision's ImageNet
+weights, if cached), saved once with torch.save(model.state_dict()) and loaded by both
+tl ("weights": that file) and the reference.
+
+Peak RSS is that of the largest single process (bench/measure.py): the torch
+reference's DataLoader worker processes are not added to its main process.
 """
 
 import argparse
@@ -75,10 +88,39 @@ def make_base(path, size, alpha, weights, seed=0):
     return path
 
 
+def make_torch_base(path, size, alpha, weights, seed=0):
+    """torchvision's MobileNetV2 state dict: ImageNet weights, or tl's own random initialisation
+    (made in a separate process, which keeps torch out of this one)."""
+    if not Path(path).exists():
+        code = f"from bench.benchmark import save_torch_base; save_torch_base({str(path)!r}, {size}, {alpha}, {weights!r}, {seed})"
+        subprocess.run([sys.executable, "-c", code], env=ENV, check=True, cwd=REPO)
+    return path
+
+
+def save_torch_base(path, size, alpha, weights, seed):
+    import torch
+    import torchvision
+
+    from plugins.torch.base_model import random_initialise
+
+    model = torchvision.models.mobilenet_v2(weights=None, width_mult=alpha)
+    if weights is None:
+        random_initialise(model, size, seed)
+    else:
+        model.load_state_dict(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.get_state_dict(progress=False))
+    torch.save(model.state_dict(), path)
+
+
 def write_config(folder, dataset, base, args, **extra):
+    """tl's configuration: the Keras base as ``source_keras_model``, or with ``framework="torch"``
+    the torchvision MobileNetV2 with ``weights`` = the state-dict file."""
     folder.mkdir(parents=True, exist_ok=True)
+    if extra.get("framework") == "torch":
+        model = {"weights": str(base), "mobilenet_alpha": args.alpha}
+    else:
+        model = {"source_keras_model": str(base)}
     config = {
-        "source_keras_model": str(base), "dataset_training_dir": str(dataset / "training"),
+        **model, "dataset_training_dir": str(dataset / "training"),
         "dataset_validation_dir": str(dataset / "validation"), "batch_size": args.batch_size,
         "input_tensor_size": args.input_size, "epochs": args.epochs, "output_dir": str(folder / "out"),
         "evaluate_result_dir": str(folder / "out"), "seed": 0, **extra,
@@ -114,6 +156,15 @@ def run_reference(base, dataset, args, workdir, epochs, augment=False):
     return result
 
 
+def run_torch_reference(base, dataset, args, workdir, epochs, augment=False):
+    command = [sys.executable, str(REPO / "bench" / "torch_reference.py"), str(base), str(dataset),
+               str(args.input_size), str(epochs), str(args.batch_size), str(args.alpha),
+               "--workers", str(args.torch_workers)] + (["--augment"] if augment else [])
+    result = measured(command, workdir)
+    result.update(json.loads(result["stdout"].strip().splitlines()[-1]))
+    return result
+
+
 def startup_seconds(args_list, repeats=11):
     times = []
     for _ in range(repeats):
@@ -128,9 +179,11 @@ def steady_epoch(seconds):
     return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
 
 
-def row(name, tl, reference, unit, better="lower"):
+def row(name, tl, reference, unit, better="lower", load=None):
     ratio = tl / reference if reference else float("nan")
     print(f"{name:<44} {tl:>10.2f} {reference:>10.2f} {unit:<6} {ratio:>7.3f}  ({better} is better)")
+    if load:
+        print(f"  [{load}]")
 
 
 def main():
@@ -144,6 +197,10 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weights", choices=("random", "imagenet"), default="random")
+    parser.add_argument("--framework", choices=("keras", "torch", "both"), default="both",
+                        help="which framework's tl to measure against its plain reference (default both)")
+    parser.add_argument("--torch-workers", type=int, default=2,
+                        help="DataLoader num_workers of the plain-PyTorch reference (default 2)")
     parser.add_argument("--workdir", type=Path, help="keep datasets and runs here (default: a temporary folder)")
     args = parser.parse_args()
     args.images = args.images or (500 if args.quick else 2000)
@@ -160,8 +217,24 @@ def main():
     speed = make_dataset(workdir / f"data-{args.images}", args.images)
     small = make_dataset(workdir / f"data-{args.small}", args.small)
     large = make_dataset(workdir / f"data-{args.large}", args.large)
-    base = make_base(workdir / f"base-{args.input_size}-{args.alpha}-{args.weights}.h5", args.input_size, args.alpha,
-                     None if args.weights == "random" else "imagenet")
+
+    frameworks = ("keras", "torch") if args.framework == "both" else (args.framework,)
+    tables = {}
+    for framework in frameworks:
+        if framework == "keras":
+            base = make_base(workdir / f"base-{args.input_size}-{args.alpha}-{args.weights}.h5", args.input_size,
+                             args.alpha, None if args.weights == "random" else "imagenet")
+            reference, title = run_reference, "Keras: tl vs plain Keras (image_dataset_from_directory + model.fit)"
+            extra = {}
+        else:
+            base = make_torch_base(workdir / f"base-{args.input_size}-{args.alpha}-{args.weights}.pt",
+                                   args.input_size, args.alpha, None if args.weights == "random" else "imagenet")
+            reference = run_torch_reference
+            title = (f"PyTorch: tl vs plain PyTorch (ImageFolder + DataLoader, {args.torch_workers} workers, "
+                     "whole model every epoch)")
+            extra = {"framework": "torch"}
+        tables[framework] = (title, measure_framework(framework, base, reference, extra, speed, small, large,
+                                                      args, workdir))
 
     print("Measuring CLI start-up ...", flush=True)
     bad = workdir / "bad.json"
@@ -169,35 +242,62 @@ def main():
     startup = {name: startup_seconds(argv) for name, argv in
                (("tl --help", ["--help"]), ("tl plugins list", ["plugins", "list"]),
                 ("tl run (configuration error)", ["run", str(bad)]))}
+    startup_load = "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
-    print(f"Frozen base, {args.images} images, {args.epochs} epochs: tl ...", flush=True)
-    tl_cached = run_tl(write_config(workdir / "tl-cached", speed, base, args), workdir)
-    print("... and the plain-Keras reference", flush=True)
-    ref = run_reference(base, speed, args, workdir, args.epochs)
-
-    streaming_epochs = 3
-    print(f"No caching possible (augmentation), {streaming_epochs} epochs: tl ...", flush=True)
-    tl_stream = run_tl(write_config(workdir / "tl-augment", speed, base, args, epochs=streaming_epochs,
-                                    augmentation=["flip"]), workdir)
-    print("... and the reference with the same augmentation", flush=True)
-    ref_stream = run_reference(base, speed, args, workdir, streaming_epochs, augment=True)
-
-    print(f"Memory: tl on {args.small} and {args.large} images ...", flush=True)
-    tl_large = run_tl(write_config(workdir / "tl-large", large, base, args, epochs=2), workdir)
-    tl_small = run_tl(write_config(workdir / "tl-small", small, base, args, epochs=2), workdir)
-
+    for title, rows in tables.values():
+        print()
+        print(title)
+        print(f"{'figure':<44} {'tl':>10} {'reference':>10} {'unit':<6} {'ratio':>7}")
+        for name, tl, ref, unit, better, load in rows:
+            row(name, tl, ref, unit, better, load)
     print()
-    print(f"{'figure':<44} {'tl':>10} {'reference':>10} {'unit':<6} {'ratio':>7}")
-    row(f"wall time, {args.images} images, {args.epochs} epochs, frozen", tl_cached["wall_seconds"], ref["wall_seconds"], "s")
-    row("Top-1 accuracy, same run", tl_cached["top_1_accuracy"], ref["top_1_accuracy"], "", "higher")
-    row("peak RSS, same run", tl_cached["peak_rss_mib"], ref["peak_rss_mib"], "MiB")
-    n_train = sum(1 for _ in (speed / "training").rglob("*.jpg"))
-    n_val = sum(1 for _ in (speed / "validation").rglob("*.jpg"))
-    row("per-epoch images/s with augmentation", (n_train + n_val) / steady_epoch(tl_stream["epoch_seconds"]),
-        (n_train + n_val) / steady_epoch(ref_stream["epoch_seconds"]), "img/s", "higher")
-    row(f"peak RSS tl, {args.large} vs {args.small} images", tl_large["peak_rss_mib"], tl_small["peak_rss_mib"], "MiB")
     for name, seconds in startup.items():
         print(f"{'CLI start-up, ' + name:<44} {seconds:>10.3f} {'':>10} {'s':<6} {'':>7}  (limit 1.2 s, target < 0.3 s)")
+    print(f"  [{startup_load}]")
+
+
+def conditions(result):
+    """What else the machine did while ``result`` was measured: load averages at its end and the
+    cores other processes kept busy during it (bench/measure.py)."""
+    load = " ".join(f"{value:.2f}" for value in result["load_average"])
+    other = result.get("other_cpu")
+    return f"load average {load}" + ("" if other is None else f", other processes {other:.2f} cores")
+
+
+def measure_framework(framework, base, reference, extra, speed, small, large, args, workdir):
+    """The rows of one framework's table: (figure, tl, reference, unit, better, conditions)."""
+    name = "Keras" if framework == "keras" else "PyTorch"
+    print(f"[{framework}] Frozen base, {args.images} images, {args.epochs} epochs: tl ...", flush=True)
+    tl_cached = run_tl(write_config(workdir / f"{framework}-tl-cached", speed, base, args, **extra), workdir)
+    print(f"[{framework}] ... and the plain-{name} reference", flush=True)
+    ref = reference(base, speed, args, workdir, args.epochs)
+
+    streaming_epochs = 3
+    print(f"[{framework}] No caching possible (augmentation), {streaming_epochs} epochs: tl ...", flush=True)
+    tl_stream = run_tl(write_config(workdir / f"{framework}-tl-augment", speed, base, args, epochs=streaming_epochs,
+                                    augmentation=["flip"], **extra), workdir)
+    print(f"[{framework}] ... and the reference with the same augmentation", flush=True)
+    ref_stream = reference(base, speed, args, workdir, streaming_epochs, augment=True)
+
+    print(f"[{framework}] Memory: tl on {args.small} and {args.large} images ...", flush=True)
+    tl_large = run_tl(write_config(workdir / f"{framework}-tl-large", large, base, args, epochs=2, **extra), workdir)
+    tl_small = run_tl(write_config(workdir / f"{framework}-tl-small", small, base, args, epochs=2, **extra), workdir)
+
+    n_images = sum(1 for _ in speed.rglob("*.jpg"))
+
+    def both(tl, ref):
+        return f"tl: {conditions(tl)}; reference: {conditions(ref)}"
+
+    return [
+        (f"wall time, {args.images} images, {args.epochs} epochs, frozen", tl_cached["wall_seconds"],
+         ref["wall_seconds"], "s", "lower", both(tl_cached, ref)),
+        ("Top-1 accuracy, same run", tl_cached["top_1_accuracy"], ref["top_1_accuracy"], "", "higher", None),
+        ("peak RSS, same run", tl_cached["peak_rss_mib"], ref["peak_rss_mib"], "MiB", "lower", None),
+        ("per-epoch images/s with augmentation", n_images / steady_epoch(tl_stream["epoch_seconds"]),
+         n_images / steady_epoch(ref_stream["epoch_seconds"]), "img/s", "higher", both(tl_stream, ref_stream)),
+        (f"peak RSS tl, {args.large} vs {args.small} images", tl_large["peak_rss_mib"], tl_small["peak_rss_mib"],
+         "MiB", "lower", f"large: {conditions(tl_large)}; small: {conditions(tl_small)}"),
+    ]
 
 
 if __name__ == "__main__":
