@@ -1,9 +1,9 @@
 """Several workers (processes, on one machine or many) in one run, on the framework's own engine.
 
 A framework pack sets its engine up in ``tl_cluster`` (torch: ``torch.distributed`` from
-torchrun's environment) and gives the core a :class:`Cluster`: which worker this is, and
-the engine's collectives (gather, broadcast). The core spreads the work with them, the
-same for every framework:
+torchrun's environment; keras: ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``)
+and gives the core a :class:`Cluster`: which worker this is, and the engine's collectives
+(gather, broadcast, sum). The core spreads the work with them, the same for every framework:
 
 - feature extraction: each worker computes the features of its share of the images
   (:meth:`Cluster.share`); the shares are gathered, so every worker has them all;
@@ -25,11 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 from tlcore.errors import TLError
-
-DISTRIBUTE_CHOICES = ("auto", "multi_worker")
-"""``distribute``: ``auto`` uses the engine's environment when it is set (one worker otherwise);
-``multi_worker`` requires it."""
-
 
 class WorkerError(TLError):
     """Another worker stopped, or could not be reached in time: the run stops on every worker."""
