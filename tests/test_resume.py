@@ -136,3 +136,22 @@ def test_keras_resumes_in_the_fine_tuning_phase(tmp_path):
 @pytest.mark.torch
 def test_torch_resumes_in_the_fine_tuning_phase(tmp_path):
     resumed_in_fine_tuning(tmp_path, "torch")
+
+
+def test_an_interrupt_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    import pickle
+
+    from tlcore.training import CHECKPOINT_FILE, Checkpoint
+
+    checkpoint = Checkpoint(tmp_path / CHECKPOINT, "print")
+    checkpoint.save({"epoch": 1})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pickle, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save({"epoch": 2})
+    monkeypatch.undo()
+    assert [path.name for path in (tmp_path / CHECKPOINT).iterdir()] == [CHECKPOINT_FILE], "no partial file"
+    assert pickle.loads((tmp_path / CHECKPOINT / CHECKPOINT_FILE).read_bytes())["epoch"] == 1

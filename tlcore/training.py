@@ -576,6 +576,7 @@ class Checkpoint:
         import os
         import pickle
         import tempfile
+        from pathlib import Path
 
         self.folder.mkdir(parents=True, exist_ok=True)
         handle = tempfile.NamedTemporaryFile("wb", dir=self.folder, prefix=".state.", delete=False)
