@@ -108,7 +108,7 @@ def test_with_plugins_blocked_their_keys_are_ignored_with_a_warning_but_typos_st
     ("batch_size", None, "must not be null"),
     ("epochs", 0, "must be at least 1"),
     ("epochs", [3], "must be an integer, not a list"),
-    ("input_tensor_size", 16, "must be at least 32"),
+    ("input_tensor_size", 0, "must be at least 1"),
     ("input_tensor_size", 10**9, "must be at most"),
     ("input_tensor_size", {"w": 3}, "must be an integer, not an object"),
     ("preprocessing", "caffe", 'use one of mobilenet_v2, unit, none, imagenet, or {"mean"'),

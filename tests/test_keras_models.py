@@ -213,6 +213,26 @@ def test_fixed_input_size_mismatch_says_which_size_to_set(tf, tmp_path, reporter
         load_base(config_with_model(tmp_path, path, size=32), reporter)
 
 
+def test_the_smallest_input_size_comes_from_the_model(tf, tmp_path, reporter):
+    """A model of any input size whose valid convolutions and pooling need 16x16 pixels: 16 loads, and 15 is refused
+    naming 16; Keras' MobileNetV2 needs 32, and says so."""
+    import dataclasses
+
+    layers = tf.keras.layers
+    path = tmp_path / "shrinking"
+    tf.keras.Sequential([tf.keras.Input((None, None, 3)), layers.Conv2D(4, 5), layers.MaxPooling2D(4),
+                         layers.Conv2D(4, 3), layers.GlobalAveragePooling2D()]).save(path)
+    assert load_base(config_with_model(tmp_path, path, size=16), reporter) is not None
+    with pytest.raises(ModelError, match=r"takes images of at least 16x16 pixels .* input_tensor_size is 15; set it "
+                                         r"to 16 or more"):
+        load_base(config_with_model(tmp_path, path, size=15), reporter)
+
+    mobilenet = dataclasses.replace(config_with_model(tmp_path, None, size=31), weights=None, mobilenet_alpha=0.35)
+    with pytest.raises(ModelError, match="MobileNetV2 takes images of at least 32x32 pixels, but input_tensor_size "
+                                         "is 31; set it to 32 or more"):
+        load_base(mobilenet, reporter)
+
+
 def test_single_channel_model_is_refused_clearly(tf, tmp_path, reporter):
     """A grayscale (1-channel) model: the error says tl feeds RGB images with 3 channels."""
     path = tmp_path / "gray.h5"

@@ -5,6 +5,8 @@ from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
 TL_FRAMEWORK = "keras"
+MOBILENET_MIN_SIZE = 32
+"""Keras' MobileNetV2 refuses smaller inputs."""
 
 
 def load_mobilenet_v2(config, reporter):
@@ -21,6 +23,9 @@ def load_mobilenet_v2(config, reporter):
         )
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
+    if size < MOBILENET_MIN_SIZE:
+        raise ModelError(f"Keras' MobileNetV2 takes images of at least {MOBILENET_MIN_SIZE}x{MOBILENET_MIN_SIZE} "
+                         f"pixels, but input_tensor_size is {size}; set it to {MOBILENET_MIN_SIZE} or more")
     reporter.info(f"Base model: MobileNetV2 (alpha {alpha:g}, {size}x{size}, {shown} weights, no top)")
     try:
         model = tf.keras.applications.MobileNetV2(
@@ -140,9 +145,40 @@ def load_user_model(path, config, reporter):
         raise ModelError(f"{path} expects {height}x{width} images but input_tensor_size is {size}; {fix}")
     if channels != 3:
         raise ModelError(f"{path} expects {channels}-channel images; tl feeds RGB images (3 channels)")
+    if height is None:
+        check_input_size(model, path, size)
     shape = f"{height}x{width}x{channels}" if height else f"any size x {channels}"
     reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {shape})")
     return model
+
+
+def takes(model, size):
+    """Whether ``model`` (of any input size) can take size x size images: TensorFlow's shape inference,
+    without computing (oneDNN's kernels compute on an empty feature map without an error)."""
+    import tensorflow as tf
+
+    try:
+        output = model(tf.keras.Input((size, size, 3)), training=False)
+    except Exception:
+        return False
+    return all(dim is None or dim > 0 for dim in tuple(output.shape)[1:])
+
+
+def check_input_size(model, path, size):
+    """Refuse an input size too small for a model of any input size, naming the smallest it takes."""
+    if takes(model, size):
+        return
+    high = size
+    while high < 4096 and not takes(model, high):
+        high *= 2
+    if not takes(model, high):
+        raise ModelError(f"{path} cannot take {size}x{size} images, nor any size up to 4096; check the model")
+    low = size  # fails; the smallest size that works lies in (low, high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if takes(model, middle) else (middle, high)
+    raise ModelError(f"{path} takes images of at least {high}x{high} pixels (its layers reduce smaller ones to "
+                     f"nothing), but input_tensor_size is {size}; set it to {high} or more")
 
 
 @hookimpl(trylast=True)
