@@ -27,8 +27,8 @@ def tl_frameworks():
     return [Framework(
         name="fake",
         summary="nearest mean colour (pure numpy; tl's tests and docs)",
-        keys=("feature_cache", "preprocessing", "learning_rate", "early_stopping_patience", "early_stopping_monitor",
-              "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight"),
+        keys=("feature_cache", "augmentation_views", "preprocessing", "learning_rate", "early_stopping_patience",
+              "early_stopping_monitor", "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight"),
         default_preprocessing="unit",
         model_format="model.json: one mean colour per label id",
     )]

@@ -501,9 +501,13 @@ def test_no_image_goes_through_the_base_twice_when_features_are_cached(project, 
         def tl_predict(self):
             Predicts.calls += 1
 
-    result, _ = run_with(project, Predicts(), epochs=3)
+    result, _ = run_with(project, Predicts(), epochs=3, augmentation_views=0)
     assert sum(seen) == 12 + 6 and Predicts.calls == 0, "one pass: 12 training and 6 validation images"
     assert result.metrics["top_1_accuracy"] == 1.0
+    seen.clear()
+    result, _ = run_with(project, Predicts(), epochs=3)
+    assert sum(seen) == 12 * 4 + 6 and Predicts.calls == 0, \
+        "4 images per class: each training image and its 3 augmented views once, each validation image once"
     seen.clear()
     result, _ = run_with(project, Predicts(), epochs=3, feature_cache="off")
     assert Predicts.calls == 3 and sum(seen) > 18 and result.metrics["top_1_accuracy"] == 1.0

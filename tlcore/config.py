@@ -166,6 +166,15 @@ def _augmentation(value, base_dir):
     return tuple(dict.fromkeys(value))
 
 
+MAX_VIEWS = 8
+
+
+def _views(value, base_dir):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VIEWS):
+        return value
+    raise ValueError(f'is {json.dumps(value)}; use "auto" or a number of views from 0 to {MAX_VIEWS}')
+
+
 def _class_weight(value, base_dir):
     if value == "balanced":
         return value
@@ -194,8 +203,9 @@ CORE_KEYS = (
               help="labels.json (class name -> id); default: labels.json beside the training folder"),
     ConfigKey("batch_size", "integer", default=32, minimum=1, maximum=65536,
               help="images per training step (power of two recommended)"),
-    ConfigKey("input_tensor_size", "integer", default=224, minimum=32, maximum=4096,
-              help="side of the square input tensor, in pixels"),
+    ConfigKey("input_tensor_size", "integer", default=224, minimum=1, maximum=4096,
+              help="side of the square input tensor, in pixels (the model says how small it may be: 32 for "
+                   "Keras' MobileNetV2)"),
     ConfigKey("epochs", "integer", default=10, minimum=1, maximum=100000,
               help="passes over the training images"),
     ConfigKey("output_dir", "path", path_kind="output_dir",
@@ -232,7 +242,12 @@ CORE_KEYS = (
               help='float16 compute, float32 weights: "auto" (on GPUs that benefit, with tensor cores), true or '
                    "false; the saved model is float32 either way"),
     ConfigKey("augmentation", "list", default=(), convert=_augmentation,
-              help="random changes to training images, any of flip, rotation, zoom, contrast, brightness"),
+              help="random changes to training images, any of flip, crop, rotation, zoom, contrast, brightness"),
+    ConfigKey("augmentation_views", "any", default="auto", convert=_views,
+              help="frozen base: features of this many augmented views of each training image are computed once "
+                   "(flip and crop, or the augmentation given), and each epoch trains on one view per image; "
+                   '"auto": 1 to 3 when classes have 50 training images or fewer, else 0; '
+                   "0 with augmentation: fresh changes every epoch, images through the base every epoch"),
     ConfigKey("fine_tune_layers", "integer", default=0, minimum=0, maximum=100000,
               help="also train the last N layers of the base (BatchNorm stays frozen); 0 = frozen base"),
     ConfigKey("feature_cache", "string", default="auto", choices=("auto", "memory", "disk", "off"),
@@ -441,6 +456,8 @@ class RunConfig:
     mixed_precision: bool | str = "auto"
     """``"auto"``, true or false as configured; a run resolves ``"auto"`` to a bool for the devices it has."""
     augmentation: tuple = ()
+    augmentation_views: int | str = "auto"
+    """``"auto"`` or a number, as configured; a run resolves it for its dataset (:func:`tlcore.features.view_count`)."""
     fine_tune_layers: int = 0
     feature_cache: str = "auto"
     early_stopping_patience: int = 0

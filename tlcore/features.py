@@ -7,12 +7,19 @@ head trains on the stored features for all epochs. They are kept in memory when
 small, otherwise in an on-disk cache under ``output_dir/.tl-cache`` that is
 reused only while the model, preprocessing and image files are unchanged; a
 cache for anything else is removed. The same for every framework.
+
+Augmentation need not turn the cache off: the features of a few augmented views
+of each training image (``augmentation_views``: the mirror image, crops) are
+computed once beside the image's own, and each epoch trains on one of them per
+image, drawn from the seed, the epoch and the image. Augmentation then costs one
+extra pass over the training images per view, not one pass per epoch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
 
     from tlcore.config import RunConfig
     from tlcore.dataset import DatasetIndex
+    from tlcore.loader import Views
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Reporter
 
@@ -37,12 +45,16 @@ MEMORY_LIMIT_BYTES = 256 * 2**20
 CACHE_FOLDER = ".tl-cache"
 COMPLETE = "complete.json"
 SPLITS = ("training", "validation")
+SMALL_CLASS = 50
+"""Classes of at most this many training images (on average) make a small dataset: ``augmentation_views``
+``"auto"`` gives it augmented views."""
+MAX_AUTO_VIEWS = 3
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """The features of one split: ``features`` (n x dim; in memory or memory-mapped),
-    the ``labels`` of all n images, and the ``rows`` to use (images that decoded)."""
+    """The features of one split: ``features`` (n x dim, or n x views x dim with augmented views; in memory
+    or memory-mapped), the ``labels`` of all n images, and the ``rows`` to use (images that decoded)."""
 
     features: np.ndarray
     labels: np.ndarray
@@ -51,10 +63,16 @@ class FeatureSet:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batches(self, batch_size: int, order: np.ndarray | None = None,
-                with_rows: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+    @property
+    def views(self) -> int:
+        """The number of views per image: 1 (the image itself), or more with augmented views."""
+        return 1 if self.features.ndim == 2 else self.features.shape[1]
+
+    def batches(self, batch_size: int, order: np.ndarray | None = None, with_rows: bool = False,
+                view_of: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, ...]]:
         """``(features, label ids)`` batches of the usable rows, in ``order`` (positions in :attr:`rows`);
-        ``with_rows`` adds the batch's row numbers (its images' indices in the split).
+        ``with_rows`` adds the batch's row numbers (its images' indices in the split). With views, each
+        image's features are those of its view ``view_of[row]`` (by default the image itself, view 0).
 
         Rows are read by index in ascending order per batch, so a memory-mapped cache stays on disk.
         """
@@ -63,24 +81,56 @@ class FeatureSet:
         rows = self.rows if order is None else self.rows[order]
         for start in range(0, len(rows), batch_size):
             chosen = np.sort(rows[start:start + batch_size])
-            batch = (np.asarray(self.features[chosen], dtype=np.float32), self.labels[chosen])
+            if self.views == 1:
+                values = self.features[chosen]
+            else:
+                values = self.features[chosen, 0 if view_of is None else view_of[chosen]]
+            batch = (np.asarray(values, dtype=np.float32), self.labels[chosen])
             yield (*batch, chosen) if with_rows else batch
 
 
-def can_cache(config: RunConfig, frozen: bool | None = None) -> bool:
+def can_cache(config: RunConfig, frozen: bool | None = None, views: int = 0) -> bool:
     """Whether the base computes the same features in every epoch, so they can be computed once:
-    a frozen base (``frozen``; by default, when ``fine_tune_layers`` is 0), no random augmentation,
-    and the cache not switched off."""
+    a frozen base (``frozen``; by default, when ``fine_tune_layers`` is 0), the cache not switched off,
+    and no random augmentation, or augmentation by a number of ``views`` computed once."""
     frozen = not config.fine_tune_layers if frozen is None else frozen
-    return config.feature_cache != "off" and not config.augmentation and frozen
+    return config.feature_cache != "off" and frozen and (not config.augmentation or views > 0)
 
 
-def fingerprint(model_key: str, preprocessing: Preprocessing, dataset: DatasetIndex) -> str:
+def view_count(config: RunConfig, dataset: DatasetIndex) -> int:
+    """The number of augmented views per training image of a frozen base: ``augmentation_views``, or for
+    ``"auto"`` up to :data:`MAX_AUTO_VIEWS` on a small dataset (more views the fewer images a class has,
+    so that a class has about 100 training samples) and none on a larger one, where the extra passes over
+    the images would cost more than augmentation gains."""
+    if config.augmentation_views != "auto":
+        return int(config.augmentation_views)
+    classes = max(1, len(set(dataset.training.label_ids)))
+    per_class = len(dataset.training) / classes
+    if per_class > SMALL_CLASS or not per_class:
+        return 0
+    return max(1, min(MAX_AUTO_VIEWS, int(100 // per_class) - 1))
+
+
+def augmented_views(config: RunConfig, dataset: DatasetIndex, seed: int, frozen: bool | None = None) -> Views | None:
+    """The training images' augmented views to compute once (:class:`tlcore.loader.Views`), or None."""
+    from tlcore.images import VIEW_AUGMENTATIONS
+    from tlcore.loader import Views
+
+    count = view_count(config, dataset)
+    if not count or not can_cache(config, frozen, count):
+        return None
+    return Views(count, tuple(config.augmentation) or VIEW_AUGMENTATIONS, seed)
+
+
+def fingerprint(model_key: str, preprocessing: Preprocessing, dataset: DatasetIndex, views: Views | None = None) -> str:
     """A hash of everything features depend on: the model (its framework's key for weights and
-    architecture), the preprocessing and every image file (path, label, size, modification time)."""
+    architecture), the preprocessing, the augmented views and every image file (path, label, size,
+    modification time)."""
     digest = hashlib.sha256()
     digest.update(model_key.encode())
     digest.update(json.dumps(preprocessing.to_dict(), sort_keys=True).encode())
+    if views is not None:
+        digest.update(json.dumps([views.count, list(views.names), views.seed]).encode())
     for name in SPLITS:
         for path, label in getattr(dataset, name).samples:
             stat = os.stat(path)
@@ -90,8 +140,10 @@ def fingerprint(model_key: str, preprocessing: Preprocessing, dataset: DatasetIn
 
 def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model_key: Callable[[], str],
                     dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
-                    reporter: Reporter, cluster: Cluster = SINGLE) -> dict[str, FeatureSet]:
-    """``{split: FeatureSet}`` of the training and validation images.
+                    reporter: Reporter, cluster: Cluster = SINGLE, views: Views | None = None
+                    ) -> dict[str, FeatureSet]:
+    """``{split: FeatureSet}`` of the training and validation images (with ``views``, the training
+    images' features are those of the image and of its augmented views, n x (views + 1) x dim).
 
     :param compute: model input batch -> features (n x ``dim``, float32), in inference mode.
     :param dim: the number of features per image.
@@ -103,17 +155,22 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     import numpy as np
 
     labels = {name: np.asarray(getattr(dataset, name).label_ids, dtype=np.int64) for name in SPLITS}
-    size = sum(len(getattr(dataset, name)) for name in SPLITS) * dim * 4
+    shapes = {name: (len(labels[name]), views.count + 1, dim) if views and name == "training" else
+              (len(labels[name]), dim) for name in SPLITS}
+    size = sum(math.prod(shape) for shape in shapes.values()) * 4
+    what = f"{dim} values each" + (f"; {views.count} augmented view{'s' if views.count > 1 else ''} "
+                                   f"({', '.join(views.names)}) of each training image" if views else "")
     mode = config.feature_cache
     if cluster.size > 1:
-        reporter.info(f"Computing features once per image, each of {cluster.size} workers its share ({dim} values "
-                      f"each, {size / 2**20:.1f} MiB in memory)")
+        reporter.info(f"Computing features once per image, each of {cluster.size} workers its share ({what}, "
+                      f"{size / 2**20:.1f} MiB in memory)")
         sets = {}
         for name in SPLITS:
             split = getattr(dataset, name)
-            features = np.zeros((len(split), dim), dtype=np.float32)
+            features = np.zeros(shapes[name], dtype=np.float32)
             mine = cluster.share(range(len(split)))
-            local = _extract(compute, split, preprocessing, config, features, reporter, order=mine)
+            local = _extract(compute, split, preprocessing, config, features, reporter, order=mine,
+                             views=views if name == "training" else None)
             bad = []
             for rows, values, undecodable in cluster.gather((mine, features[mine], local)):
                 features[rows] = values
@@ -121,18 +178,19 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
             sets[name] = FeatureSet(features, labels[name], _rows(len(features), bad))
         return sets
     if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
-        reporter.info(f"Computing features once per image ({dim} values each, {size / 2**20:.1f} MiB in memory)")
+        reporter.info(f"Computing features once per image ({what}, {size / 2**20:.1f} MiB in memory)")
         sets = {}
         for name in SPLITS:
-            features = np.zeros((len(labels[name]), dim), dtype=np.float32)
-            bad = _extract(compute, getattr(dataset, name), preprocessing, config, features, reporter)
+            features = np.zeros(shapes[name], dtype=np.float32)
+            bad = _extract(compute, getattr(dataset, name), preprocessing, config, features, reporter,
+                           views=views if name == "training" else None)
             sets[name] = FeatureSet(features, labels[name], _rows(len(features), bad))
         return sets
 
     root = Path(config.output_dir) / CACHE_FOLDER
     root.mkdir(exist_ok=True)
     with reporter.activity("Checking the feature cache (hashing the model and the image files)", delay=2.0):
-        folder = root / f"features-{fingerprint(model_key(), preprocessing, dataset)}"
+        folder = root / f"features-{fingerprint(model_key(), preprocessing, dataset, views)}"
     for stale in root.glob("features-*"):
         if stale != folder and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -143,13 +201,14 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
             _report_cached(getattr(dataset, name), undecodable[name], config, reporter)
     else:
         require_free_space(root, size + 2**20, "the feature cache")
-        reporter.info(f"Computing features once per image into {folder} ({size / 2**20:.1f} MiB on disk)")
+        reporter.info(f"Computing features once per image into {folder} ({what}, {size / 2**20:.1f} MiB on disk)")
         undecodable = {}
         with StagedDir(folder) as staged:
             for name in SPLITS:
                 out = np.lib.format.open_memmap(staged.path / f"{name}.npy", mode="w+", dtype=np.float32,
-                                                shape=(len(labels[name]), dim))
-                undecodable[name] = _extract(compute, getattr(dataset, name), preprocessing, config, out, reporter)
+                                                shape=shapes[name])
+                undecodable[name] = _extract(compute, getattr(dataset, name), preprocessing, config, out, reporter,
+                                             views=views if name == "training" else None)
                 out.flush()
                 del out
             (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": undecodable}))
@@ -161,17 +220,24 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     }
 
 
-def _extract(compute, split, preprocessing, config, out, reporter, order=None) -> list:
+def _extract(compute, split, preprocessing, config, out, reporter, order=None, views=None) -> list:
     """Fill the rows of ``out`` with the features of ``split``'s images (those of ``order`` only, when
-    given); return ``[(index, reason)]`` of the images that could not be decoded (their rows stay unset)."""
+    given; with ``views``, of each image and its views); return ``[(index, reason)]`` of the images that
+    could not be decoded (their rows stay unset)."""
     import numpy as np
 
-    batches = ImageBatches(split, preprocessing, config.batch_size, order=order, bad_images=config.bad_images)
+    batches = ImageBatches(split, preprocessing, config.batch_size, order=order, bad_images=config.bad_images,
+                           views=views)
 
     def store(batch):
-        out[batch.indices] = np.asarray(compute(batch.images), dtype=np.float32).reshape(len(batch), -1)
+        step = config.batch_size  # an image with its views may hold more inputs than a batch
+        values = [np.asarray(compute(batch.images[start:start + step]), dtype=np.float32)
+                  for start in range(0, len(batch.images), step)]
+        out[batch.indices] = np.concatenate(values).reshape(len(batch), *out.shape[1:])
 
-    run_batches(batches, store, reporter, label=f"features of {split.name} images ")
+    label = f"features of {split.name} images " + (f"and {views.count} view{'s' if views.count > 1 else ''} "
+                                                   if views else "")
+    run_batches(batches, store, reporter, label=label)
     return [list(item) for item in batches.undecodable]
 
 

@@ -46,8 +46,8 @@ STEP_NAMES = {
 
 OPTIONAL_KEYS = (
     "source_keras_model", "weights", "mobilenet_alpha", "preprocessing", "learning_rate", "dropout",
-    "augmentation", "fine_tune_layers", "feature_cache", "early_stopping_patience", "early_stopping_monitor",
-    "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
+    "augmentation", "augmentation_views", "fine_tune_layers", "feature_cache", "early_stopping_patience",
+    "early_stopping_monitor", "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
     "fine_tune_learning_rate", "mixed_precision", "distribute", "worker_timeout",
 )
 """Core configuration keys a framework may or may not honour; the others apply to every framework."""

@@ -20,7 +20,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 if TYPE_CHECKING:
     import numpy as np
 
-AUGMENTATIONS = ("flip", "rotation", "zoom", "contrast", "brightness")
+AUGMENTATIONS = ("flip", "crop", "rotation", "zoom", "contrast", "brightness")
+VIEW_AUGMENTATIONS = ("flip", "crop")
+"""What makes the augmented views of a frozen base's cached features when ``augmentation`` is not set."""
+CROP = 0.8
+"""A random crop keeps a square of at least this share of the side, anywhere in the image."""
 ROTATION_DEGREES = 18.0
 """Largest rotation, either way (Keras' RandomRotation(0.05) of a full turn)."""
 ZOOM = 0.1
@@ -85,6 +89,8 @@ def augment(pixels: np.ndarray, names: Sequence[str], rng: np.random.Generator) 
     import numpy as np
 
     image = pixels
+    if "crop" in names:
+        image = _crop(image, rng)
     if "rotation" in names or "zoom" in names:
         angle = rng.uniform(-ROTATION_DEGREES, ROTATION_DEGREES) if "rotation" in names else 0.0
         zoom = rng.uniform(1 - ZOOM, 1 + ZOOM) if "zoom" in names else 1.0
@@ -100,6 +106,37 @@ def augment(pixels: np.ndarray, names: Sequence[str], rng: np.random.Generator) 
             values = values + rng.uniform(-BRIGHTNESS, BRIGHTNESS)
         image = np.clip(values, 0, 255)
     return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def view(pixels: np.ndarray, number: int, names: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """Augmented view ``number`` (1, 2, ...) of one image (view 0 is the image itself).
+
+    With ``flip`` among ``names``, the odd views are mirrored, so that view 1 is the mirror image
+    (the cheapest view worth having) and the later views alternate; the other changes are drawn
+    from ``rng`` for views 2 and later (for every view, without ``flip``).
+    """
+    import numpy as np
+
+    others = [name for name in names if name != "flip"]
+    image = pixels
+    if others and ("flip" not in names or number >= 2):
+        image = augment(image, others, rng)
+    if "flip" in names and number % 2 == 1:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _crop(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random square of CROP to all of the side, anywhere in the image, resized back to the full size."""
+    import numpy as np
+    from PIL import Image
+
+    size = pixels.shape[0]
+    side = size * rng.uniform(CROP, 1.0)
+    left, top = rng.uniform(0, size - side, 2)
+    box = (left, top, left + side, top + side)
+    return np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR, box=box),
+                      dtype=np.uint8)
 
 
 def _rotate_and_zoom(pixels: np.ndarray, angle: float, zoom: float) -> np.ndarray:

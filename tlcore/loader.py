@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from tlcore.errors import DatasetError
-from tlcore.images import UndecodableImage, augment, decode, random_generator
+from tlcore.images import UndecodableImage, augment, decode, random_generator, view
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,18 +50,35 @@ class Augmentation:
     epoch: int = 0
 
 
+@dataclass(frozen=True)
+class Views:
+    """``count`` augmented views of every image, besides the image itself (:func:`tlcore.images.view`),
+    drawn per image from ``(seed, index)``: a batch then holds ``count + 1`` inputs per image, image by image."""
+
+    count: int
+    names: tuple[str, ...]
+    seed: int
+
+    def of(self, pixels: np.ndarray, index: int) -> list[np.ndarray]:
+        rng = random_generator(self.seed, 0x71E3, index)
+        return [pixels] + [view(pixels, number, self.names, rng) for number in range(1, self.count + 1)]
+
+
 class ImageBatches:
     """Iterate over batches of ``split`` (all of it, or the sample ``order`` given).
 
     Images that cannot be decoded are left out of their batch; with
     ``bad_images="error"`` the first one stops the iteration with a DatasetError.
     After iterating, :attr:`undecodable` lists ``(index, reason)`` of those left out.
-    ``raw=True`` gives uint8 RGB pixels (n, size, size, 3) instead of model input.
+    ``raw=True`` gives uint8 RGB pixels (n, size, size, 3) instead of model input. With ``views``,
+    each image comes with its augmented views (``n * (views.count + 1)`` inputs for n images), and a
+    batch holds as many images as keep its inputs within ``batch_size``.
     """
 
     def __init__(self, split: Split, preprocessing: Preprocessing, batch_size: int, *,
                  order: Sequence[int] | None = None, augmentation: Augmentation | None = None,
-                 bad_images: str = "skip", raw: bool = False, workers: int | None = None):
+                 bad_images: str = "skip", raw: bool = False, workers: int | None = None,
+                 views: Views | None = None):
         self.split = split
         self.preprocessing = preprocessing
         self.batch_size = batch_size
@@ -69,6 +86,7 @@ class ImageBatches:
         self.augmentation = augmentation
         self.bad_images = bad_images
         self.raw = raw
+        self.views = views
         self.workers = workers or default_workers()
         self.undecodable: list[tuple[int, str]] = []
 
@@ -76,7 +94,8 @@ class ImageBatches:
         return len(self.order)
 
     def __iter__(self) -> Iterator[Batch]:
-        chunks = [self.order[start:start + self.batch_size] for start in range(0, len(self.order), self.batch_size)]
+        per_batch = max(1, self.batch_size // (self.views.count + 1)) if self.views else self.batch_size
+        chunks = [self.order[start:start + per_batch] for start in range(0, len(self.order), per_batch)]
         self.undecodable = []
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="tl-decode")
         pending: deque[Future] = deque()
@@ -114,7 +133,8 @@ class ImageBatches:
         import numpy as np
 
         size = self.preprocessing.size
-        pixels = np.empty((len(chunk), size, size, 3), dtype=np.uint8)
+        copies = self.views.count + 1 if self.views else 1
+        pixels = np.empty((len(chunk) * copies, size, size, 3), dtype=np.uint8)
         kept: list[int] = []
         failed: list[tuple[int, str]] = []
         for index in chunk:
@@ -127,11 +147,14 @@ class ImageBatches:
             if self.augmentation is not None:
                 rng = random_generator(self.augmentation.seed, self.augmentation.epoch, index)
                 image = augment(image, self.augmentation.names, rng)
-            pixels[len(kept)] = image
+            if self.views is not None:
+                pixels[len(kept) * copies:(len(kept) + 1) * copies] = self.views.of(image, index)
+            else:
+                pixels[len(kept)] = image
             kept.append(index)
         if not kept:
             return None, failed
-        pixels = pixels[:len(kept)]
+        pixels = pixels[:len(kept) * copies]
         labels = np.asarray([self.split.samples[i][1] for i in kept], dtype=np.int64)
         images = pixels if self.raw else self.preprocessing.apply(pixels)
         return Batch(images, labels, np.asarray(kept, dtype=np.int64)), failed

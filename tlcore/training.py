@@ -331,6 +331,7 @@ class StreamedData:
     """
 
     cached = False
+    views = 1
 
     def __init__(self, dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int,
                  train: Sequence[int] | None = None, holdout: Sequence[int] | None = None):
@@ -386,6 +387,7 @@ class CachedData:
         import numpy as np
         from dataclasses import replace
 
+        self.views = sets["training"].views
         self.batch_size = batch_size
         self.seed = seed
         self.sets = sets
@@ -401,8 +403,15 @@ class CachedData:
 
     def training(self, epoch: int, keys: bool = False) -> Iterator[tuple[Any, ...]]:
         """``(features, label ids)`` batches of the epoch; ``keys`` adds each image's :func:`sample_keys`."""
+        import numpy as np
+
         order = epoch_order(self.num_train, self.seed, epoch)
-        for features, labels, rows in self.train_set.batches(self.batch_size, order, with_rows=True):
+        view_of = None
+        if self.views > 1:  # one view per image, from the seed, the epoch and the image alone
+            every = np.arange(len(self.train_set.labels), dtype=np.uint64)
+            view_of = (_mix(sample_keys(self.seed, epoch, every) ^ np.uint64(0x7E57)) % np.uint64(self.views))
+            view_of = view_of.astype(np.int64)
+        for features, labels, rows in self.train_set.batches(self.batch_size, order, with_rows=True, view_of=view_of):
             yield (features, labels, sample_keys(self.seed, epoch, rows)) if keys else (features, labels)
 
     def validation(self) -> Iterator[tuple[Any, Any]]:
@@ -413,7 +422,8 @@ def training_data(dataset: Any, preprocessing: Any, config: RunConfig, reporter:
                   compute: Callable[[Any], Any], dim: int, model_key: Callable[[], str], frozen: bool | None = None,
                   holdout: Sequence[int] | None = None, cluster: Cluster | None = None) -> StreamedData | CachedData:
     """The data a trainer iterates: features computed once when the base is frozen and images are
-    not augmented (:func:`tlcore.features.can_cache`), else images streamed every epoch.
+    not augmented, or augmented by views computed once (:func:`tlcore.features.can_cache`), else images
+    streamed every epoch.
 
     ``compute``, ``dim`` and ``model_key`` describe the feature extractor, as for
     :func:`tlcore.features.cached_features`. ``frozen`` says whether the base is frozen in this
@@ -422,11 +432,12 @@ def training_data(dataset: Any, preprocessing: Any, config: RunConfig, reporter:
     its share of the images.
     """
     from tlcore.distributed import SINGLE
-    from tlcore.features import can_cache, cached_features
+    from tlcore.features import augmented_views, can_cache, cached_features
 
-    if can_cache(config, frozen):
+    views = augmented_views(config, dataset, seed, frozen)
+    if can_cache(config, frozen, views.count if views else 0):
         sets = cached_features(compute, dim, model_key, dataset, preprocessing, config, reporter,
-                               cluster or SINGLE)
+                               cluster or SINGLE, views=views)
         return CachedData(sets, config.batch_size, seed, holdout)
     train = None
     if holdout is not None:
@@ -436,7 +447,7 @@ def training_data(dataset: Any, preprocessing: Any, config: RunConfig, reporter:
 
 
 def announce_training(reporter: Reporter, config: RunConfig, num_outputs: int, base_name: str, base_layers: int,
-                      cached: bool, tuned: int | None = None, epochs: int | None = None) -> None:
+                      cached: bool, tuned: int | None = None, epochs: int | None = None, views: int = 0) -> None:
     """The line before the first epoch (of a phase): what is trained, on what, how."""
     tuned = min(config.fine_tune_layers if tuned is None else tuned, base_layers)
     count = config.epochs if epochs is None else epochs
@@ -450,7 +461,8 @@ def announce_training(reporter: Reporter, config: RunConfig, num_outputs: int, b
     reporter.info(
         f"Training a {num_outputs}-way head on {base} {base_name}: {epochs_text}, batch size {config.batch_size}"
         + (", on features computed once" if cached else "")
-        + (f", augmentation: {', '.join(config.augmentation)}" if config.augmentation else "")
+        + (f", one of {views + 1} views of each image per epoch" if views else "")
+        + (f", augmentation: {', '.join(config.augmentation)}" if config.augmentation and not views else "")
     )
 
 
@@ -689,7 +701,7 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         train_step, test_step = (steps.train, steps.test) if cluster.size == 1 else \
             (spread(cluster, steps.train), spread(cluster, steps.test))
         announce_training(reporter, config, dataset.num_outputs, trainable.name, trainable.layers, data.cached,
-                          tuned=phase.layers, epochs=phase.epochs)
+                          tuned=phase.layers, epochs=phase.epochs, views=data.views - 1)
         last = first + phase.epochs - 1
         start, first_step = first, 0
         best = None
