@@ -26,9 +26,13 @@ def test_features_are_computed_once_in_memory_by_default(tiny):
     assert not (root / "out" / ".tl-cache").exists(), "small feature sets stay in memory"
 
 
-def test_with_augmentation_or_fine_tuning_images_stream_through_the_whole_model(tiny):
+def test_augmentation_keeps_the_cache_with_views_and_streams_without(tiny):
     root, configure = tiny
-    for extra in ({"augmentation": ["flip", "brightness"]}, {"fine_tune_layers": 3}):
+    result = run_tl("run", configure(epochs=1, augmentation=["flip", "brightness"]))
+    assert result.returncode == 0, result.stderr
+    assert "3 augmented views (flip, brightness) of each training image" in result.stdout, "3 images per class"
+    assert "on features computed once, one of 4 views of each image per epoch" in result.stdout
+    for extra in ({"augmentation": ["flip", "brightness"], "augmentation_views": 0}, {"fine_tune_layers": 3}):
         result = run_tl("run", configure(epochs=1, **extra))
         assert result.returncode == 0, (extra, result.stderr)
         assert "features computed once" not in result.stdout, extra
@@ -51,7 +55,7 @@ def test_the_feature_cache_key_changes_with_the_weights_and_only_then(tiny):
 
 def test_a_seeded_run_repeats_exactly_even_with_augmentation(tiny):
     root, configure = tiny
-    config = configure(augmentation=["flip", "rotation"], seed=7)
+    config = configure(augmentation=["flip", "rotation"], augmentation_views=0, seed=7)
     runs = [run_tl("run", config) for _ in range(2)]
     assert all(run.returncode == 0 for run in runs), runs[0].stderr
     epoch_lines = [[line[line.index("loss:"):] for line in run.stdout.splitlines() if "val_loss" in line]

@@ -52,7 +52,8 @@ def test_the_same_configuration_trains_with_keras_and_with_torch(runs):
     for framework, (project, result) in runs.items():
         assert result.exit_code == 0, result.output
         assert f"(framework {framework})" in result.output.splitlines()[0]
-        assert re.search(r"^features of training images 120/120 \[=+\] - [\d.]+ img/s", result.output, re.M)
+        # 40 images per class: one augmented view each ("augmentation_views": "auto")
+        assert re.search(r"^features of training images and 1 view 120/120 \[=+\] - [\d.]+ img/s", result.output, re.M)
         assert re.search(r"^Epoch 10/10$", result.output, re.M)
         assert re.search(r"loss: [\d.]+ - acc: [\d.]+ - val_loss: [\d.]+ - val_acc: [\d.]+$", result.output, re.M)
         results[framework] = project.results()
@@ -243,8 +244,8 @@ def configure(root, **changes):
     return colour_project(root, framework="torch", **{"epochs": 2, "seed": 3, **changes})
 
 
-def test_with_augmentation_or_fine_tuning_images_stream_through_the_whole_model(small):
-    for extra in ({"augmentation": ["flip", "zoom"]}, {"fine_tune_layers": 5}):
+def test_with_augmentation_and_no_views_or_fine_tuning_images_stream_through_the_whole_model(small):
+    for extra in ({"augmentation": ["flip", "zoom"], "augmentation_views": 0}, {"fine_tune_layers": 5}):
         result = run_tl("run", configure(small, **extra))
         assert result.returncode == 0, (extra, result.stderr)
         assert "features computed once" not in result.stdout, extra
