@@ -1,14 +1,22 @@
 """tl against the plain-Keras and the plain-PyTorch way, side by side, on generated JPEG datasets.
 
-    python bench/benchmark.py                      # MobileNetV2 at 224 px: 2000 images for speed, 500 vs 5000 for memory
-    python bench/benchmark.py --quick              # smaller: 96 px, alpha 0.35, 500 images; 300 vs 3000 for memory
+    python bench/benchmark.py                      # MobileNetV2 at 224 px: about an hour on 2 cores
+    python bench/benchmark.py --quick              # 96 px, alpha 0.35, fewer runs: about 15 minutes (keras)
     python bench/benchmark.py --framework torch    # one framework only (keras, torch or both; default both)
+    python bench/benchmark.py --only speed,decode  # some sections: speed, memory, decode, accuracy, startup
 
 Prints, per framework, tl's value, the reference's value and their ratio for each figure:
-wall time for N epochs with a frozen base (tl computes features once), Top-1 and peak RSS
-of that run, per-epoch throughput when features cannot be cached (augmentation ["flip"]
-against the reference's random horizontal flip), peak resident memory of tl for a small
-and a 10x larger dataset; then CLI start-up time.
+- speed: wall time for N epochs with a frozen base (tl computes features once) at 500 and at
+  5000 images (goals: ratio <= 0.15 and <= 0.1), Top-1 and peak RSS of those runs, per-epoch
+  throughput when features cannot be cached (augmentation ["flip"] without views, against the
+  reference's random horizontal flip);
+- memory: peak resident memory of tl for a small and a 10x larger dataset;
+- decode (keras): feature-extraction throughput on small and on 12-megapixel JPEGs (goal: tl's
+  12 MP rate >= 0.7x its small-JPEG rate);
+- accuracy (keras): mean Top-1 over folds and seeds on the generated stripes, scikit-image's
+  textures and the example photographs (examples/photos), tl at its default settings against the
+  reference (goals: tl >= reference, and >= reference + 0.02 on the small datasets);
+then CLI start-up time.
 
 Keras: tl against bench/reference.py (image_dataset_from_directory + model.fit). The base
 is MobileNetV2 with random He-scaled weights (ImageNet weights cannot be downloaded here;
@@ -36,7 +44,13 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import sections  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
+SECTIONS = ("speed", "memory", "decode", "accuracy", "startup")
+GOALS = {500: 0.15, 5000: 0.1}
+"""Issue goals for the 10-epoch wall-time ratio tl / reference, by dataset size."""
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -181,15 +195,16 @@ def steady_epoch(seconds):
 
 def row(name, tl, reference, unit, better="lower", load=None):
     ratio = tl / reference if reference else float("nan")
-    print(f"{name:<44} {tl:>10.2f} {reference:>10.2f} {unit:<6} {ratio:>7.3f}  ({better} is better)")
+    print(f"{name:<58} {tl:>10.2f} {reference:>10.2f} {unit:<6} {ratio:>7.3f}  ({better} is better)")
     if load:
         print(f"  [{load}]")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="96 px, alpha 0.35, 500 images; 300 / 3000 for memory")
-    parser.add_argument("--images", type=int, help="images for the speed comparison (default 2000)")
+    parser.add_argument("--quick", action="store_true", help="96 px, alpha 0.35, fewer folds; 300 / 3000 for memory")
+    parser.add_argument("--images", help="dataset sizes of the speed comparison, comma-separated (default 500,5000)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"sections, comma-separated: {', '.join(SECTIONS)}")
     parser.add_argument("--small", type=int, help="smaller dataset of the memory comparison (default 500)")
     parser.add_argument("--large", type=int, help="larger dataset of the memory comparison (default 10x --small)")
     parser.add_argument("--input-size", type=int)
@@ -203,7 +218,10 @@ def main():
                         help="DataLoader num_workers of the plain-PyTorch reference (default 2)")
     parser.add_argument("--workdir", type=Path, help="keep datasets and runs here (default: a temporary folder)")
     args = parser.parse_args()
-    args.images = args.images or (500 if args.quick else 2000)
+    args.images = [int(n) for n in (args.images or "500,5000").split(",")]
+    args.only = set(args.only.split(","))
+    if args.only - set(SECTIONS):
+        parser.error(f"--only: unknown sections {sorted(args.only - set(SECTIONS))}; use {', '.join(SECTIONS)}")
     args.small = args.small or (300 if args.quick else 500)
     args.large = args.large or 10 * args.small
     args.input_size = args.input_size or (96 if args.quick else 224)
@@ -214,9 +232,9 @@ def main():
 
     print(f"Workdir {workdir}; MobileNetV2 alpha {args.alpha} at {args.input_size} px ({args.weights} weights), "
           f"{args.epochs} epochs, batch {args.batch_size}, {os.cpu_count()} cores", flush=True)
-    speed = make_dataset(workdir / f"data-{args.images}", args.images)
-    small = make_dataset(workdir / f"data-{args.small}", args.small)
-    large = make_dataset(workdir / f"data-{args.large}", args.large)
+    speed = {n: make_dataset(workdir / f"data-{n}", n) for n in args.images} if "speed" in args.only else {}
+    small = make_dataset(workdir / f"data-{args.small}", args.small) if "memory" in args.only else None
+    large = make_dataset(workdir / f"data-{args.large}", args.large) if "memory" in args.only else None
 
     frameworks = ("keras", "torch") if args.framework == "both" else (args.framework,)
     tables = {}
@@ -233,27 +251,39 @@ def main():
             title = (f"PyTorch: tl vs plain PyTorch (ImageFolder + DataLoader, {args.torch_workers} workers, "
                      "whole model every epoch)")
             extra = {"framework": "torch"}
-        tables[framework] = (title, measure_framework(framework, base, reference, extra, speed, small, large,
-                                                      args, workdir))
+        rows = measure_framework(framework, base, reference, extra, speed, small, large, args, workdir)
+        if framework == "keras" and "decode" in args.only:
+            rows += sections.decode_rows(base, args, workdir, run_tl, write_config, run_reference, make_dataset)
+        if framework == "keras" and "accuracy" in args.only:
+            stripes = make_dataset(workdir / "data-stripes-250", 250)
+            datasets = {"stripes (250)": stripes, "textures": sections.texture_source(workdir),
+                        "example photos": REPO / "examples" / "photos" / "dataset"}
+            rows += sections.accuracy_rows(base, args, workdir, run_tl, write_config, run_reference, datasets,
+                                           small={"textures", "example photos"})
+        tables[framework] = (title, rows)
 
+    startup = {}
+    if "startup" in args.only:
+        startup = measure_startup(workdir)
+    for title, rows in tables.values():
+        print()
+        print(title)
+        print(f"{'figure':<58} {'tl':>10} {'reference':>10} {'unit':<6} {'ratio':>7}")
+        for name, tl, ref, unit, better, load in rows:
+            row(name, tl, ref, unit, better, load)
+    print()
+    for name, seconds in startup.items():
+        print(f"{'CLI start-up, ' + name:<58} {seconds:>10.3f} {'':>10} {'s':<6} {'':>7}  (limit 1.2 s, target < 0.3 s)")
+
+
+def measure_startup(workdir):
     print("Measuring CLI start-up ...", flush=True)
     bad = workdir / "bad.json"
     bad.write_text("{not json")
     startup = {name: startup_seconds(argv) for name, argv in
                (("tl --help", ["--help"]), ("tl plugins list", ["plugins", "list"]),
                 ("tl run (configuration error)", ["run", str(bad)]))}
-    startup_load = "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-    for title, rows in tables.values():
-        print()
-        print(title)
-        print(f"{'figure':<44} {'tl':>10} {'reference':>10} {'unit':<6} {'ratio':>7}")
-        for name, tl, ref, unit, better, load in rows:
-            row(name, tl, ref, unit, better, load)
-    print()
-    for name, seconds in startup.items():
-        print(f"{'CLI start-up, ' + name:<44} {seconds:>10.3f} {'':>10} {'s':<6} {'':>7}  (limit 1.2 s, target < 0.3 s)")
-    print(f"  [{startup_load}]")
+    return startup
 
 
 def conditions(result):
@@ -265,39 +295,48 @@ def conditions(result):
 
 
 def measure_framework(framework, base, reference, extra, speed, small, large, args, workdir):
-    """The rows of one framework's table: (figure, tl, reference, unit, better, conditions)."""
+    """The rows of one framework's speed and memory sections: (figure, tl, reference, unit, better, conditions)."""
     name = "Keras" if framework == "keras" else "PyTorch"
-    print(f"[{framework}] Frozen base, {args.images} images, {args.epochs} epochs: tl ...", flush=True)
-    tl_cached = run_tl(write_config(workdir / f"{framework}-tl-cached", speed, base, args, **extra), workdir)
-    print(f"[{framework}] ... and the plain-{name} reference", flush=True)
-    ref = reference(base, speed, args, workdir, args.epochs)
-
-    streaming_epochs = 3
-    print(f"[{framework}] No caching possible (augmentation), {streaming_epochs} epochs: tl ...", flush=True)
-    tl_stream = run_tl(write_config(workdir / f"{framework}-tl-augment", speed, base, args, epochs=streaming_epochs,
-                                    augmentation=["flip"], **extra), workdir)
-    print(f"[{framework}] ... and the reference with the same augmentation", flush=True)
-    ref_stream = reference(base, speed, args, workdir, streaming_epochs, augment=True)
-
-    print(f"[{framework}] Memory: tl on {args.small} and {args.large} images ...", flush=True)
-    tl_large = run_tl(write_config(workdir / f"{framework}-tl-large", large, base, args, epochs=2, **extra), workdir)
-    tl_small = run_tl(write_config(workdir / f"{framework}-tl-small", small, base, args, epochs=2, **extra), workdir)
-
-    n_images = sum(1 for _ in speed.rglob("*.jpg"))
 
     def both(tl, ref):
         return f"tl: {conditions(tl)}; reference: {conditions(ref)}"
 
-    return [
-        (f"wall time, {args.images} images, {args.epochs} epochs, frozen", tl_cached["wall_seconds"],
-         ref["wall_seconds"], "s", "lower", both(tl_cached, ref)),
-        ("Top-1 accuracy, same run", tl_cached["top_1_accuracy"], ref["top_1_accuracy"], "", "higher", None),
-        ("peak RSS, same run", tl_cached["peak_rss_mib"], ref["peak_rss_mib"], "MiB", "lower", None),
-        ("per-epoch images/s with augmentation", n_images / steady_epoch(tl_stream["epoch_seconds"]),
-         n_images / steady_epoch(ref_stream["epoch_seconds"]), "img/s", "higher", both(tl_stream, ref_stream)),
-        (f"peak RSS tl, {args.large} vs {args.small} images", tl_large["peak_rss_mib"], tl_small["peak_rss_mib"],
-         "MiB", "lower", f"large: {conditions(tl_large)}; small: {conditions(tl_small)}"),
-    ]
+    rows = []
+    for count, dataset in speed.items():
+        print(f"[{framework}] Frozen base, {count} images, {args.epochs} epochs: tl ...", flush=True)
+        tl_cached = run_tl(write_config(workdir / f"{framework}-tl-cached-{count}", dataset, base, args, **extra),
+                           workdir)
+        print(f"[{framework}] ... and the plain-{name} reference", flush=True)
+        ref = reference(base, dataset, args, workdir, args.epochs)
+        goal = GOALS.get(count)
+        rows += [
+            (f"wall time, {count} images, {args.epochs} epochs, frozen" + (f" (goal ratio <= {goal})" if goal else ""),
+             tl_cached["wall_seconds"], ref["wall_seconds"], "s", "lower", both(tl_cached, ref)),
+            ("Top-1 accuracy, same run", tl_cached["top_1_accuracy"], ref["top_1_accuracy"], "", "higher", None),
+            ("peak RSS, same run", tl_cached["peak_rss_mib"], ref["peak_rss_mib"], "MiB", "lower", None),
+        ]
+    if speed:
+        count, dataset = min(speed.items())
+        streaming_epochs = 3
+        print(f"[{framework}] No caching (augmentation, no views), {streaming_epochs} epochs: tl ...", flush=True)
+        tl_stream = run_tl(write_config(workdir / f"{framework}-tl-augment", dataset, base, args,
+                                        epochs=streaming_epochs, augmentation=["flip"], augmentation_views=0, **extra),
+                           workdir)
+        print(f"[{framework}] ... and the reference with the same augmentation", flush=True)
+        ref_stream = reference(base, dataset, args, workdir, streaming_epochs, augment=True)
+        rows.append((f"per-epoch images/s with augmentation, {count} images", count / steady_epoch(
+            tl_stream["epoch_seconds"]), count / steady_epoch(ref_stream["epoch_seconds"]), "img/s", "higher",
+            both(tl_stream, ref_stream)))
+    if small is not None:
+        print(f"[{framework}] Memory: tl on {args.small} and {args.large} images ...", flush=True)
+        tl_large = run_tl(write_config(workdir / f"{framework}-tl-large", large, base, args, epochs=2, **extra),
+                          workdir)
+        tl_small = run_tl(write_config(workdir / f"{framework}-tl-small", small, base, args, epochs=2, **extra),
+                          workdir)
+        rows.append((f"peak RSS tl, {args.large} vs {args.small} images", tl_large["peak_rss_mib"],
+                     tl_small["peak_rss_mib"], "MiB", "lower", f"large: {conditions(tl_large)}; small: "
+                     f"{conditions(tl_small)}"))
+    return rows
 
 
 if __name__ == "__main__":

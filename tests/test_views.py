@@ -131,11 +131,15 @@ def test_auto_gives_views_to_small_datasets_only(project):
     assert augmented_views(setting(project, feature_cache="off")[0], dataset, seed=1) is None
     assert augmented_views(setting(project, augmentation_views=0)[0], dataset, seed=1) is None
 
-    class Bigger:
-        def __init__(self, per_class):
-            self.training = type("Split", (), {"label_ids": [0, 1] * per_class, "__len__": lambda s: 2 * per_class})()
+    def two_classes(per_class):
+        """A dataset index of two classes of ``per_class`` training images each (paths are not read)."""
+        from tlcore.dataset import DatasetIndex, Split
 
-    counts = {n: view_count(config, Bigger(n)) for n in (10, 25, 26, 33, 34, 50, 51, 500)}
+        samples = tuple((project.root / f"{i}.jpg", i % 2) for i in range(2 * per_class))
+        split = Split("training", project.root, samples)
+        return DatasetIndex(labels={"a": 0, "b": 1}, training=split, validation=split)
+
+    counts = {n: view_count(config, two_classes(n)) for n in (10, 25, 26, 33, 34, 50, 51, 500)}
     assert counts == {10: 3, 25: 3, 26: 2, 33: 2, 34: 1, 50: 1, 51: 0, 500: 0}
 
 
