@@ -155,7 +155,8 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     import numpy as np
 
     labels = {name: np.asarray(getattr(dataset, name).label_ids, dtype=np.int64) for name in SPLITS}
-    shapes = {name: (len(labels[name]), views.count + 1, dim) if views and name == "training" else
+    split_views = {name: views if name == "training" else None for name in SPLITS}  # validation: the images only
+    shapes = {name: (len(labels[name]), extra.count + 1, dim) if (extra := split_views[name]) else
               (len(labels[name]), dim) for name in SPLITS}
     size = sum(math.prod(shape) for shape in shapes.values()) * 4
     what = f"{dim} values each" + (f"; {views.count} augmented view{'s' if views.count > 1 else ''} "
@@ -170,7 +171,7 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
             features = np.zeros(shapes[name], dtype=np.float32)
             mine = cluster.share(range(len(split)))
             local = _extract(compute, split, preprocessing, config, features, reporter, order=mine,
-                             views=views if name == "training" else None)
+                             views=split_views[name])
             bad = []
             for rows, values, undecodable in cluster.gather((mine, features[mine], local)):
                 features[rows] = values
@@ -183,7 +184,7 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
         for name in SPLITS:
             features = np.zeros(shapes[name], dtype=np.float32)
             bad = _extract(compute, getattr(dataset, name), preprocessing, config, features, reporter,
-                           views=views if name == "training" else None)
+                           views=split_views[name])
             sets[name] = FeatureSet(features, labels[name], _rows(len(features), bad))
         return sets
 
@@ -208,7 +209,7 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
                 out = np.lib.format.open_memmap(staged.path / f"{name}.npy", mode="w+", dtype=np.float32,
                                                 shape=shapes[name])
                 undecodable[name] = _extract(compute, getattr(dataset, name), preprocessing, config, out, reporter,
-                                             views=views if name == "training" else None)
+                                             views=split_views[name])
                 out.flush()
                 del out
             (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": undecodable}))
