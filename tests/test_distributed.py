@@ -231,6 +231,45 @@ def test_multi_worker_without_the_engines_environment_says_how_to_start(tmp_path
     assert f'"distribute" is "multi_worker", but {needed}' in error_of(output)
 
 
+TWO_CPU_DEVICES = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cli.main import main
+sys.argv[0] = "tl"
+main()
+"""
+
+
+@pytest.mark.parametrize("framework", [pytest.param("keras", marks=pytest.mark.tensorflow)], indirect=True)
+def test_mirrored_over_two_devices_trains_as_one_device_does(framework, one_worker, tmp_path):
+    """One process, the CPU split into 2 logical devices (as a machine with 2 GPUs has 2): each batch is split
+    between them, and the strategy adds their gradients up."""
+    root = machine(tmp_path, framework, distribute="mirrored")
+    done = subprocess.run([sys.executable, "-c", TWO_CPU_DEVICES, "run", "configuration.json"], cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Devices: CPU" in done.stdout and "mirrored over 2 devices (CPU:0, CPU:1; tf.distribute.Mirrored" in \
+        done.stdout
+    assert results(root)["top_1_accuracy"] == pytest.approx(results(one_worker)["top_1_accuracy"], abs=1 / 32)
+    for mine, alone in zip(history(root), history(one_worker), strict=True):
+        assert mine == pytest.approx(alone, rel=1e-3, abs=1e-4), "the same steps (and dropout), up to floating point"
+
+
+@pytest.mark.parametrize("framework, environment, named", [
+    ("keras", {"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", '
+                            '"index": 0}}'}, "TF_CONFIG is set"),
+    pytest.param("torch", {"RANK": "0", "WORLD_SIZE": "2"}, "torchrun's environment is set (RANK, WORLD_SIZE)",
+                 marks=pytest.mark.torch),
+])
+def test_mirrored_within_a_cluster_says_which_to_choose(tmp_path, framework, environment, named):
+    code, output = finish(start(machine(tmp_path, framework, distribute="mirrored"), **environment))
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert error_of(output).startswith(f'Error: "distribute" is "mirrored" (one process on this machine\'s '
+                                       f"devices), but {named}")
+
+
 # --- framework-free: how work and randomness are split ------------------------------------------------------
 
 

@@ -233,9 +233,10 @@ CORE_KEYS = (
               help="Adam learning rate of the new head"),
     ConfigKey("dropout", "number", default=0.2, minimum=0.0, maximum=0.9,
               help="dropout before the new head"),
-    ConfigKey("distribute", "string", default="auto", choices=("auto", "multi_worker"),
-              help="workers: auto (the engine's environment when it is set: torchrun's variables, or TF_CONFIG; "
-                   "else one), or multi_worker (that environment is required)"),
+    ConfigKey("distribute", "string", default="auto", choices=("auto", "mirrored", "multi_worker"),
+              help="devices and workers: auto (the engine's environment when it is set: torchrun's variables, or "
+                   "TF_CONFIG; else all local GPUs, or the CPU), mirrored (one process on every local device) or "
+                   "multi_worker (that environment is required)"),
     ConfigKey("worker_timeout", "integer", default=300, minimum=5, maximum=86400,
               help="seconds a worker waits for the others (to start, or at a step) before the run stops"),
     ConfigKey("mixed_precision", "any", default="auto", convert=_mixed_precision,

@@ -65,18 +65,21 @@ class Devices:
     :param cpu: the CPU, e.g. ``"CPU (8 cores)"``.
     :param mixed_precision_benefits: whether float16 compute is faster on these devices (GPUs with tensor
         cores, compute capability 7.0 or more).
+    :param spread: how one process spreads its work over several devices, e.g. ``"mirrored over 2 devices
+        (tf.distribute.MirroredStrategy)"``; empty on one device.
     """
 
     accelerators: tuple[str, ...] = ()
     cpu: str = field(default_factory=lambda: cpu_description())
     mixed_precision_benefits: bool = False
+    spread: str = ""
 
     def mixed_precision(self, setting: bool | str) -> bool:
         """Whether to compute in float16: the configured ``mixed_precision``, with ``"auto"`` resolved."""
         return setting if isinstance(setting, bool) else self.mixed_precision_benefits
 
     def describe(self, mixed_precision: bool) -> str:
-        where = "; ".join(self.accelerators) if self.accelerators else self.cpu
+        where = "; ".join((*(self.accelerators or (self.cpu,)), *((self.spread,) if self.spread else ())))
         return f"Devices: {where}; mixed precision {'on' if mixed_precision else 'off'}"
 
 

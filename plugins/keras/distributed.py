@@ -1,5 +1,11 @@
-"""Several workers for the keras framework: ``tf.distribute.MultiWorkerMirroredStrategy``, set up from
-``TF_CONFIG``.
+"""Several devices or workers for the keras framework, on ``tf.distribute``'s strategies.
+
+One process on several local devices (``"distribute": "mirrored"``, or ``"auto"`` with several GPUs):
+``tf.distribute.MirroredStrategy``. The core sees one worker; the trainer's steps and the feature
+extraction split each batch between the devices (:func:`local_part`), and the strategy adds the
+gradients up.
+
+Several workers: ``tf.distribute.MultiWorkerMirroredStrategy``, set up from ``TF_CONFIG``.
 
 Every worker runs the same ``tl run`` with its own ``TF_CONFIG``: the same ``cluster.worker``
 list of ``host:port`` addresses, and its own ``task.index`` (worker 0 is the chief). The
@@ -18,7 +24,7 @@ from tlcore.hookspecs import hookimpl
 TL_FRAMEWORK = "keras"
 
 _strategy = None
-"""The strategy of this process's run (a MultiWorkerMirroredStrategy is made once, before other TF ops)."""
+"""The strategy of this process's run, if any (a MultiWorkerMirroredStrategy is made before other TF ops)."""
 
 EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
@@ -30,6 +36,37 @@ def scope():
 
 def strategy():
     return _strategy
+
+
+def local_replicas(cluster_size):
+    """How many of the strategy's replicas run in this process: its local devices (1 without a strategy)."""
+    return _strategy.num_replicas_in_sync // cluster_size if _strategy is not None else 1
+
+
+def local_part(tensors, replicas):
+    """In a replica: its contiguous part of this process's batch ``tensors`` (sizes differ by one at most), when
+    ``replicas`` local devices share it; the whole batch with one."""
+    if replicas == 1:
+        return tensors
+    import tensorflow as tf
+
+    index = tf.distribute.get_replica_context().replica_id_in_sync_group % replicas
+    count = tf.shape(tensors[0])[0]
+    start, stop = count * index // replicas, count * (index + 1) // replicas
+    return tuple(tensor[start:stop] for tensor in tensors)
+
+
+def mirrored(every_device):
+    """A MirroredStrategy over this machine's GPUs, or with ``every_device`` over its CPUs when it has none;
+    None when that is a single device and ``every_device`` is false (one device needs no strategy)."""
+    import tensorflow as tf
+
+    devices = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if not devices and every_device:
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    if len(devices) < 2 and not every_device:
+        return None
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def read_tf_config(text):
@@ -73,10 +110,14 @@ def tl_cluster(config, reporter):
 
     _strategy = None
     text = os.environ.get("TF_CONFIG", "").strip()
+    if config.distribute == "mirrored" and text:
+        raise ConfigError('"distribute" is "mirrored" (one process on this machine\'s devices), but TF_CONFIG is set; '
+                          'set "distribute": "auto" or "multi_worker" to join the workers it lists, or unset TF_CONFIG')
     if not text:
         if config.distribute == "multi_worker":
             raise ConfigError(f'"distribute" is "multi_worker", but TF_CONFIG is not set; set it on every worker '
                               f'({EXAMPLE}), or set "distribute": "auto"')
+        _strategy = mirrored(every_device=config.distribute == "mirrored")
         return None
     index, workers = read_tf_config(text)
     if len(workers) == 1:

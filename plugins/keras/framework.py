@@ -51,18 +51,28 @@ def inference(model):
 
 @hookimpl(trylast=True)
 def tl_devices(config):
-    """The GPU TensorFlow places the run's operations on (the first it sees), else the CPU."""
+    """The GPUs the run computes on (all of them with a strategy, else the first, where TensorFlow places
+    operations), else the CPU; and the strategy's devices when it mirrors over several."""
     import tensorflow as tf
 
+    from plugins.keras.distributed import strategy
     from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return Devices()
-    details = tf.config.experimental.get_device_details(gpus[0])
-    capability = details.get("compute_capability")
-    return Devices((gpu_description(0, details.get("device_name", gpus[0].name), capability),),
-                   mixed_precision_benefits=capability is not None and tuple(capability) >= MIXED_PRECISION_CAPABILITY)
+    spread = ""
+    distributed = strategy()
+    if isinstance(distributed, tf.distribute.MirroredStrategy):
+        devices = distributed.extended.worker_devices
+        shown = ", ".join(name.rpartition("device:")[2] for name in devices)
+        spread = f"mirrored over {len(devices)} device{'s' if len(devices) != 1 else ''} ({shown}; " \
+                 "tf.distribute.MirroredStrategy)"
+    gpus = tf.config.list_physical_devices("GPU")[:None if distributed is not None else 1]
+    described, capabilities = [], []
+    for index, gpu in enumerate(gpus):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(details.get("compute_capability"))
+        described.append(gpu_description(index, details.get("device_name", gpu.name), capabilities[-1]))
+    benefits = bool(gpus) and all(c is not None and tuple(c) >= MIXED_PRECISION_CAPABILITY for c in capabilities)
+    return Devices(tuple(described), mixed_precision_benefits=benefits, spread=spread)
 
 
 @hookimpl(trylast=True)

@@ -67,15 +67,16 @@ class KerasSteps:
     through the whole classifier (its base in inference mode).
 
     Dropout is drawn from each image's key (:func:`tlcore.training.sample_uniform`), so an image gets the same
-    dropout whichever worker, or batch, has it. With several workers, each step runs in the strategy
-    (``strategy.run``): the loss is this worker's share of the batch's mean (its part's sum over the whole
-    batch's size) and ``apply_gradients`` adds the gradients up over the workers.
+    dropout whichever worker, or batch, has it. With a strategy (several workers, or several local devices),
+    each step runs in it (``strategy.run``), each device on its part of this worker's batch: the loss is the
+    device's share of the batch's mean (its part's sum over the whole batch's size), ``apply_gradients`` adds the
+    gradients up over every device, and the devices' losses and counts are added up for this worker.
     """
 
     def __init__(self, classifier, cached, learning_rate, class_weights, dim, cluster):
         import tensorflow as tf
 
-        from plugins.keras.distributed import scope, strategy
+        from plugins.keras.distributed import local_part, local_replicas, scope, strategy
 
         self.model = classifier.head if cached else classifier.model
         self.dim = dim
@@ -92,7 +93,7 @@ class KerasSteps:
         weights = tf.constant(class_weights if class_weights is not None else [1.0], dtype=tf.float32)
         weighted = class_weights is not None
         model, keep = self.model, 1.0 - self.rate
-        distributed = strategy() if cluster.size > 1 else None
+        distributed, replicas = strategy(), local_replicas(cluster.size)
         image = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)
         label, mask = tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, dim), tf.float32)
 
@@ -108,6 +109,7 @@ class KerasSteps:
             return tf.reduce_sum(per), tf.maximum(count, 1.0), right
 
         def train_replica(images, labels, kept):
+            images, labels, kept = local_part((images, labels, kept), replicas)
             with tf.GradientTape() as tape:
                 inputs = images if features is None else features(images, training=True)
                 scores = predictions(inputs * tf.cast(kept / keep, inputs.dtype))
@@ -122,6 +124,7 @@ class KerasSteps:
             return loss, right
 
         def test_replica(images, labels):
+            images, labels = local_part((images, labels), replicas)
             total, count, right = sums(labels, model(images, training=False))
             return total / count, right
 
@@ -131,7 +134,7 @@ class KerasSteps:
 
             def spread(*args):
                 results = distributed.run(replica, args=args)
-                return tuple(distributed.experimental_local_results(value)[0] for value in results)
+                return tuple(tf.add_n(distributed.experimental_local_results(value)) for value in results)
 
             return spread
 
@@ -192,18 +195,20 @@ class KerasSteps:
                 variable.assign(value)
 
 
-def _in_replica(model):
-    """``model`` in inference mode, run by the strategy on this worker alone: in a replica, reading BatchNorm's
-    statistics takes no collective, so workers may extract different numbers of batches."""
+def _in_replica(model, cluster):
+    """``model`` in inference mode, run by the strategy, each of this worker's devices on its part of the batch:
+    in a replica, reading BatchNorm's statistics takes no collective, so workers may extract different numbers of
+    batches."""
     import tensorflow as tf
 
-    from plugins.keras.distributed import strategy
+    from plugins.keras.distributed import local_part, local_replicas, strategy
 
-    distributed = strategy()
+    distributed, replicas = strategy(), local_replicas(cluster.size)
 
     def call(images):
-        result = distributed.run(lambda batch: model(batch, training=False), args=(images,))
-        return distributed.experimental_local_results(result)[0]
+        result = distributed.run(lambda batch: model(local_part((batch,), replicas)[0], training=False),
+                                 args=(images,))
+        return tf.concat(distributed.experimental_local_results(result), axis=0)
 
     return tf.function(call, input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
 
@@ -222,7 +227,10 @@ class KerasTrainable:
         self.dim = int(classifier.features.output_shape[-1])
         self.name = extractor.name
         self.layers = len(extractor.layers)
-        self._features = inference(classifier.features) if cluster.size == 1 else _in_replica(classifier.features)
+        from plugins.keras.distributed import strategy
+
+        self._features = inference(classifier.features) if strategy() is None else _in_replica(classifier.features,
+                                                                                                cluster)
 
     def features(self, images):
         return self._features(images).numpy().astype("float32", copy=False)  # float16 with mixed precision
@@ -246,7 +254,7 @@ class KerasTrainable:
 def tl_train(model, dataset, preprocessing, config, reporter, events):
     import tensorflow as tf
 
-    from plugins.keras.distributed import scope
+    from plugins.keras.distributed import scope, strategy
 
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
@@ -257,7 +265,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     if events.cluster.chief:  # the chief saves the model
         require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
     fit(KerasTrainable(model, classifier, events.cluster), dataset, preprocessing, config, reporter, events)
-    if events.cluster.size > 1:  # a plain copy, made by every worker together: the chief saves it on its own
+    if strategy() is not None:  # a plain copy (made by every worker together): the chief saves it on its own
         from plugins.keras.saved_model import float32_model
 
         return float32_model(classifier.model)

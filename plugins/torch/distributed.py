@@ -29,9 +29,27 @@ def _integer(name, low, high):
     return value
 
 
+def local_gpus():
+    """The GPUs this process computes on: under torchrun with several workers, its own (``LOCAL_RANK``: one
+    process per GPU); alone, every GPU of the machine (``torch.nn.DataParallel`` splits each batch between
+    them); none without CUDA."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        return []
+    if int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        return [int(os.environ.get("LOCAL_RANK") or 0) % count]
+    return list(range(count))
+
+
 @hookimpl(trylast=True)
 def tl_cluster(config, reporter):
     given = [name for name in ENVIRONMENT if os.environ.get(name)]
+    if given and config.distribute == "mirrored":
+        raise ConfigError(f'"distribute" is "mirrored" (one process on this machine\'s devices), but torchrun\'s '
+                          f'environment is set ({", ".join(given)}); set "distribute": "auto" or "multi_worker" to '
+                          "join the workers, or unset it")
     if not given:
         if config.distribute == "multi_worker":
             raise ConfigError('"distribute" is "multi_worker", but torchrun\'s environment (RANK, WORLD_SIZE, '
@@ -62,6 +80,8 @@ def join(rank, size, address, port, timeout, reporter):
     from tlcore.distributed import Cluster, WorkerError
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":  # NCCL needs each worker on its own GPU
+        torch.cuda.set_device(local_gpus()[0])
     where = f"{address}:{port}"
     with reporter.activity(f"Worker {rank} of {size}: waiting for the other workers at {where}"):
         try:

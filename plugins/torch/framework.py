@@ -30,16 +30,20 @@ def tl_frameworks():
 
 @hookimpl(trylast=True)
 def tl_devices(config):
-    """The first GPU when torch sees one (the trainer uses it), else the CPU."""
+    """The GPUs this process uses (:func:`plugins.torch.distributed.local_gpus`), else the CPU."""
     import torch
 
+    from plugins.torch.distributed import local_gpus
     from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
 
-    if not torch.cuda.is_available():
+    gpus = local_gpus()
+    if not gpus:
         return Devices()
-    capability = tuple(torch.cuda.get_device_capability(0))
-    return Devices((gpu_description(0, torch.cuda.get_device_name(0), capability),),
-                   mixed_precision_benefits=capability >= MIXED_PRECISION_CAPABILITY)
+    capabilities = [tuple(torch.cuda.get_device_capability(index)) for index in gpus]
+    spread = f"data-parallel over {len(gpus)} GPUs (torch.nn.DataParallel)" if len(gpus) > 1 else ""
+    return Devices(tuple(gpu_description(index, torch.cuda.get_device_name(index), capability)
+                         for index, capability in zip(gpus, capabilities, strict=True)),
+                   mixed_precision_benefits=all(c >= MIXED_PRECISION_CAPABILITY for c in capabilities), spread=spread)
 
 
 @hookimpl(trylast=True)

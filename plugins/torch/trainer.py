@@ -104,14 +104,24 @@ def model_key(model):
 
 
 class Device:
-    """Where the classifier computes: the first GPU when there is one, else the CPU; with ``mixed``, in
-    float16 on a GPU (bfloat16 on the CPU) while the weights stay float32."""
+    """Where the classifier computes: this process's GPUs (:func:`plugins.torch.distributed.local_gpus`; several:
+    the base runs under ``torch.nn.DataParallel``, each GPU on its part of the batch), else the CPU; with
+    ``mixed``, in float16 on a GPU (bfloat16 on the CPU) while the weights stay float32."""
 
     def __init__(self, mixed):
         import torch
 
-        self.torch = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from plugins.torch.distributed import local_gpus
+
+        self.gpus = local_gpus()
+        self.torch = torch.device(f"cuda:{self.gpus[0]}" if self.gpus else "cpu")
         self.mixed = mixed
+
+    def parallel(self, module):
+        """``module``, or on several GPUs ``module`` under DataParallel (its gradients reach ``module``)."""
+        import torch
+
+        return torch.nn.DataParallel(module, device_ids=self.gpus) if len(self.gpus) > 1 else module
 
     def tensor(self, array):
         import torch
@@ -137,6 +147,7 @@ class TorchSteps:
         self.device = device
         self.cluster = cluster
         self.trained = classifier.head if cached else classifier
+        self.features = device.parallel(classifier.features)
         self.parameters = [p for p in self.trained.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate)
         self.weight = torch.tensor(class_weights, device=device.torch) if class_weights is not None else None
@@ -147,7 +158,7 @@ class TorchSteps:
         """The head's logits; in training (``keys``: one key per image), its dropout drawn from each image's key,
         so that an image gets the same dropout whichever worker, or batch, has it."""
         with self.device.autocast():
-            features = inputs if self.cached else self.classifier.features(inputs)
+            features = inputs if self.cached else self.features(inputs)
             dropout, linear = self.classifier.head
             if keys is None or not dropout.p:
                 return self.classifier.head(features).float()
@@ -232,12 +243,13 @@ class TorchTrainable:
         self.cluster = cluster
         self.name = type(extractor).__name__
         self.layers = len(leaf_modules(extractor))
+        self._features = device.parallel(classifier.features)
 
     def features(self, images):
         import torch
 
         with torch.inference_mode(), self.device.autocast():
-            return self.classifier.features(self.device.tensor(images)).float().cpu().numpy()
+            return self._features(self.device.tensor(images)).float().cpu().numpy()
 
     def head_scores(self, features):
         import torch
