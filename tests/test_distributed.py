@@ -7,6 +7,7 @@ chief's folder gets the outputs, the other's stays empty.
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,12 +150,13 @@ def test_two_workers_train_as_one_does(one_worker, two_workers):
         assert mine == pytest.approx(alone, rel=1e-3, abs=1e-4), "the same steps (and dropout), up to floating point"
 
 
-def test_a_worker_that_dies_stops_the_run_and_the_outputs_stay(framework, one_worker, tmp_path):
-    chief = machine(tmp_path / "chief", framework, epochs=100000)
+def test_a_worker_that_dies_stops_the_run_and_restarted_workers_continue_from_the_checkpoint(framework, one_worker,
+                                                                                              tmp_path):
+    chief, other = machine(tmp_path / "chief", framework, epochs=40), machine(tmp_path / "other", framework, epochs=40)
     shutil.copytree(one_worker / "out", chief / "out")
     before = outputs(chief)
     cluster = Cluster(framework)
-    workers = [cluster.start(chief, 0), cluster.start(machine(tmp_path / "other", framework, epochs=100000), 1)]
+    workers = [cluster.start(chief, 0), cluster.start(other, 1)]
     seen = read_until(workers[0], "Epoch 2/")
     workers[1].send_signal(signal.SIGKILL)
     started = time.monotonic()
@@ -164,6 +166,15 @@ def test_a_worker_that_dies_stops_the_run_and_the_outputs_stay(framework, one_wo
     assert time.monotonic() - started < 60, "within the worker timeout"
     assert outputs(chief) == before, "the previous outputs are untouched"
     workers[1].communicate()
+
+    # restarted, as a cluster's scheduler restarts failed workers (a Kubernetes Job): no --resume needed
+    cluster = Cluster(framework)
+    (code, output), (other_code, _) = [finish(worker) for worker in [cluster.start(chief, 0), cluster.start(other, 1)]]
+    assert code == 0 and other_code == 0, output
+    resumed = re.search(r"Resuming after epoch (\d+) of 40: a run of several workers continues", output)
+    assert resumed and 1 <= int(resumed[1]) < 40, output
+    assert [row["epoch"] for row in history(chief)] == list(range(1, 41)), "every epoch once: none lost, none twice"
+    assert sorted(path.name for path in other.iterdir()) == ["configuration.json"], "worker 1 still writes nothing"
 
 
 @pytest.mark.torch
@@ -176,6 +187,35 @@ def test_torchrun_starts_the_workers(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "this is worker 0 of 2, the chief" in done.stdout and "Worker 1 of 2: training done" in done.stdout
     assert results(root)["num_images"] == 32
+
+
+def worker_of(launcher, rank):
+    """The pid of the worker of ``rank`` that torchrun's agent (``launcher``) started."""
+    for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
+        with open(f"/proc/{pid}/environ") as handle:
+            if f"RANK={rank}" in handle.read().split("\0"):
+                return int(pid)
+    raise AssertionError(f"torchrun has no worker of rank {rank}")
+
+
+@pytest.mark.torch
+def test_torchrun_restarts_the_workers_after_one_dies_and_they_continue_from_the_checkpoint(tmp_path):
+    root = machine(tmp_path, epochs=40)
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+                                 "--max-restarts=1", "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m",
+                                 "cli", "run", "configuration.json"], cwd=root,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    seen = read_until(launcher, "Epoch 5/")
+    os.kill(worker_of(launcher, 1), signal.SIGKILL)
+    code, output = finish(launcher)
+    assert code == 0, seen + output
+    assert "worker 1 stopped or did not answer in time" in output, "the survivor stopped, and torchrun restarted both"
+    resumed = re.search(r"Resuming after epoch (\d+) of 40: a run of several workers continues from the checkpoint",
+                        output)
+    assert resumed and 4 <= int(resumed[1]) < 40, output
+    assert [row["epoch"] for row in history(root)] == list(range(1, 41)), "every epoch once: none lost, none twice"
+    assert results(root)["num_images"] == 32 and not (root / "out" / ".tl-checkpoint").exists()
 
 
 @pytest.mark.torch

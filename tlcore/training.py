@@ -540,8 +540,14 @@ class Checkpoint:
         """The epoch of the state saved last (what ``--resume`` continues after), or None."""
 
     @classmethod
-    def open(cls, config: RunConfig, dataset: DatasetIndex, reporter: Reporter, resume: bool) -> Checkpoint:
+    def open(cls, config: RunConfig, dataset: DatasetIndex, reporter: Reporter, resume: bool,
+             restartable: bool = False) -> Checkpoint:
         """The run's checkpoint: with ``resume``, the interrupted run's (checked); else a fresh one.
+
+        With ``restartable`` (a run of several workers, which the engine or the cluster's scheduler restarts
+        after a failure: torchrun's ``--max-restarts``, a Kubernetes Job), an interrupted run's checkpoint of
+        the same training is resumed without ``--resume``, as Keras' ``BackupAndRestore`` does; another
+        training's is removed.
 
         :raises ConfigError: with ``resume``, when there is nothing to resume, or it was another training.
         """
@@ -553,6 +559,10 @@ class Checkpoint:
         folder = config.output_dir / CHECKPOINT_FOLDER
         fingerprint = training_fingerprint(config, dataset)
         saved = cls._read(folder / CHECKPOINT_FILE)
+        if restartable and not resume and saved is not None and saved.get("fingerprint") == fingerprint:
+            reporter.info(f"Resuming after epoch {saved['epoch']} of {saved['epochs']}: a run of several workers "
+                          "continues from the checkpoint the interrupted one left (the workers were restarted)")
+            return cls(folder, fingerprint, saved)
         if not resume:
             if saved is not None:
                 reporter.info(f"Starting over: removing the checkpoint an interrupted run left after epoch "

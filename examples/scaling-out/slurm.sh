@@ -7,6 +7,6 @@
 #SBATCH --time=02:00:00
 set -euo pipefail
 MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-srun torchrun --nnodes="$SLURM_NNODES" --nproc-per-node=1 --node-rank="$SLURM_NODEID" \
+srun torchrun --nnodes="$SLURM_NNODES" --nproc-per-node=1 --node-rank="$SLURM_NODEID" --max-restarts=3 \
     --master-addr="$MASTER_ADDR" --master-port=29500 \
     -m cli run configuration.json

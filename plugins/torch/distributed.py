@@ -69,6 +69,20 @@ def tl_cluster(config, reporter):
     return join(rank, size, address, port, config.worker_timeout, reporter)
 
 
+def _store(rank, size, address, port, timeout):
+    """Where the workers meet: under torchrun the store its agent serves at MASTER_ADDR:MASTER_PORT, else one
+    that worker 0 serves there. Each of torchrun's restarts (``--max-restarts``) meets under a prefix of its
+    own: the store outlives the workers, and the addresses the previous attempt's workers published there
+    are stale."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(address, port, size, is_master=not agent and rank == 0, timeout=timedelta(seconds=timeout))
+    return dist.PrefixStore(f"tl/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT') or 0}", store)
+
+
 def join(rank, size, address, port, timeout, reporter):
     """Join the process group: every worker waits here (at most ``timeout`` seconds) for all the others."""
     from datetime import timedelta
@@ -85,9 +99,8 @@ def join(rank, size, address, port, timeout, reporter):
     where = f"{address}:{port}"
     with reporter.activity(f"Worker {rank} of {size}: waiting for the other workers at {where}"):
         try:
-            # env:// reads MASTER_ADDR and MASTER_PORT, and under torchrun joins the store its agent runs
-            dist.init_process_group(backend, init_method="env://", rank=rank, world_size=size,
-                                    timeout=timedelta(seconds=timeout))
+            dist.init_process_group(backend, store=_store(rank, size, address, port, timeout), rank=rank,
+                                    world_size=size, timeout=timedelta(seconds=timeout))
             dist.barrier()
         except Exception as exc:  # noqa: BLE001 - the engine's own errors: nobody there, or too slow
             if dist.is_initialized():
