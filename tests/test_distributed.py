@@ -276,9 +276,9 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cli.main import main
+from cli.main import entry
 sys.argv[0] = "tl"
-main()
+entry()
 """
 
 
