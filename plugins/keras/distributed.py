@@ -56,6 +56,17 @@ def local_part(tensors, replicas):
     return tuple(tensor[start:stop] for tensor in tensors)
 
 
+def spread_locally(config):
+    """For a run alone (no TF_CONFIG): a MirroredStrategy over its devices when it has several GPUs or
+    ``"distribute"`` is ``"mirrored"``. Called by the devices step, after the output lock: not before it, since
+    listing devices starts TensorFlow."""
+    global _strategy
+
+    if _strategy is None:
+        _strategy = mirrored(every_device=config.distribute == "mirrored")
+    return _strategy
+
+
 def mirrored(every_device):
     """A MirroredStrategy over this machine's GPUs, or with ``every_device`` over its CPUs when it has none;
     None when that is a single device and ``every_device`` is false (one device needs no strategy)."""
@@ -117,8 +128,7 @@ def tl_cluster(config, reporter):
         if config.distribute == "multi_worker":
             raise ConfigError(f'"distribute" is "multi_worker", but TF_CONFIG is not set; set it on every worker '
                               f'({EXAMPLE}), or set "distribute": "auto"')
-        _strategy = mirrored(every_device=config.distribute == "mirrored")
-        return None
+        return None  # alone: the devices step (tl_devices) sets up a MirroredStrategy for several devices
     index, workers = read_tf_config(text)
     if len(workers) == 1:
         return None

@@ -52,14 +52,15 @@ def inference(model):
 @hookimpl(trylast=True)
 def tl_devices(config):
     """The GPUs the run computes on (all of them with a strategy, else the first, where TensorFlow places
-    operations), else the CPU; and the strategy's devices when it mirrors over several."""
+    operations), else the CPU; and the strategy's devices when it mirrors over several (set up here for a run
+    alone: :func:`plugins.keras.distributed.spread_locally`)."""
     import tensorflow as tf
 
-    from plugins.keras.distributed import strategy
+    from plugins.keras.distributed import spread_locally
     from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
 
     spread = ""
-    distributed = strategy()
+    distributed = spread_locally(config)
     if isinstance(distributed, tf.distribute.MirroredStrategy):
         devices = distributed.extended.worker_devices
         shown = ", ".join(name.rpartition("device:")[2] for name in devices)
