@@ -24,6 +24,27 @@ def test_a_second_run_on_the_same_folders_refuses_at_once_naming_the_first(proje
     assert not (project.root / "out" / LOCK_FILE).exists()
 
 
+
+IMPORTED = """
+import sys
+from cli.main import main
+try:
+    main()
+finally:
+    print("frameworks imported:", sorted(name for name in ("tensorflow", "torch") if name in sys.modules))
+"""
+
+
+def test_a_second_run_refuses_before_importing_its_framework(project):
+    for framework in ("keras", "torch"):
+        project.write(framework=framework, weights=None)
+        with output_lock({"output_dir": project.root / "out"}, "tl run first.json"):
+            done = subprocess.run([sys.executable, "-c", IMPORTED, "run", str(project.config_path)], cwd=project.root,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                                  timeout=60)
+        assert done.returncode == 1 and "Error: tl run first.json (pid" in done.stderr, done.stderr
+        assert "frameworks imported: []" in done.stdout, f"{framework}: the lock is checked first"
+
 def test_a_killed_run_does_not_leave_the_lock_held(project):
     holder = subprocess.Popen(
         [sys.executable, "-c", (
