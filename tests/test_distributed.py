@@ -150,6 +150,25 @@ def test_two_workers_train_as_one_does(one_worker, two_workers):
         assert mine == pytest.approx(alone, rel=1e-3, abs=1e-4), "the same steps (and dropout), up to floating point"
 
 
+
+@pytest.mark.torch
+def test_streamed_images_are_trained_and_evaluated_by_every_worker_as_by_one(tmp_path):
+    """Augmentation without views: images go through the whole model every epoch, and the final evaluation
+    too is spread (each worker scores its share of the validation images)."""
+    streamed = {"augmentation": ["flip"], "augmentation_views": 0, "epochs": 2}
+    alone = machine(tmp_path / "alone", **streamed)
+    assert finish(start(alone))[0] == 0
+    cluster = Cluster("torch")
+    chief, other = machine(tmp_path / "chief", **streamed), machine(tmp_path / "other", **streamed)
+    (code, output), (other_code, other_output) = [finish(w) for w in [cluster.start(chief, 0), cluster.start(other, 1)]]
+    assert code == 0 and other_code == 0, output + other_output
+    assert "evaluating (this worker's share, of 2) 16/16" in output and "16/16" in other_output
+    mine, theirs = results(chief), results(alone)
+    assert mine["num_images"] == theirs["num_images"] == 32
+    assert abs(mine["top_1_accuracy"] - theirs["top_1_accuracy"]) <= 1 / 32, "Top-1 within one image"
+    for row, alone_row in zip(history(chief), history(alone), strict=True):
+        assert row == pytest.approx(alone_row, rel=1e-3, abs=1e-4)
+
 def test_a_worker_that_dies_stops_the_run_and_restarted_workers_continue_from_the_checkpoint(framework, one_worker,
                                                                                               tmp_path):
     chief, other = machine(tmp_path / "chief", framework, epochs=40), machine(tmp_path / "other", framework, epochs=40)

@@ -680,6 +680,32 @@ def phases(config: RunConfig) -> list[Phase]:
                   f"fine-tuning the last {config.fine_tune_layers} layers")]
 
 
+def scored_by_workers(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
+                      reporter: Reporter, cluster: Cluster) -> tuple[Any, Any]:
+    """The trained classifier's scores of the validation images, ``(rows, scores)`` in row order, each worker
+    scoring its share (:meth:`Cluster.share`) and the shares gathered: the evaluation of a streamed run with
+    several workers. Rows of images that do not decode are left out."""
+    import numpy as np
+
+    from tlcore.loader import ImageBatches
+
+    batches = ImageBatches(dataset.validation, preprocessing, config.batch_size,
+                           order=cluster.share(range(len(dataset.validation))), bad_images=config.bad_images)
+    bar = reporter.progress(len(batches), label=f"evaluating (this worker's share, of {cluster.size}) ", unit="img")
+    rows, scores = [], []
+    for batch in batches:
+        rows.append(np.asarray(batch.indices))
+        scores.append(trainable.head_scores(trainable.features(batch.images)))
+        bar.update(sum(map(len, rows)) + len(batches.undecodable))
+    bar.finish()
+    shares = cluster.gather((np.concatenate(rows) if rows else np.zeros(0, np.int64),
+                             np.concatenate(scores) if scores else np.zeros((0, dataset.num_outputs), np.float32)))
+    every_row = np.concatenate([share_rows for share_rows, _ in shares])
+    order = np.argsort(every_row, kind="stable")
+    every_score = np.concatenate([share_scores for _, share_scores in shares])[order]
+    return every_row[order], every_score if len(order) else None
+
+
 def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
         reporter: Reporter, events: RunEvents) -> None:
     """Train ``trainable``'s head (and fine-tune its base) as the configuration says; with a checkpoint
@@ -753,6 +779,8 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         import numpy as np
 
         events.validation_scores = (np.sort(validation.rows), np.concatenate(scores) if scores else None)
+    elif cluster.size > 1:  # streamed: the evaluation is spread too, each worker scoring its share
+        events.validation_scores = scored_by_workers(trainable, dataset, preprocessing, config, reporter, cluster)
     if events.early_stopping is not None:
         events.early_stopping.update(monitor=config.early_stopping_monitor,
                                      holdout_images=len(holdout) if holdout is not None else 0)
