@@ -75,7 +75,7 @@ def main():
           f"scikit-image textures (3 classes, 120 training, 300 validation images)")
     print(f"{'framework':<9} {'float':>6} {'quant.':>6} {'quantize s':>10} {'convert s':>9} {'run s':>6} "
           f"{'tl quantize s':>13} {'run MiB':>8} {'quantize MiB':>12}")
-    for framework, top1, qtop1, n, quantize, convert, run_s, quantize_s, run_mib, quantize_mib in rows:
+    for framework, top1, qtop1, _n, quantize, convert, run_s, quantize_s, run_mib, quantize_mib in rows:
         print(f"{framework:<9} {top1:>6.3f} {qtop1:>6.3f} {quantize:>10.1f} {convert:>9.1f} {run_s:>6.1f} "
               f"{quantize_s:>13.1f} {run_mib:>8.0f} {quantize_mib:>12.0f}")
     print(f"(Top-1 over {rows[0][3]} validation images; peak RSS of the largest process)")

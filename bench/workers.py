@@ -5,9 +5,10 @@
 
 Each run is `tl run` with 1 epoch on the same generated JPEGs (bench/benchmark.py's dataset),
 alone, then as 2 workers meeting on 127.0.0.1 (torch: torchrun's variables; keras: TF_CONFIG).
-Prints, per framework: the training images' extraction throughput (images / the slowest
-worker's extraction time, from each worker's final progress line), and the whole run's wall
-time. On a machine with fewer cores than workers x the framework's threads, 2 workers share
+For keras it also runs one process mirrored over 2 devices ("distribute": "mirrored", the CPU
+split into 2 logical devices, as a machine with 2 GPUs has 2 devices). Prints, per framework: the
+training images' extraction throughput (images / the slowest worker's extraction time, from each
+worker's final progress line), and the whole run's wall time. On a machine with fewer cores than workers x the framework's threads, 2 workers share
 the same cores and show the overhead of the collectives, not a speed-up.
 """
 
@@ -26,6 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.benchmark import make_dataset  # noqa: E402
+
+TWO_CPU_DEVICES = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cli.main import entry
+entry()
+"""
+"""``tl`` in one process whose CPU TensorFlow sees as 2 devices."""
 
 FEATURES = re.compile(r"features of training images (\d+)/(\d+) \[=+\] - ([\d,.]+) img/s")
 
@@ -48,20 +58,22 @@ def environments(framework, workers):
              "MASTER_PORT": port} for i in range(workers)]
 
 
-def run(framework, workers, dataset, args, workdir):
-    """Wall time and extraction throughput of one run of ``workers`` processes."""
-    config = {"framework": framework, "dataset_training_dir": str(dataset / "training"),
+def run(framework, workers, dataset, args, workdir, mirrored=False):
+    """Wall time and extraction throughput of one run of ``workers`` processes (or, ``mirrored``, of one process
+    on 2 logical devices)."""
+    config = {"framework": framework, "distribute": "mirrored" if mirrored else "auto", "dataset_training_dir": str(dataset / "training"),
               "dataset_validation_dir": str(dataset / "validation"), "weights": None,
               "mobilenet_alpha": args.alpha, "input_tensor_size": args.input_size, "epochs": 1,
               "batch_size": args.batch_size, "seed": 0, "worker_timeout": 120}
     processes = []
     started = time.monotonic()
+    command = [sys.executable, "-c", TWO_CPU_DEVICES, "run"] if mirrored else [sys.executable, "-m", "cli", "run"]
     for rank, environment in enumerate(environments(framework, workers)):
-        root = workdir / f"{framework}-{workers}-{rank}"
+        root = workdir / f"{framework}-{workers}-{rank}{'-mirrored' if mirrored else ''}"
         root.mkdir(parents=True, exist_ok=True)
         (root / "configuration.json").write_text(json.dumps({**config, "output_dir": "out",
                                                               "evaluate_result_dir": "out"}))
-        processes.append(subprocess.Popen([sys.executable, "-m", "cli", "run"], cwd=root,
+        processes.append(subprocess.Popen(command, cwd=root,
                                           env={**os.environ, "PYTHONPATH": str(REPO), **environment},
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [process.communicate()[0] for process in processes]
@@ -93,12 +105,16 @@ def main():
     for framework in frameworks:
         for workers in (1, 2):
             print(f"[{framework}] {workers} worker(s) ...", flush=True)
-            rows.append((framework, workers, run(framework, workers, dataset, args, workdir)))
+            rows.append((framework, f"{workers} worker{'s' if workers > 1 else ''}",
+                         run(framework, workers, dataset, args, workdir)))
+        if framework == "keras":
+            print("[keras] 1 process mirrored over 2 devices ...", flush=True)
+            rows.append((framework, "mirrored, 2 devices", run(framework, 1, dataset, args, workdir, mirrored=True)))
     print()
-    print(f"{'framework':<10} {'workers':>7} {'extraction img/s':>17} {'run wall s':>11} {'vs 1 worker':>12}")
-    for framework, workers, result in rows:
-        alone = next(r for f, w, r in rows if f == framework and w == 1)
-        print(f"{framework:<10} {workers:>7} {result['throughput']:>17.1f} {result['wall']:>11.1f} "
+    print(f"{'framework':<10} {'how':>20} {'extraction img/s':>17} {'run wall s':>11} {'vs 1 worker':>12}")
+    for framework, how, result in rows:
+        alone = next(r for f, h, r in rows if f == framework and h == "1 worker")
+        print(f"{framework:<10} {how:>20} {result['throughput']:>17.1f} {result['wall']:>11.1f} "
               f"{result['throughput'] / alone['throughput']:>11.2f}x")
     print(f"[load average {' '.join(f'{value:.2f}' for value in os.getloadavg())}]")
 
