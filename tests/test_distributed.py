@@ -317,6 +317,54 @@ def test_mirrored_over_two_devices_trains_as_one_device_does(framework, one_work
         assert mine == pytest.approx(alone, rel=1e-3, abs=1e-4), "the same steps (and dropout), up to floating point"
 
 
+
+SPLIT_STEPS = """
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from types import SimpleNamespace
+import plugins.keras.distributed as distributed
+from plugins.keras.trainer import KerasTrainable, build_classifier
+from tlcore.distributed import SINGLE
+
+
+def steps_on(images, labels, mirrored):
+    distributed._strategy = distributed.mirrored(every_device=True) if mirrored else None
+    tf.keras.utils.set_random_seed(1)
+    with distributed.scope():
+        inputs = tf.keras.Input((8, 8, 3))
+        base = tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(tf.keras.layers.Conv2D(4, 3)(inputs)))
+        classifier = build_classifier(base, 3, 8, 0.0)
+    trainable = KerasTrainable(base, classifier, SINGLE)
+    trainable.freeze(2)
+    steps = trainable.steps(False, 0.1, None)
+    trained = steps.train(images, labels)
+    return trained, steps.test(images, labels), trainable.features(images), classifier.model.get_weights()
+
+
+rng = np.random.default_rng(0)
+for count in (5, 1):
+    images, labels = rng.random((count, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, count)
+    alone, split = steps_on(images, labels, False), steps_on(images, labels, True)
+    assert distributed.strategy().num_replicas_in_sync == 2
+    for one, two in zip(alone[:2], split[:2]):
+        assert abs(one[0] - two[0]) < 1e-5 and one[1] == two[1], (count, alone[:2], split[:2])
+    assert split[2].shape == alone[2].shape and np.allclose(split[2], alone[2], atol=1e-5), count
+    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(alone[3], split[3])), count
+print("same steps")
+"""
+
+
+@pytest.mark.tensorflow
+def test_mirrored_steps_split_any_batch_between_devices_even_one_smaller_than_the_devices():
+    """A batch of 1 image on 2 devices: one device gets a zero-row part that the mask leaves out (no model runs
+    on an empty batch); losses, counts, features and the trained weights are those of one device."""
+    done = subprocess.run([sys.executable, "-c", SPLIT_STEPS], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "same steps" in done.stdout, done.stdout + done.stderr[-3000:]
+
 @pytest.mark.parametrize("framework, environment, named", [
     ("keras", {"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", '
                             '"index": 0}}'}, "TF_CONFIG is set"),

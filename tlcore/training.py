@@ -681,10 +681,11 @@ def phases(config: RunConfig) -> list[Phase]:
 
 
 def scored_by_workers(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
-                      reporter: Reporter, cluster: Cluster) -> tuple[Any, Any]:
+                      reporter: Reporter, cluster: Cluster, report: bool) -> tuple[Any, Any]:
     """The trained classifier's scores of the validation images, ``(rows, scores)`` in row order, each worker
     scoring its share (:meth:`Cluster.share`) and the shares gathered: the evaluation of a streamed run with
-    several workers. Rows of images that do not decode are left out."""
+    several workers. Rows of images that do not decode are left out; with ``report`` (the epochs did not go
+    through the validation images), the chief names them."""
     import numpy as np
 
     from tlcore.loader import ImageBatches
@@ -699,10 +700,15 @@ def scored_by_workers(trainable: Trainable, dataset: DatasetIndex, preprocessing
         bar.update(sum(map(len, rows)) + len(batches.undecodable))
     bar.finish()
     shares = cluster.gather((np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                             np.concatenate(scores) if scores else np.zeros((0, dataset.num_outputs), np.float32)))
-    every_row = np.concatenate([share_rows for share_rows, _ in shares])
+                             np.concatenate(scores) if scores else np.zeros((0, dataset.num_outputs), np.float32),
+                             sorted(batches.undecodable)))
+    if cluster.chief and report:
+        from tlcore.loader import report_undecodable
+
+        report_undecodable(dataset.validation, sorted(entry for *_, skipped in shares for entry in skipped), reporter)
+    every_row = np.concatenate([share_rows for share_rows, *_ in shares])
     order = np.argsort(every_row, kind="stable")
-    every_score = np.concatenate([share_scores for _, share_scores in shares])[order]
+    every_score = np.concatenate([share_scores for _, share_scores, _ in shares])[order]
     return every_row[order], every_score if len(order) else None
 
 
@@ -780,7 +786,8 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
 
         events.validation_scores = (np.sort(validation.rows), np.concatenate(scores) if scores else None)
     elif cluster.size > 1:  # streamed: the evaluation is spread too, each worker scoring its share
-        events.validation_scores = scored_by_workers(trainable, dataset, preprocessing, config, reporter, cluster)
+        events.validation_scores = scored_by_workers(trainable, dataset, preprocessing, config, reporter, cluster,
+                                                     report=holdout is not None)
     if events.early_stopping is not None:
         events.early_stopping.update(monitor=config.early_stopping_monitor,
                                      holdout_images=len(holdout) if holdout is not None else 0)

@@ -44,16 +44,20 @@ def local_replicas(cluster_size):
 
 
 def local_part(tensors, replicas):
-    """In a replica: its contiguous part of this process's batch ``tensors`` (sizes differ by one at most), when
-    ``replicas`` local devices share it; the whole batch with one."""
-    if replicas == 1:
-        return tensors
+    """In a replica: its contiguous part of this process's batch ``tensors``, and a 0/1 float mask of the part's
+    real rows. No part is empty (a model cannot run on an empty batch): a batch of fewer rows than ``replicas``
+    (or a worker's empty share of one) is padded with zero rows, which the mask leaves out."""
     import tensorflow as tf
 
-    index = tf.distribute.get_replica_context().replica_id_in_sync_group % replicas
     count = tf.shape(tensors[0])[0]
-    start, stop = count * index // replicas, count * (index + 1) // replicas
-    return tuple(tensor[start:stop] for tensor in tensors)
+    size = tf.maximum(count, replicas)
+    real = tf.cast(tf.range(size) < count, tf.float32)
+    padded = [tf.pad(tensor, [[0, size - count]] + [[0, 0]] * (len(tensor.shape) - 1)) for tensor in (*tensors, real)]
+    if replicas == 1:
+        return tuple(padded)
+    index = tf.distribute.get_replica_context().replica_id_in_sync_group % replicas
+    start, stop = size * index // replicas, size * (index + 1) // replicas
+    return tuple(tensor[start:stop] for tensor in padded)
 
 
 def spread_locally(config):
@@ -139,7 +143,7 @@ def tl_cluster(config, reporter):
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
     _strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     cluster = Cluster(index, len(workers), "tf.distribute (MultiWorkerMirroredStrategy)", ", ".join(workers),
-                      KerasCollectives(_strategy))
+                      KerasCollectives(_strategy, len(workers)))
     with reporter.activity(f"Worker {index} of {len(workers)}: waiting for the other workers"):
         try:
             cluster.gather(index)
@@ -157,14 +161,16 @@ def tl_cluster(config, reporter):
 class KerasCollectives:
     """The core's collectives over the strategy: any picklable value, as bytes gathered from every worker."""
 
-    def __init__(self, strategy):
+    def __init__(self, strategy, workers):
         self.strategy = strategy
+        self.local = strategy.num_replicas_in_sync // workers
+        """Replicas per worker (its GPUs): each gives the same row, one is kept."""
 
     def _gather(self, array):
         import tensorflow as tf
 
         values = self.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(array))
-        return self.strategy.gather(values, axis=0).numpy()
+        return self.strategy.gather(values, axis=0).numpy()[::self.local]  # replicas are numbered worker by worker
 
     def all_gather(self, value):
         import pickle

@@ -97,23 +97,30 @@ class KerasSteps:
         image = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)
         label, mask = tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, dim), tf.float32)
 
-        def sums(labels, scores):
-            """The part's summed (weighted) loss, its size over the workers, and its number correct."""
-            per = loss_of(labels, scores)
+        def part(*tensors):
+            """This replica's part of the batch and the mask of its real rows (all of them without a strategy)."""
+            if distributed is None:
+                return (*tensors, tf.ones(tf.shape(tensors[0])[:1], tf.float32))
+            return local_part(tensors, replicas)
+
+        def sums(labels, scores, real):
+            """The part's summed (weighted) loss, the batch's size over every replica, and the part's number
+            correct, over its ``real`` rows."""
+            per = loss_of(labels, scores) * real
             if weighted:
                 per = per * tf.gather(weights, labels)
-            count = tf.cast(tf.shape(labels)[0], tf.float32)
+            count = tf.reduce_sum(real)
             if distributed is not None:
                 count = tf.distribute.get_replica_context().all_reduce("SUM", count)
-            right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.int32))
-            return tf.reduce_sum(per), tf.maximum(count, 1.0), right
+            hits = tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.float32) * real
+            return tf.reduce_sum(per), tf.maximum(count, 1.0), tf.cast(tf.reduce_sum(hits), tf.int32)
 
         def train_replica(images, labels, kept):
-            images, labels, kept = local_part((images, labels, kept), replicas)
+            images, labels, kept, real = part(images, labels, kept)
             with tf.GradientTape() as tape:
                 inputs = images if features is None else features(images, training=True)
                 scores = predictions(inputs * tf.cast(kept / keep, inputs.dtype))
-                total, count, right = sums(labels, scores)
+                total, count, right = sums(labels, scores, real)
                 loss = total / count
                 scaled = self.optimizer.get_scaled_loss(loss) if mixed else loss
             variables = model.trainable_variables
@@ -124,8 +131,8 @@ class KerasSteps:
             return loss, right
 
         def test_replica(images, labels):
-            images, labels = local_part((images, labels), replicas)
-            total, count, right = sums(labels, model(images, training=False))
+            images, labels, real = part(images, labels)
+            total, count, right = sums(labels, model(images, training=False), real)
             return total / count, right
 
         def run(replica):
@@ -208,7 +215,8 @@ def _in_replica(model, cluster):
     def call(images):
         result = distributed.run(lambda batch: model(local_part((batch,), replicas)[0], training=False),
                                  args=(images,))
-        return tf.concat(distributed.experimental_local_results(result), axis=0)
+        # the parts in replica order, then the padding (a batch smaller than the replicas): cut off
+        return tf.concat(distributed.experimental_local_results(result), axis=0)[:tf.shape(images)[0]]
 
     return tf.function(call, input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
 

@@ -39,7 +39,11 @@ def local_gpus():
     if not count:
         return []
     if int(os.environ.get("WORLD_SIZE") or 1) > 1:
-        return [int(os.environ.get("LOCAL_RANK") or 0) % count]
+        local = int(os.environ.get("LOCAL_RANK") or 0)
+        if local >= count:
+            raise ConfigError(f"LOCAL_RANK is {local}, but this machine has {count} GPU{'s' if count > 1 else ''}; "
+                              f"start at most one worker per GPU (torchrun --nproc-per-node={count})")
+        return [local]
     return list(range(count))
 
 
@@ -71,16 +75,18 @@ def tl_cluster(config, reporter):
 
 def _store(rank, size, address, port, timeout):
     """Where the workers meet: under torchrun the store its agent serves at MASTER_ADDR:MASTER_PORT, else one
-    that worker 0 serves there. Each of torchrun's restarts (``--max-restarts``) meets under a prefix of its
-    own: the store outlives the workers, and the addresses the previous attempt's workers published there
-    are stale."""
+    that worker 0 serves there. Each attempt (torchrun restarts the workers after a failure, ``--max-restarts``)
+    meets under a prefix of its own: the store outlives the workers, and the addresses the previous attempt's
+    workers published there are stale. The attempt is counted in the store, as every worker joins, not taken
+    from TORCHELASTIC_RESTART_COUNT: on several machines the agents' counts can differ."""
     from datetime import timedelta
 
     import torch.distributed as dist
 
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(address, port, size, is_master=not agent and rank == 0, timeout=timedelta(seconds=timeout))
-    return dist.PrefixStore(f"tl/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT') or 0}", store)
+    attempt = (store.add("tl/joined", 1) - 1) // size
+    return dist.PrefixStore(f"tl/attempt-{attempt}", store)
 
 
 def join(rank, size, address, port, timeout, reporter):
