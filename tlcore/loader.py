@@ -171,9 +171,9 @@ def report_undecodable(split: Split, undecodable: Sequence[tuple[int, str]], rep
 
 
 def run_batches(batches: ImageBatches, compute: Callable[[Batch], None], reporter: Reporter,
-                label: str, unit: str = "img", delay: float = 0.0) -> None:
+                label: str, unit: str = "img", delay: float = 0.0, report: bool = True) -> None:
     """Feed every batch to ``compute`` with a progress line ``label N/N [...]`` (shown after ``delay``
-    seconds); report skipped images."""
+    seconds); with ``report``, report skipped images (:attr:`ImageBatches.undecodable` lists them either way)."""
     bar = reporter.progress(len(batches), label=label, unit=unit, delay=delay)
     done = 0
     for batch in batches:
@@ -182,4 +182,5 @@ def run_batches(batches: ImageBatches, compute: Callable[[Batch], None], reporte
         bar.update(done + len(batches.undecodable))
     bar.done = len(batches)
     bar.finish()
-    report_undecodable(batches.split, batches.undecodable, reporter)
+    if report:
+        report_undecodable(batches.split, batches.undecodable, reporter)

@@ -688,23 +688,21 @@ def scored_by_workers(trainable: Trainable, dataset: DatasetIndex, preprocessing
     through the validation images), the chief names them."""
     import numpy as np
 
-    from tlcore.loader import ImageBatches
+    from tlcore.loader import ImageBatches, report_undecodable, run_batches
 
     batches = ImageBatches(dataset.validation, preprocessing, config.batch_size,
                            order=cluster.share(range(len(dataset.validation))), bad_images=config.bad_images)
-    bar = reporter.progress(len(batches), label=f"evaluating (this worker's share, of {cluster.size}) ", unit="img")
     rows, scores = [], []
-    for batch in batches:
+
+    def score(batch: Any) -> None:
         rows.append(np.asarray(batch.indices))
         scores.append(trainable.head_scores(trainable.features(batch.images)))
-        bar.update(sum(map(len, rows)) + len(batches.undecodable))
-    bar.finish()
+
+    run_batches(batches, score, reporter, label=f"evaluating (this worker's share, of {cluster.size}) ", report=False)
     shares = cluster.gather((np.concatenate(rows) if rows else np.zeros(0, np.int64),
                              np.concatenate(scores) if scores else np.zeros((0, dataset.num_outputs), np.float32),
                              sorted(batches.undecodable)))
     if cluster.chief and report:
-        from tlcore.loader import report_undecodable
-
         report_undecodable(dataset.validation, sorted(entry for *_, skipped in shares for entry in skipped), reporter)
     every_row = np.concatenate([share_rows for share_rows, *_ in shares])
     order = np.argsort(every_row, kind="stable")
