@@ -229,3 +229,45 @@ def test_a_configuration_can_give_its_own_mean_and_std(project):
     saved = json.loads((project.root / "out" / "saved_model" / "preprocessing.json").read_text())
     assert (saved["mean"], saved["std"], saved["name"]) == ([1, 2, 3], [4, 5, 6], "custom")
     assert "scale" not in saved, "per-channel scaling has no single scale"
+
+
+def test_images_decoded_ahead_are_taken_once_by_the_first_pass_with_the_same_inputs(tmp_path, monkeypatch):
+    import tlcore.loader as loader
+
+    paths = [save(tmp_path / f"{i}.jpg", np.roll(pattern(), 9 * i, axis=1), quality=95) for i in range(6)]
+    (tmp_path / "shell.jpg").write_bytes(JPEG_SHELL)
+    split = Split("training", tmp_path, tuple((path, i % 2) for i, path in enumerate([*paths, tmp_path / "shell.jpg"])))
+    decoded = []
+    monkeypatch.setattr(loader, "decode", lambda path, size: decoded.append(path) or decode(path, size))
+
+    def inputs(size=32):
+        batches = ImageBatches(split, preset("unit", size=size), 4)
+        return np.concatenate([batch.images for batch in batches]), batches.undecodable
+
+    expected, bad = inputs()
+    assert len(expected) == 6 and [index for index, _ in bad] == [6]
+    with loader.decoding_ahead(split.paths, 32) as ahead:
+        ahead.join()
+        assert ahead.decoded == 6, "every decodable image is ready before the pass; the broken one is not kept"
+        decoded.clear()
+        again, bad_again = inputs()
+        assert np.array_equal(again, expected) and bad_again == bad, "the same inputs, the same image reported"
+        assert decoded == [str(tmp_path / "shell.jpg")], "only the image that failed ahead is decoded again"
+        assert ahead.decoded == 0, "each image is taken once"
+        decoded.clear()
+        inputs()
+        assert len(decoded) == 7, "a second pass decodes"
+    with loader.decoding_ahead(split.paths, 32, budget=2 * 32 * 32 * 3) as ahead:
+        ahead.join()
+        assert ahead.decoded == 2, "no more than the budget"
+        decoded.clear()
+        assert np.array_equal(inputs()[0], expected)
+        assert len(decoded) == 5
+    with loader.decoding_ahead(split.paths, 48) as ahead:
+        ahead.join()
+        decoded.clear()
+        assert np.array_equal(inputs()[0], expected), "pixels of another size are not used"
+        assert len(decoded) == 7
+    decoded.clear()
+    inputs()
+    assert len(decoded) == 7, "outside the block nothing is decoded ahead"

@@ -528,3 +528,25 @@ def test_reports_of_an_earlier_run_that_this_run_does_not_write_are_removed(proj
     assert not (results / "extra.txt").exists(), "tl's own report of the earlier run, not written again"
     assert (results / "notes.txt").read_text() == "the user's own"
     assert (results / "summary.html").exists()
+
+
+def test_a_run_decodes_each_image_once_when_they_were_decoded_while_the_framework_started(project, monkeypatch):
+    import tlcore.loader as loader
+
+    class SlowFramework:
+        """Holds the run at the start until decoding ahead is done, as a slow framework import would."""
+
+        @hookimpl
+        def tl_check_model(self, model, config, reporter):
+            loader._AHEAD.get().join()
+
+    decoded = []
+    original = loader.decode
+    monkeypatch.setattr(loader, "decode", lambda path, size: decoded.append(path) or original(path, size))
+    result, _ = run_with(project, SlowFramework(), seed=1)
+    assert len(decoded) == len(set(decoded)) == 18, "each of the 12 training and 6 validation images once"
+    decoded.clear()
+    monkeypatch.setattr(loader, "AHEAD_BYTES", 0)
+    plain, _ = run_with(project, seed=1)
+    assert len(decoded) == 18
+    assert dict(plain.metrics) == dict(result.metrics) and plain.history == result.history

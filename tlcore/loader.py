@@ -3,15 +3,25 @@
 Pillow releases the GIL while it decodes and resizes, so a few threads decode the
 next batches while the framework computes on the current one. Memory holds only
 the batches in flight, whatever the number of images.
+
+Before that, while the framework starts (importing it and building the base
+model keep one core busy and leave the other idle), :func:`decoding_ahead`
+decodes the first images of the run in a background thread, up to
+:data:`AHEAD_BYTES`; the first pass over the images takes them instead of
+decoding them again.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from tlcore.errors import DatasetError
 from tlcore.images import UndecodableImage, augment, decode, random_generator, view
@@ -24,8 +34,89 @@ if TYPE_CHECKING:
     from tlcore.report import Reporter
 
 
+AHEAD_BYTES = 128 * 2**20
+"""Images decoded while the framework starts are kept up to this size (uint8 pixels): about 890 images at
+224 x 224, all of a small dataset; the first pass takes (and frees) them."""
+
+
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+class DecodedAhead:
+    """Images decoded by one background thread, in the order given, until :meth:`take` is first called
+    (the first pass over the images has begun) or the budget is spent. Each is taken once, by its path."""
+
+    def __init__(self, paths: Iterable[str], size: int, budget: int | None = None):
+        self.size = size
+        count = (AHEAD_BYTES if budget is None else budget) // (size * size * 3)
+        self._paths = list(itertools.islice(paths, max(0, count)))
+        self._ready: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name="tl-decode-ahead", daemon=True)
+
+    def start(self) -> DecodedAhead:
+        if self._paths:
+            self._thread.start()
+        return self
+
+    def _decode(self) -> None:
+        for path in self._paths:
+            if self._stopped.is_set():
+                return
+            try:
+                pixels = decode(path, self.size)
+            except UndecodableImage:
+                continue  # the pass decodes it again, and reports it
+            except Exception:  # noqa: BLE001 - never fail a run from here: the pass decodes it, and says why
+                continue
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                self._ready[path] = pixels
+
+    def take(self, path: str, size: int) -> np.ndarray | None:
+        """The pixels of ``path`` at ``size`` if they were decoded ahead (once), else None; decoding ahead stops."""
+        self._stopped.set()
+        if size != self.size:
+            return None
+        with self._lock:
+            return self._ready.pop(path, None)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until decoding ahead has finished or stopped."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def decoded(self) -> int:
+        """How many images are decoded and not yet taken."""
+        with self._lock:
+            return len(self._ready)
+
+    def close(self) -> None:
+        """Stop decoding and free what was not taken."""
+        self._stopped.set()
+        with self._lock:
+            self._ready.clear()
+
+
+_AHEAD: ContextVar[DecodedAhead | None] = ContextVar("tl_decoded_ahead", default=None)
+
+
+@contextmanager
+def decoding_ahead(paths: Iterable[str], size: int, budget: int | None = None) -> Iterator[DecodedAhead]:
+    """Decode ``paths`` (in the order the first pass reads them) at ``size`` in the background while the block
+    runs, up to ``budget`` bytes (by default :data:`AHEAD_BYTES`); every :class:`ImageBatches` made in it takes
+    them. What is left is freed when the block ends."""
+    ahead = DecodedAhead(paths, size, budget).start()
+    token = _AHEAD.set(ahead)
+    try:
+        yield ahead
+    finally:
+        _AHEAD.reset(token)
+        ahead.close()
 
 
 @dataclass(frozen=True)
@@ -89,6 +180,7 @@ class ImageBatches:
         self.views = views
         self.workers = workers or default_workers()
         self.undecodable: list[tuple[int, str]] = []
+        self._ahead = _AHEAD.get()
 
     def __len__(self) -> int:
         return len(self.order)
@@ -138,12 +230,14 @@ class ImageBatches:
         kept: list[int] = []
         failed: list[tuple[int, str]] = []
         for index in chunk:
-            path = self.split.samples[index][0]
-            try:
-                image = decode(str(path), size)
-            except UndecodableImage as exc:
-                failed.append((index, str(exc)))
-                continue
+            path = str(self.split.samples[index][0])
+            image = self._ahead.take(path, size) if self._ahead is not None else None
+            if image is None:
+                try:
+                    image = decode(path, size)
+                except UndecodableImage as exc:
+                    failed.append((index, str(exc)))
+                    continue
             if self.augmentation is not None:
                 rng = random_generator(self.augmentation.seed, self.augmentation.epoch, index)
                 image = augment(image, self.augmentation.names, rng)

@@ -19,6 +19,7 @@ from tlcore.errors import OutputError, PluginError
 from tlcore.distributed import SINGLE, Cluster
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Devices, Framework, registered_frameworks, select_framework
+from tlcore.loader import decoding_ahead
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
     MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred,
@@ -274,14 +275,18 @@ def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: Datas
              events: RunEvents) -> tuple[RunConfig, Preprocessing, Any]:
     """The devices, the base model, its feature extractor, checked, and the trained classifier."""
     preprocessing = Preprocessing.from_config(config, hooks.framework)
-    config = on_devices(hooks, config, reporter)
-    common: dict[str, Any] = {"config": config, "reporter": reporter}
-    model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
-    extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)
-    hooks.all("tl_check_model", model=extractor, **common)
-    classifier, answered["tl_train"] = hooks.answer(
-        "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
-    )
+    cluster = events.cluster
+    first_pass = (path for split in (dataset.training, dataset.validation)  # the order features are computed in
+                  for path in cluster.share(split.paths))
+    with decoding_ahead(first_pass, preprocessing.size):  # while the framework imports and builds the base
+        config = on_devices(hooks, config, reporter)
+        common: dict[str, Any] = {"config": config, "reporter": reporter}
+        model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
+        extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)
+        hooks.all("tl_check_model", model=extractor, **common)
+        classifier, answered["tl_train"] = hooks.answer(
+            "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
+        )
     return config, preprocessing, classifier
 
 
