@@ -252,13 +252,27 @@ def test_ctrl_c_on_the_chief_stops_every_worker(tmp_path):
     assert not (tmp_path / "chief" / "out" / "saved_model").exists() and not (tmp_path / "other" / "out").exists()
 
 
-@pytest.mark.torch
-def test_a_worker_alone_waits_at_most_the_timeout(tmp_path):
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_worker_alone_waits_at_most_the_timeout(tmp_path, framework):
     started = time.monotonic()
-    code, output = finish(Cluster("torch").start(machine(tmp_path, worker_timeout=5), 0))
+    code, output = finish(Cluster(framework).start(machine(tmp_path, framework, worker_timeout=5), 0))
     assert code == 1 and time.monotonic() - started < 60
-    assert "worker 0 of 2: the other workers did not all join at 127.0.0.1:" in error_of(output)
+    assert "worker 0 of 2: the other workers did not all join" in error_of(output)
     assert "within 5 s" in output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.tensorflow
+def test_a_keras_worker_waiting_for_the_others_stops_on_sigterm_and_on_a_missing_chief(tmp_path):
+    cluster = Cluster("keras")
+    waiting = cluster.start(machine(tmp_path / "chief", "keras", worker_timeout=600), 0)
+    read_until(waiting, "waiting for the other workers")
+    stopped = time.monotonic()
+    waiting.send_signal(signal.SIGTERM)
+    code, output = finish(waiting, timeout=60)
+    assert code == 143 and time.monotonic() - stopped < 10, "TensorFlow's wait would ignore the signal for an hour"
+    code, output = finish(cluster.start(machine(tmp_path / "other", "keras", worker_timeout=5), 1))
+    assert code == 1 and "worker 1 of 2: the other workers did not all join within 5 s" in error_of(output)
+    assert "worker 0 did not answer at 127.0.0.1:" in output
 
 
 @pytest.mark.parametrize("framework, environment, message", [

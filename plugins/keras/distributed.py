@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 
+from tlcore.calls import describe_exception
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 
@@ -138,24 +139,80 @@ def tl_cluster(config, reporter):
         return None
     import tensorflow as tf
 
-    from tlcore.distributed import Cluster
+    from tlcore.distributed import Cluster, WorkerError
 
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
-    _strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    cluster = Cluster(index, len(workers), "tf.distribute (MultiWorkerMirroredStrategy)", ", ".join(workers),
-                      KerasCollectives(_strategy, len(workers)))
     with reporter.activity(f"Worker {index} of {len(workers)}: waiting for the other workers"):
         try:
+            meet(index, workers, config.worker_timeout)
+            _strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+            cluster = Cluster(index, len(workers), "tf.distribute (MultiWorkerMirroredStrategy)", ", ".join(workers),
+                              KerasCollectives(_strategy, len(workers)))
             cluster.gather(index)
-        except Exception as exc:
-            cluster.close()
+        except (OSError, TimeoutError, tf.errors.OpError, RuntimeError) as exc:
             _strategy = None
-            from tlcore.distributed import WorkerError
-
             raise WorkerError(f"worker {index} of {len(workers)}: the other workers did not all join within "
-                              f"{config.worker_timeout} s ({exc}); start every worker with the same TF_CONFIG "
-                              'worker list, or raise "worker_timeout"') from None
+                              f"{config.worker_timeout} s ({describe_exception(exc)}); start every worker with the "
+                              'same TF_CONFIG worker list, or raise "worker_timeout"') from None
     return cluster
+
+
+def meet(index, workers, timeout):
+    """Return once every worker has started, or raise TimeoutError after ``timeout`` seconds.
+
+    TensorFlow's own wait for the workers (in the strategy's constructor) blocks in C++ holding Python's lock:
+    no signal handler runs, so neither Ctrl-C nor SIGTERM stops it, and its limit is an hour. So the workers
+    meet here first, in Python: worker 0 listens on its own address (before TensorFlow's server takes it),
+    the others call it until it answers, and it lets them all go once every one has called.
+    """
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    host, _, port = workers[0].rpartition(":")
+    if index != 0:
+        while True:
+            try:
+                with socket.create_connection((host, int(port)), timeout=1.0) as connection:
+                    connection.sendall(f"{index}\n".encode())
+                    connection.settimeout(max(0.1, deadline - time.monotonic()))
+                    if connection.recv(16).startswith(b"go"):
+                        return
+                    raise TimeoutError(f"worker 0 at {workers[0]} stopped before every worker had joined")
+            except (ConnectionRefusedError, socket.timeout, ConnectionResetError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"worker 0 did not answer at {workers[0]}") from None
+                time.sleep(0.2)
+    joined = {}
+    with socket.create_server(("", int(port))) as server:
+        server.settimeout(0.2)
+        while len(joined) < len(workers) - 1:
+            if time.monotonic() > deadline:
+                for connection in joined.values():
+                    connection.close()
+                missing = sorted(set(range(1, len(workers))) - set(joined))
+                raise TimeoutError(f"no word from worker{'s' if len(missing) > 1 else ''} "
+                                   f"{', '.join(map(str, missing))}")
+            try:
+                connection, _ = server.accept()
+            except socket.timeout:
+                continue
+            connection.settimeout(2.0)
+            try:
+                worker = int(connection.recv(16).split(b"\n")[0])
+            except (OSError, ValueError):
+                connection.close()
+                continue
+            if worker in joined:  # a restarted worker calls again
+                joined[worker].close()
+            joined[worker] = connection
+    for connection in joined.values():
+        with contextlib.suppress(OSError):
+            connection.sendall(b"go\n")
+    for connection in joined.values():  # the others close first, so this port is free for TensorFlow's server
+        with contextlib.suppress(OSError):
+            connection.recv(16)
+        connection.close()
 
 
 class KerasCollectives:
