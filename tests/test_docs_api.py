@@ -60,3 +60,11 @@ def test_every_documented_attribute_exists_and_every_field_is_documented(name):
 def test_the_classes_documented_are_the_ones_returned():
     returned = {documented()[name][1] for name in FUNCTIONS}
     assert returned == {"RunResult", "QuantizationResult", "list[Prediction]", "dict[str, Any]"}
+
+
+def test_the_repository_notebook_is_valid_and_has_no_outputs():
+    nbformat = pytest.importorskip("nbformat", reason="the test extra installs nbformat")
+    notebook = nbformat.read(REPO / "examples" / "notebook.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(cell.outputs == [] and cell.execution_count is None for cell in code), "outputs stripped in git"
