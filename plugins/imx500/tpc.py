@@ -1,4 +1,7 @@
-"""The IMX500's target platform capabilities (TPC), which tell MCT how the chip quantizes."""
+"""The IMX500's target platform capabilities (TPC), which tell MCT how the chip quantizes.
+
+MCT's own output (its logger, its tqdm bars) is quietened by the framework, like TensorFlow's: shown with
+``--debug`` (:meth:`tlcore.frameworks.Framework.quieten`)."""
 
 
 def target_platform(config):
@@ -7,11 +10,3 @@ def target_platform(config):
 
     return get_target_platform_capabilities(tpc_version=config.tpc_version, device_type="imx500")
 
-
-def quiet_mct():
-    """MCT reports through tqdm bars and its own logger; tl shows its own progress instead."""
-    import logging
-    import os
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm when MCT imports it
-    logging.getLogger("Model Compression Toolkit").setLevel(logging.ERROR)

@@ -9,7 +9,7 @@ quantizes it with the rest. The export is MCT's ``.keras`` format, which
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.imx500.tpc import quiet_mct, target_platform
+from plugins.imx500.tpc import target_platform
 
 TL_FRAMEWORK = "keras"
 QUANTIZED_FILE = "model_quantized.keras"
@@ -41,7 +41,6 @@ def representative(calibration):
 
 @hookimpl(trylast=True)
 def tl_quantize(model, calibration, preprocessing, config):
-    quiet_mct()
     import model_compression_toolkit as mct
 
     raw = taking_raw_pixels(model, preprocessing)
@@ -69,7 +68,6 @@ def tl_quantize(model, calibration, preprocessing, config):
 def tl_export_quantized(model, path, reporter):
     import warnings
 
-    quiet_mct()
     import model_compression_toolkit as mct
 
     file = path / QUANTIZED_FILE

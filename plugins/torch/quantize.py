@@ -8,7 +8,7 @@ onnxruntime runs with MCT's custom operators.
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.imx500.tpc import quiet_mct, target_platform
+from plugins.imx500.tpc import target_platform
 
 TL_FRAMEWORK = "torch"
 QUANTIZED_FILE = "model_quantized.onnx"
@@ -49,7 +49,6 @@ def tl_quantize(model, calibration, preprocessing, config):
 
         raise ConfigError(f"quantizing a PyTorch model exports it as ONNX, which needs {' and '.join(missing)}; "
                           "pip install -e '.[imx500]'")
-    quiet_mct()
     import model_compression_toolkit as mct
 
     raw = taking_raw_pixels(model, preprocessing)
@@ -88,7 +87,6 @@ def tl_export_quantized(model, path, reporter):
 
     import torch
 
-    quiet_mct()
     import model_compression_toolkit as mct
 
     file = path / QUANTIZED_FILE
