@@ -65,6 +65,14 @@ def test_framework_steps_are_documented_as_such_and_typed():
             assert argument.annotation is not inspect.Parameter.empty, f"{name}: {argument.name} has no type"
 
 
+def test_the_framework_hook_lists_every_optional_key_a_framework_can_honour():
+    from tlcore.frameworks import OPTIONAL_KEYS
+
+    section = HOOK_DOCS[HOOK_DOCS.index("## tl_frameworks()"):HOOK_DOCS.index("- Returns:", HOOK_DOCS.index("## tl_frameworks()"))]
+    listed = section[section.index("OPTIONAL_KEYS"):section.index("giving another one")]
+    assert sorted(re.findall(r"`(\w+)`", listed)) == sorted(OPTIONAL_KEYS)
+
+
 def test_every_hook_is_exercised_by_a_test():
     sources = "\n".join(path.read_text() for path in (REPO / "tests").glob("test_*.py") if path.name != "test_meta.py")
     untested = [name for name in hook_specs() if not re.search(rf"\b{name}\b", sources)]

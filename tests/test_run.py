@@ -550,3 +550,26 @@ def test_a_run_decodes_each_image_once_when_they_were_decoded_while_the_framewor
     plain, _ = run_with(project, seed=1)
     assert len(decoded) == 18
     assert dict(plain.metrics) == dict(result.metrics) and plain.history == result.history
+
+
+def test_observers_that_started_hear_when_another_observers_start_fails(project):
+    heard = []
+
+    class Started:
+        @hookimpl
+        def tl_on_run_start(self, config):
+            heard.append("start")
+
+        @hookimpl
+        def tl_on_run_failed(self, config, error):
+            heard.append(f"failed: {error}")
+
+    class Broken:
+        @hookimpl(trylast=True)
+        def tl_on_run_start(self, config):
+            raise RuntimeError("no dashboard")
+
+    with pytest.raises(PluginError, match="no dashboard"):
+        run_with(project, Started(), Broken())
+    assert heard[0] == "start" and heard[1].startswith("failed: ") and "no dashboard" in heard[1]
+    assert not (project.root / "out").exists(), "nothing was written"

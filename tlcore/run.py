@@ -153,8 +153,8 @@ def join_cluster(hooks: Hooks, config: RunConfig, reporter: Reporter) -> Cluster
 
 def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporter: Reporter, started: float,
                 debug: bool, resume: bool, cluster: Cluster = SINGLE) -> RunResult:
-    hooks.all("tl_on_run_start", config=config)
     try:
+        hooks.all("tl_on_run_start", config=config)  # inside: observers that started hear if another one fails
         result, classifier, dataset = _run(hooks, config, reporter, started, resume, cluster)
         cluster.gather("written")  # the other workers wait for the outputs (and quantize nothing)
         if config.quantize:
