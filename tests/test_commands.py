@@ -105,7 +105,7 @@ def test_the_schema_describes_every_key_and_checks_a_configuration():
                                               "minimum": 1, "maximum": 100000, "default": 10}
     assert schema["properties"]["seed"]["type"] == ["integer", "null"]
     assert "framework torch" in schema["properties"]["source_torch_model"]["description"]
-    example = json.loads((REPO / "examples" / "configuration.json").read_text())
+    example = json.loads((REPO / "examples" / "photos" / "configuration.json").read_text())
     assert set(example) <= set(schema["properties"])
     for name, value in example.items():
         expected = schema["properties"][name]["type"]
