@@ -161,3 +161,24 @@ def test_quantize_then_predict_with_the_quantized_model(config):
     quantized = tlcore.predict(trained.output_dir, config["dataset_validation_dir"], quantized=True, plugins=[fake])
     assert len(quantized) == 6
     assert all(prediction.label == prediction.path.split("/")[-2] for prediction in quantized)
+
+
+def test_a_plugin_may_be_given_as_a_module_name_a_module_or_a_class(config):
+    class Watcher:
+        epochs = []
+
+        @tlcore.hookimpl
+        def tl_on_epoch_end(self, epoch, logs):
+            Watcher.epochs.append(epoch)
+
+    assert tlcore.train(config, plugins=["tests.fake_framework", Watcher]).framework == "fake"
+    assert Watcher.epochs == [1, 2], "the class was made into a plugin object"
+
+    class Needy:
+        def __init__(self, setting):
+            self.setting = setting
+
+    with pytest.raises(PluginError, match=r"plugin class Needy cannot be made without arguments .*pass an instance"):
+        tlcore.train(config, plugins=[fake, Needy])
+    with pytest.raises(PluginError, match='plugin "no_such_module" cannot be used'):
+        tlcore.train(config, plugins=[fake, "no_such_module"])

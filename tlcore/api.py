@@ -44,7 +44,8 @@ def train(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = ()
 
     :param config: configuration.json's path, or the configuration as a dict (its relative paths start at
         the current folder).
-    :param plugins: plugin objects or modules to use for this call only (e.g. a class defined in a cell).
+    :param plugins: plugin objects, classes, modules or module names for this call only (e.g. a class defined in a
+        cell).
     :param block: names of plugins not to use.
     :param resume: continue the interrupted run whose checkpoint is in ``output_dir`` (``tl run --resume``).
     :param debug: show the frameworks' own log messages.

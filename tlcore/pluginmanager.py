@@ -95,8 +95,18 @@ class PluginManager(pluggy.PluginManager):
             self._load(info, lambda name=module_name: importlib.import_module(name))
 
     def load_objects(self, objects):
-        """Plugin objects or modules given in Python (``tlcore.train(..., plugins=[...])``), for one run."""
+        """Plugin objects or modules given in Python (``tlcore.train(..., plugins=[...])``), for one run: a
+        module name (a string) is imported as ``tl run -p`` does, a class is made into its instance."""
         for plugin in objects:
+            if isinstance(plugin, str):
+                self.load_modules([plugin])
+                continue
+            if isinstance(plugin, type):
+                try:
+                    plugin = plugin()
+                except TypeError as exc:
+                    raise PluginError(f"plugin class {plugin.__name__} cannot be made without arguments "
+                                      f"({exc}); pass an instance: plugins=[{plugin.__name__}(...)]") from None
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
             if name in self.infos:
                 name = f"{name}-{sum(1 for known in self.infos if known.startswith(name)) + 1}"
