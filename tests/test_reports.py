@@ -404,3 +404,23 @@ def test_a_keras_run_writes_the_same_reports(tmp_path):
     assert len(read_csv(results / "history.csv")) == 1 + 2
     assert [step for step, _ in tensorboard_scalars(results / "tensorboard")["validation"]["epoch_loss"]] == [1, 2]
     check_links(results)
+
+
+def test_when_early_stopping_watches_a_hold_out_every_report_says_val_is_measured_on_it(project):
+    from plugins.reports.figures import curves_figure
+
+    result, reporter = run_with(project, epochs=3, early_stopping_patience=2, holdout_fraction=0.25, tensorboard=True)
+    epochs = [line for line in reporter.stream.getvalue().splitlines() if line.startswith("Epoch ")]
+    assert epochs and all(line.endswith("(val_* on the hold-out of 3 training images)") for line in epochs), epochs
+    results = results_dir(project)
+    summary = (results / "summary.html").read_text()
+    assert "val_loss and val_acc are measured on the hold-out of training images early stopping watches" in summary
+    assert "training and hold-out" in summary and "loss and accuracy on the training and hold-out" in summary
+    assert set(tensorboard_scalars(results / "tensorboard")) == {"train", "holdout"}
+    labels = [text.get_text() for axes in curves_figure(result.history, dict(result.metrics), "hold-out").axes
+              for text in axes.get_legend().get_texts()]
+    assert "hold-out (training images early stopping watches)" in labels and "validation" not in labels
+
+    plain, reporter = run_with(project, epochs=2, tensorboard=True)
+    assert "hold-out" not in reporter.stream.getvalue() and "hold-out" not in (results / "summary.html").read_text()
+    assert set(tensorboard_scalars(results / "tensorboard")) == {"train", "validation"}

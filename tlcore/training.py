@@ -113,6 +113,13 @@ def sample_uniform(keys: Any, width: int) -> np.ndarray:
     return ((_mix(counters) >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)).astype(np.float32)
 
 
+def watched_images(config: RunConfig) -> str:
+    """What the epochs' ``val_loss`` and ``val_acc`` measure: ``"hold-out"`` (training images early stopping
+    watches, :func:`holdout_indices`) or ``"validation"`` (the validation folder)."""
+    holdout = config.early_stopping_patience and config.early_stopping_monitor == "holdout"
+    return "hold-out" if holdout else "validation"
+
+
 def holdout_indices(split: Split, fraction: float, seed: int) -> list[int]:
     """A stratified, seeded share of ``split`` held out of training: ``fraction`` of each class, at least one
     image of every class that has two or more."""
@@ -203,8 +210,10 @@ class TrainingLoop:
 
     def __init__(self, reporter: Reporter, events: RunEvents, epochs: int, num_train: int, num_validation: int, *,
                  first: int = 1, last: int | None = None, note: str = "", patience: int = 0,
-                 snapshot: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None):
+                 snapshot: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None,
+                 watched: str = "validation"):
         self.reporter = reporter
+        self.watched = watched
         self.events = events
         self.epochs = epochs
         self.first = first
@@ -249,7 +258,7 @@ class TrainingLoop:
         """A validation batch of ``count`` images is done."""
         sums = self._sums
         if self._val_bar is None:
-            self._val_bar = self.reporter.progress(self.num_validation, label="validation ", unit="img")
+            self._val_bar = self.reporter.progress(self.num_validation, label=f"{self.watched} ", unit="img")
         sums["val_n"] += count
         sums["val_loss"] += float(loss) * count
         sums["val_correct"] += float(correct)
@@ -750,10 +759,13 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
             events.history[:] = resumed["history"]
             start, first_step, best = resumed["epoch"] + 1, resumed["step"], resumed["best"]
             resumed = None
+        notes = [phase.note] if len(phases(config)) > 1 else []
+        if holdout is not None:
+            notes.append(f"val_* on the hold-out of {len(holdout)} training images")
         loop = TrainingLoop(reporter, events, total_epochs(config), data.num_train, data.num_validation,
-                            first=start, last=last, note=phase.note if len(phases(config)) > 1
-                            else "", patience=config.early_stopping_patience, snapshot=steps.snapshot,
-                            restore=steps.restore)
+                            first=start, last=last, note="; ".join(notes), patience=config.early_stopping_patience,
+                            snapshot=steps.snapshot, restore=steps.restore,
+                            watched="hold-out" if holdout is not None else "validation")
         loop.epoch, loop.best = start - 1, best
         per_epoch = math.ceil(data.num_train / config.batch_size)
         rate = LearningRate(phase.learning_rate, config.learning_rate_schedule, config.warmup_epochs, phase.epochs,

@@ -26,10 +26,12 @@ FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "S
 
 
 @hookimpl(trylast=True)
-def tl_write_reports(predictions, metrics, history, path, reporter):
+def tl_write_reports(predictions, metrics, history, path, config, reporter):
+    from tlcore.training import watched_images
+
     written = []
     drawings = ((CONFUSION_PNG, lambda: confusion_figure(predictions)),
-                (CURVES_PNG, lambda: curves_figure(history, metrics)))
+                (CURVES_PNG, lambda: curves_figure(history, metrics, watched_images(config))))
     for name, draw in drawings:
         try:
             with fonts():
@@ -128,9 +130,10 @@ def confusion_figure(predictions):
     return figure
 
 
-def curves_figure(history, metrics):
-    """Loss and accuracy per epoch, training and validation, side by side; the epoch whose weights early
-    stopping kept is marked. Without epochs (a trainer that reported none), a picture that says so."""
+def curves_figure(history, metrics, watched="validation"):
+    """Loss and accuracy per epoch, training and ``watched`` (``"validation"``, or the ``"hold-out"`` early
+    stopping watches), side by side; the epoch whose weights early stopping kept is marked. Without epochs (a
+    trainer that reported none), a picture that says so."""
     if not history:
         figure = new_figure(MIN_WIDTH, MIN_HEIGHT)
         figure.text(0.5, 0.5, "No training curves: the trainer reported no epochs.", ha="center", va="center",
@@ -141,8 +144,9 @@ def curves_figure(history, metrics):
     epochs = [epoch.get("epoch", index + 1) for index, epoch in enumerate(history)]
     kept = (metrics.get("early_stopping") or {}).get("best_epoch")
     figure = new_figure(12, 4.8)
-    panels = (("loss", "Loss", (("loss", "training"), ("val_loss", "validation"))),
-              ("accuracy", "Accuracy", (("acc", "training"), ("val_acc", "validation"))))
+    other = "hold-out (training images early stopping watches)" if watched == "hold-out" else watched
+    panels = (("loss", "Loss", (("loss", "training"), ("val_loss", other))),
+              ("accuracy", "Accuracy", (("acc", "training"), ("val_acc", other))))
     for index, (unit, title, series) in enumerate(panels):
         axes = figure.add_subplot(1, 2, index + 1)
         drawn, top = 0, 0.0

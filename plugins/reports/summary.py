@@ -71,6 +71,9 @@ class Page:
     def __init__(self, predictions, metrics, history, dataset, path, config):
         self.predictions, self.metrics, self.history = predictions, metrics, list(history)
         self.dataset, self.path, self.config = dataset, path, config
+        from tlcore.training import watched_images
+
+        self.watched = watched_images(config)  # what the epochs' val_* measure: "validation", or "hold-out"
         self.home = Path(config.evaluate_result_dir)
         self.confusion = confusion_matrix(predictions)
 
@@ -115,7 +118,9 @@ class Page:
             last = self.history[-1]
             values = ", ".join(f"{name} {last[name]:.4f}" for name in ("loss", "acc", "val_loss", "val_acc")
                                if isinstance(last.get(name), (int, float)))
-            rows.append(("Last epoch", esc(f"epoch {last.get('epoch', epochs)}: {values}" if values
+            measured = ("; val_loss and val_acc are measured on the hold-out of training images early stopping "
+                        "watches, not on the validation images" if self.watched == "hold-out" and values else "")
+            rows.append(("Last epoch", esc(f"epoch {last.get('epoch', epochs)}: {values}{measured}" if values
                                            else f"epoch {last.get('epoch', epochs)}")))
         stopping = self.metrics.get("early_stopping")
         if isinstance(stopping, dict) and "best_epoch" in stopping:
@@ -134,11 +139,15 @@ class Page:
             parts.append('<p class="note">The trainer reported no epochs, so there are no training curves.</p>')
             return "\n".join(parts)
         if self.has(CURVES_PNG):
-            parts.append(f'<p>{self.figure(CURVES_PNG, "Loss and accuracy per epoch, training and validation")}</p>')
+            parts.append(f'<p>{self.figure(CURVES_PNG, f"Loss and accuracy per epoch, training and {self.watched}")}</p>')
+        if self.watched == "hold-out":
+            parts.append("<p>The hold-out curves are measured on the training images early stopping watches (kept "
+                         "out of training), not on the validation images, which only the Top-1 above measures.</p>")
+        other = self.watched
         parts.append(
             "<p>Loss measures how wrong the scores are (lower is better); accuracy is the share of images "
-            "classified right. Training loss should fall from epoch to epoch. When validation loss rises while "
-            "training loss still falls, or validation accuracy stays well below training accuracy, the head is "
+            f"classified right. Training loss should fall from epoch to epoch. When {other} loss rises while "
+            f"training loss still falls, or {other} accuracy stays well below training accuracy, the head is "
             "learning the training images by heart (overfitting): fewer epochs, early stopping, augmentation or "
             "more images help. Curves still falling at the end suggest more epochs.</p>")
         if self.has(HISTORY_CSV):
@@ -243,6 +252,8 @@ class Page:
         for name, what in FILES:
             if name == "results.json" or self.has(name):
                 link = self.link(self.home / name, name + ("/" if name == TENSORBOARD_DIR else ""))
+                if name == HISTORY_CSV and self.watched == "hold-out":
+                    what = what.replace("validation images", "hold-out early stopping watches (val_*)")
                 if name == TENSORBOARD_DIR:
                     what += f": <code>tensorboard --logdir {esc(self.home / TENSORBOARD_DIR)}</code>"
                 rows.append(f"<tr><td>{link}</td><td>{what}</td></tr>")

@@ -1,5 +1,6 @@
 """TensorBoard logs of the epoch history, with ``"tensorboard": true``: ``evaluate_result_dir/tensorboard/``
-holds the runs ``train`` and ``validation`` with the scalars ``epoch_loss`` and ``epoch_accuracy`` (the names
+holds the runs ``train`` and ``validation`` (``holdout`` when early stopping watches a hold-out of the training
+images: the epochs' ``val_*`` values are measured on it) with the scalars ``epoch_loss`` and ``epoch_accuracy`` (the names
 Keras' TensorBoard callback uses, so both curves share a chart); ``tensorboard --logdir`` shows them.
 
 The event files are written with the ``tensorboard`` package's record writer and protocol buffers, which
@@ -35,7 +36,9 @@ def tl_on_run_start(config):
 def tl_write_reports(history, path, config):
     if not config.tensorboard:
         return None
-    write_events(history, path / TENSORBOARD_DIR)
+    from tlcore.training import watched_images
+
+    write_events(history, path / TENSORBOARD_DIR, "holdout" if watched_images(config) == "hold-out" else "validation")
     return [TENSORBOARD_DIR]
 
 
@@ -47,22 +50,23 @@ def tag_of(name):
     return "train", f"epoch_{name}"
 
 
-def write_events(history, folder):
-    """One event file per run folder (``train``, ``validation``), one scalar per value and epoch."""
+def write_events(history, folder, watched="validation"):
+    """One event file per run folder (``train``, and ``watched`` for the ``val_*`` values), one scalar per
+    value and epoch."""
     import math
 
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
 
     now = time.time()
-    runs = {"train": [], "validation": []}
+    runs = {"train": [], watched: []}
     for index, epoch in enumerate(history):
         step = int(epoch.get("epoch", index + 1))
         for name, value in epoch.items():
             if name == "epoch" or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
             run, tag = tag_of(name)
-            runs[run].append((step, tag, float(value)))
+            runs[watched if run == "validation" else run].append((step, tag, float(value)))
     for run, scalars in runs.items():
         (folder / run).mkdir(parents=True)
         with open(folder / run / f"events.out.tfevents.{int(now)}.tl.v2", "wb") as handle:
