@@ -1,6 +1,7 @@
 """The core's training policy, driven by the fake framework: early stopping on a hold-out, the best weights
 restored, learning-rate schedules, class weights."""
 
+import io
 import json
 import re
 
@@ -133,3 +134,57 @@ def test_bad_class_weights_are_one_line(project, value, message):
 
     result = project.run(config=project.write(class_weight=value))
     assert message in one_line_error(result)
+
+
+class TwoWorkers:
+    """Collectives of a 2-worker cluster whose other worker reports what this one does."""
+
+    def all_gather(self, value):
+        return [value, value]
+
+    def broadcast(self, value):
+        return value
+
+    def sum(self, values):
+        return [2 * value for value in values]
+
+    def close(self):
+        pass
+
+
+def test_streamed_images_are_decoded_by_one_worker_each_and_every_worker_steps_every_batch(tmp_path, monkeypatch):
+    import tlcore.loader as loader
+    from tlcore.config import load_config
+    from tlcore.distributed import Cluster
+    from tlcore.preprocessing import PRESETS, Preprocessing
+    from tlcore.report import Reporter
+    from tlcore.training import StreamedData
+    from tests.conftest import write_config
+
+    solid_jpegs(tmp_path / "training", ["cat", "dog"], per_class=5)
+    paths = sorted((tmp_path / "training").rglob("*.jpg"))
+    (paths[3]).write_bytes(b"\xff\xd8\xff not a jpeg")  # undecodable: left out, and named
+    split = Split("training", tmp_path / "training", tuple((path, int(path.parent.name == "dog")) for path in paths))
+    dataset = DatasetIndex(labels={"cat": 0, "dog": 1}, training=split, validation=split)
+    write_labels(tmp_path, {"cat": 0, "dog": 1})
+    config = load_config(write_config(tmp_path, dataset_training_dir="training", dataset_validation_dir="training",
+                                      batch_size=4, augmentation=["flip"], output_dir="out", evaluate_result_dir="out"))
+    preprocessing = Preprocessing("unit", 16, *PRESETS["unit"])
+    decoded, original = [], loader.decode
+    monkeypatch.setattr(loader, "decode", lambda path, size: decoded.append(path) or original(path, size))
+
+    def epoch(rank):
+        decoded.clear()
+        reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+        data = StreamedData(dataset, preprocessing, config, reporter, seed=1,
+                            cluster=Cluster(rank, 2, "test", "here", TwoWorkers()))
+        batches = [labels.tolist() for _, labels in data.training(epoch=1)]
+        return batches, sorted(decoded), reporter.stream.getvalue() + reporter.err.getvalue()
+
+    (first, by_first, said), (second, by_second, said_second) = epoch(0), epoch(1)
+    assert len(first) == len(second) == 3, "10 images in batches of 4: both workers take the 3 steps"
+    sizes = [len(a) + len(b) for a, b in zip(first, second, strict=True)]
+    assert sum(sizes) == 9 and all(size <= whole for size, whole in zip(sizes, [4, 4, 2], strict=True)), \
+        "the parts make up each batch of 4 (the last of 2), less the image that cannot be decoded"
+    assert not set(by_first) & set(by_second) and len(by_first) + len(by_second) == 10, "each image decoded once"
+    assert paths[3].name in said + said_second, "the worker that met it names the image that cannot be decoded"

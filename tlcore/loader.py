@@ -169,11 +169,14 @@ class ImageBatches:
     def __init__(self, split: Split, preprocessing: Preprocessing, batch_size: int, *,
                  order: Sequence[int] | None = None, augmentation: Augmentation | None = None,
                  bad_images: str = "skip", raw: bool = False, workers: int | None = None,
-                 views: Views | None = None):
+                 views: Views | None = None, chunks: Sequence[Sequence[int]] | None = None):
         self.split = split
         self.preprocessing = preprocessing
         self.batch_size = batch_size
-        self.order = list(range(len(split))) if order is None else list(order)
+        self.chunks = None if chunks is None else [list(chunk) for chunk in chunks]
+        """The batches, as given (``chunks``: a worker's parts of the batches): every one is yielded, even empty."""
+        self.order = ([index for chunk in self.chunks for index in chunk] if self.chunks is not None else
+                      list(range(len(split))) if order is None else list(order))
         self.augmentation = augmentation
         self.bad_images = bad_images
         self.raw = raw
@@ -187,7 +190,8 @@ class ImageBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         per_batch = max(1, self.batch_size // (self.views.count + 1)) if self.views else self.batch_size
-        chunks = [self.order[start:start + per_batch] for start in range(0, len(self.order), per_batch)]
+        chunks = self.chunks if self.chunks is not None else \
+            [self.order[start:start + per_batch] for start in range(0, len(self.order), per_batch)]
         self.undecodable = []
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="tl-decode")
         pending: deque[Future] = deque()
@@ -246,7 +250,7 @@ class ImageBatches:
             else:
                 pixels[len(kept)] = image
             kept.append(index)
-        if not kept:
+        if not kept and self.chunks is None:
             return None, failed
         pixels = pixels[:len(kept) * copies]
         labels = np.asarray([self.split.samples[i][1] for i in kept], dtype=np.int64)

@@ -306,13 +306,14 @@ class TrainingLoop:
 
 def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple[Any, Any]]],
                validation_batches: Callable[[], Iterator[tuple[Any, Any]]],
-               train_step: Callable[[Any, Any], tuple[float, float]],
-               test_step: Callable[[Any, Any], tuple[float, float]],
+               train_step: Callable[..., tuple[float, ...]],
+               test_step: Callable[..., tuple[float, ...]],
                learning_rate: LearningRate | None = None,
                set_learning_rate: Callable[[float], None] | None = None, *, first_step: int = 0,
                after_epoch: Callable[[int, int], None] | None = None) -> None:
     """The usual loop over ``loop``'s epochs: ``train_batches(epoch)`` through ``train_step``,
-    then ``validation_batches()`` through ``test_step``; each step returns ``(mean loss, correct)``.
+    then ``validation_batches()`` through ``test_step``; each step returns ``(mean loss, correct)``, or
+    ``(mean loss, correct, images)`` when it was given a part of the batch (:func:`spread` ``parted``).
     With a varying ``learning_rate``, ``set_learning_rate`` is called before every training step
     (counted from ``first_step``). ``after_epoch(epoch, steps done)`` follows every epoch."""
     step = first_step
@@ -320,12 +321,12 @@ def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple
         for batch in train_batches(epoch):  # (images, labels), or (images, labels, per-image keys)
             if learning_rate is not None and learning_rate.varies and set_learning_rate is not None:
                 set_learning_rate(learning_rate(step))
-            loss, correct = train_step(*batch)
+            result = train_step(*batch)  # (loss, correct), or a step spread over parts adds the batch's size
             step += 1
-            loop.trained(len(batch[1]), loss, correct)
+            loop.trained(int(result[2]) if len(result) > 2 else len(batch[1]), result[0], result[1])
         for images, labels in validation_batches():
-            loss, correct = test_step(images, labels)
-            loop.validated(len(labels), loss, correct)
+            result = test_step(images, labels)
+            loop.validated(int(result[2]) if len(result) > 2 else len(labels), result[0], result[1])
         loop.end_epoch()
         if after_epoch is not None:
             after_epoch(epoch, step)
@@ -337,13 +338,21 @@ class StreamedData:
 
     ``train`` and ``watch`` are the sample indices of the training split that train and, for a
     hold-out, that are watched; without a hold-out the validation split is watched.
+
+    With several workers (``cluster``), each decodes only its part of every batch (:meth:`Cluster.part`), so
+    decoding scales with the workers; every worker yields every batch, an empty part too, and its steps are
+    :func:`spread` ``parted``.
     """
 
     cached = False
     views = 1
 
     def __init__(self, dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int,
-                 train: Sequence[int] | None = None, holdout: Sequence[int] | None = None):
+                 train: Sequence[int] | None = None, holdout: Sequence[int] | None = None,
+                 cluster: Cluster | None = None):
+        from tlcore.distributed import SINGLE
+
+        self.cluster = cluster or SINGLE
         self.dataset = dataset
         self.preprocessing = preprocessing
         self.config = config
@@ -374,7 +383,13 @@ class StreamedData:
                 keys: int | None = None) -> Iterator[tuple[Any, ...]]:
         from tlcore.loader import ImageBatches, report_undecodable
 
-        batches = ImageBatches(split, self.preprocessing, self.config.batch_size, order=order,
+        chunks = None
+        if self.cluster.size > 1:  # this worker's part of every batch
+            order = list(range(len(split))) if order is None else list(order)
+            size = self.config.batch_size
+            chunks = [chunk[self.cluster.part(len(chunk))] for chunk in
+                      (order[start:start + size] for start in range(0, len(order), size))]
+        batches = ImageBatches(split, self.preprocessing, self.config.batch_size, order=order, chunks=chunks,
                                augmentation=augmentation, bad_images=self.config.bad_images)
         for batch in batches:
             if keys is None:
@@ -383,7 +398,10 @@ class StreamedData:
                 yield batch.images, batch.labels, sample_keys(self.seed, keys, batch.indices)
         if (name or split.name) not in self._reported:
             self._reported.add(name or split.name)
-            report_undecodable(split, sorted(batches.undecodable), self.reporter)
+            undecodable = sorted(batches.undecodable)
+            if self.cluster.size > 1:  # each worker knows its part's
+                undecodable = sorted(entry for part in self.cluster.gather(undecodable) for entry in part)
+            report_undecodable(split, undecodable, self.reporter)
 
 
 class CachedData:
@@ -452,7 +470,7 @@ def training_data(dataset: Any, preprocessing: Any, config: RunConfig, reporter:
     if holdout is not None:
         held = set(holdout)
         train = [i for i in range(len(dataset.training)) if i not in held]
-    return StreamedData(dataset, preprocessing, config, reporter, seed, train=train, holdout=holdout)
+    return StreamedData(dataset, preprocessing, config, reporter, seed, train=train, holdout=holdout, cluster=cluster)
 
 
 def announce_training(reporter: Reporter, config: RunConfig, num_outputs: int, base_name: str, base_layers: int,
@@ -499,12 +517,19 @@ class Steps(Protocol):
     def restore(self, state: Any) -> None: ...
 
 
-def spread(cluster: Cluster, step: Callable[..., tuple[float, float]]) -> Callable[..., tuple[float, float]]:
+def spread(cluster: Cluster, step: Callable[..., tuple[float, float]],
+           parted: bool = False) -> Callable[..., tuple[float, ...]]:
     """A step over a whole batch, done by all the workers: each gives ``step`` its part of the batch, and
     gets back its share of the batch's mean loss (the framework's steps add the gradients up over the
-    workers); the shares and the right answers are added up, so every worker sees the batch's figures."""
+    workers); the shares and the right answers are added up, so every worker sees the batch's figures.
+    ``parted``: each worker is given only its part (:class:`StreamedData`), and the step also returns the
+    batch's size, added up over the workers."""
 
-    def spread_step(inputs: Any, labels: Any, *keys: Any) -> tuple[float, float]:
+    def spread_step(inputs: Any, labels: Any, *keys: Any) -> tuple[float, ...]:
+        if parted:
+            share, correct = step(inputs, labels, *keys)
+            loss, right, count = cluster.sum([share, correct, len(labels)])
+            return loss, right, int(count)
         part = cluster.part(len(labels))
         share, correct = step(inputs[part], labels[part], *(key[part] for key in keys))
         loss, right = cluster.sum([share, correct])
@@ -747,8 +772,9 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
                              dim=trainable.dim, model_key=trainable.model_key, frozen=phase.layers == 0,
                              holdout=holdout, cluster=cluster)
         steps = trainable.steps(data.cached, phase.learning_rate, weights)
+        parted = isinstance(data, StreamedData)  # images: each worker decodes its part of a batch
         train_step, test_step = (steps.train, steps.test) if cluster.size == 1 else \
-            (spread(cluster, steps.train), spread(cluster, steps.test))
+            (spread(cluster, steps.train, parted), spread(cluster, steps.test, parted))
         announce_training(reporter, config, dataset.num_outputs, trainable.name, trainable.layers, data.cached,
                           tuned=phase.layers, epochs=phase.epochs, views=data.views - 1)
         last = first + phase.epochs - 1
