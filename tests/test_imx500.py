@@ -49,6 +49,20 @@ def device_input(project, textures):
     return np.ascontiguousarray(pixels), np.asarray([names.index(p.parent.name) for p in paths])
 
 
+def package_scores(folder, framework, images):
+    """The scores of the package's quantized model (MCT's own loaders, not tl's) for device input ``images``."""
+    import mct_quantizers
+
+    if framework == "keras":
+        model = mct_quantizers.keras_load_quantized_model(str(folder / "model_quantized.keras"), compile=False)
+        return model.predict(images, verbose=0)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(folder / "model_quantized.onnx"), mct_quantizers.get_ort_session_options(),
+                                           providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+
 @pytest.mark.tensorflow
 @pytest.mark.torch
 @pytest.mark.parametrize("framework", ["keras", "torch"])
@@ -78,19 +92,7 @@ def test_the_package_is_converted_and_its_model_takes_raw_pixels(quantized, text
     assert "imx500-package -i packerOut.zip" in result.output
 
     images, labels = device_input(project, textures)
-    if framework == "keras":
-        import mct_quantizers
-
-        model = mct_quantizers.keras_load_quantized_model(str(folder / "model_quantized.keras"), compile=False)
-        scores = model.predict(images, verbose=0)
-    else:
-        import mct_quantizers
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(folder / "model_quantized.onnx"),
-                                               mct_quantizers.get_ort_session_options(),
-                                               providers=["CPUExecutionProvider"])
-        scores = session.run(None, {session.get_inputs()[0].name: images})[0]
+    scores = package_scores(folder, framework, images)
     accuracy = float(np.mean(scores.argmax(axis=1) == labels))
     assert abs(accuracy - project.results()["quantized_top_1_accuracy"]) <= 1 / len(labels) + 1e-9
 
@@ -158,3 +160,27 @@ def test_a_torch_layer_the_imx500_refuses_is_named(tmp_path):
     tl_check_model(model=model, config=dataclasses.replace(user_config(tmp_path, None), quantize=False),
                    reporter=reporter)
     assert 'layer "3" (PixelShuffle) is not known to the IMX500 converter' in reporter.err.getvalue()
+
+
+@pytest.mark.tensorflow
+@pytest.mark.torch
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_tl_predict_runs_the_quantized_model_as_the_device_would(quantized, textures, framework):
+    """`tl predict --quantized` on the real MCT model (keras .keras, torch ONNX): its best labels are those of
+    the quantized model fed raw pixels, as the package's own model gives them."""
+    from tests.test_predict import invoke
+
+    project, _ = quantized[framework]
+    folder = project.root / "out" / "imx500"
+    paths = sorted((textures / "validation").glob("*/*.jpg"))[::25]
+    result = invoke("predict", project.root / "out", *paths, "--quantized", "--json", "--top-k", "1")
+    assert result.exit_code == 0, result.output
+    assert f"(quantized, framework {framework}, 3 classes)" in result.stderr
+    entries = json.loads(result.stdout)
+    assert [entry["path"] for entry in entries] == [str(path) for path in paths]
+    names = (folder / "labels.txt").read_text().splitlines()
+    expected = package_scores(folder, framework, device_input(project, textures)[0][::25])
+    predicted = [entry["predictions"][0] for entry in entries]
+    agree = sum(best["label"] == names[row.argmax()] for best, row in zip(predicted, expected, strict=True))
+    assert agree >= len(paths) - 1, "the device model's labels (resizing may differ for one image)"
+    assert all(0 <= best["score"] <= 1 for best in predicted)
