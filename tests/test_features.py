@@ -75,3 +75,75 @@ def test_features_stay_in_memory_when_small_and_batches_read_rows_in_any_order(s
     batches = list(training.batches(2, order))
     assert [sorted(labels.tolist()) for _, labels in batches] == [[0, 1], [0, 2]]
     assert np.allclose(np.concatenate([f for f, _ in batches]).sum(0), training.features[[0, 3, 5, 11]].sum(0))
+
+
+class ThreadWorkers:
+    """Collectives of workers that are threads of this process, meeting at a barrier."""
+
+    def __init__(self, size):
+        import threading
+
+        self.slots, self.barrier = [None] * size, threading.Barrier(size, timeout=30)
+
+    def of(self, rank):
+        collectives = self
+
+        class Worker:
+            def all_gather(self, value):
+                collectives.slots[rank] = value
+                collectives.barrier.wait()
+                gathered = list(collectives.slots)
+                collectives.barrier.wait()
+                return gathered
+
+            def broadcast(self, value):
+                return self.all_gather(value)[0]
+
+            def sum(self, values):
+                return [sum(column) for column in zip(*self.all_gather(values))]
+
+            def close(self):
+                pass
+
+        return Worker()
+
+
+@pytest.mark.parametrize("cache", ["auto", "disk"])
+def test_two_workers_gather_the_features_of_one_in_memory_or_in_a_temporary_file(setting, cache, monkeypatch,
+                                                                                   tmp_path):
+    import dataclasses
+    import threading
+
+    import tlcore.features
+    from tlcore.distributed import Cluster
+
+    config, dataset = setting
+    config = dataclasses.replace(config, feature_cache=cache)
+    alone, _, _, _ = features(dataclasses.replace(config, feature_cache="memory"), dataset)
+    monkeypatch.setattr(tlcore.features, "GATHER_BYTES", 2 * 3 * 4)  # 2 rows at a time: several gathers
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    workers, results, said = ThreadWorkers(2), [None, None], [None, None]
+
+    def work(rank):
+        reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
+        cluster = Cluster(rank, 2, "threads", "here", workers.of(rank))
+        results[rank] = cached_features(mean_colour, 3, lambda: "model", dataset,
+                                        Preprocessing("unit", 32, *PRESETS["unit"]), config, reporter, cluster)
+        said[rank] = reporter.stream.getvalue()
+
+    threads = [threading.Thread(target=work, args=(rank,)) for rank in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for sets in results:
+        for name in ("training", "validation"):
+            assert np.allclose(sets[name].features, alone[name].features), "every worker has every image's features"
+    assert ("in a temporary file" in said[0]) == (cache == "disk") and ("in memory" in said[0]) == (cache == "auto")
+    assert "features of training images 6/6" in said[0], "each worker computed its half"
+    assert isinstance(results[1]["training"].features, np.memmap) == (cache == "disk")
+    assert list(temporary.iterdir()) == [], "the temporary files are gone already"
+    assert not (config.output_dir / CACHE_FOLDER).exists() or not any((config.output_dir / CACHE_FOLDER).iterdir())

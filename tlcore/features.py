@@ -17,6 +17,7 @@ extra pass over the training images per view, not one pass per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 MEMORY_LIMIT_BYTES = 256 * 2**20
 """Features of both splits up to this size stay in memory (``"feature_cache": "auto"``)."""
+GATHER_BYTES = 64 * 2**20
+"""With several workers, the features of their shares are gathered this much per worker at a time."""
 
 CACHE_FOLDER = ".tl-cache"
 COMPLETE = "complete.json"
@@ -150,7 +153,8 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     :param model_key: returns a string that changes whenever the features would (the
         framework's hash of weights and architecture); called only for the disk cache.
     :param cluster: with several workers, each computes its share of the images and the
-        shares are gathered (in memory, on every worker; the disk cache is for one worker).
+        shares are gathered on every worker (in memory, or in a temporary file past the memory limit; the
+        disk cache that later runs reuse is for one worker).
     """
     import numpy as np
 
@@ -163,21 +167,8 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
                                    f"({', '.join(views.names)}) of each training image" if views else "")
     mode = config.feature_cache
     if cluster.size > 1:
-        reporter.info(f"Computing features once per image, each of {cluster.size} workers its share ({what}, "
-                      f"{size / 2**20:.1f} MiB in memory)")
-        sets = {}
-        for name in SPLITS:
-            split = getattr(dataset, name)
-            features = np.zeros(shapes[name], dtype=np.float32)
-            mine = cluster.share(range(len(split)))
-            local = _extract(compute, split, preprocessing, config, features, reporter, order=mine,
-                             views=split_views[name])
-            bad = []
-            for rows, values, undecodable in cluster.gather((mine, features[mine], local)):
-                features[rows] = values
-                bad += undecodable
-            sets[name] = FeatureSet(features, labels[name], _rows(len(features), bad))
-        return sets
+        return _spread_features(compute, dataset, preprocessing, config, reporter, cluster, labels, split_views,
+                                shapes, size, what)
     if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
         reporter.info(f"Computing features once per image ({what}, {size / 2**20:.1f} MiB in memory)")
         sets = {}
@@ -219,6 +210,50 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
                          _rows(len(labels[name]), undecodable[name]))
         for name in SPLITS
     }
+
+
+def _spread_features(compute, dataset, preprocessing, config, reporter, cluster, labels, split_views, shapes, size,
+                     what) -> dict[str, FeatureSet]:
+    """Each worker computes the features of its share of the images, and the shares are gathered on every
+    worker, :data:`GATHER_BYTES` at a time: in memory, or, past :data:`MEMORY_LIMIT_BYTES` (or with
+    ``"feature_cache": "disk"``), in a temporary file of this machine's that is gone when the run ends (it is
+    unlinked at once: the mapping keeps it while the run needs it). No cache is kept between runs."""
+    import tempfile
+
+    import numpy as np
+
+    on_disk = config.feature_cache == "disk" or (config.feature_cache == "auto" and size > MEMORY_LIMIT_BYTES)
+    where = "in a temporary file" if on_disk else "in memory"
+    reporter.info(f"Computing features once per image, each of {cluster.size} workers its share ({what}, "
+                  f"{size / 2**20:.1f} MiB {where})")
+    if on_disk:
+        require_free_space(Path(tempfile.gettempdir()), size + 2**20, "the features",
+                           "free some space, or set TMPDIR to a folder with room on every worker")
+    sets = {}
+    for name in SPLITS:
+        split = getattr(dataset, name)
+        if on_disk:
+            handle, file = tempfile.mkstemp(prefix=f"tl-features-{name}-", suffix=".npy")
+            os.close(handle)
+            features = np.lib.format.open_memmap(file, mode="w+", dtype=np.float32, shape=shapes[name])
+            with contextlib.suppress(OSError):  # gone with the run, however it ends
+                os.unlink(file)
+        else:
+            features = np.zeros(shapes[name], dtype=np.float32)
+        mine = cluster.share(range(len(split)))
+        local = _extract(compute, split, preprocessing, config, features, reporter, order=mine,
+                         views=split_views[name])
+        row_bytes = max(1, math.prod(shapes[name][1:]) * 4)
+        step = max(1, GATHER_BYTES // row_bytes)
+        longest = -(-len(split) // cluster.size)  # every worker gathers as many times
+        for start in range(0, longest, step):
+            part = mine[start:start + step]
+            for rows, values in cluster.gather((part, features[part])):
+                if rows:
+                    features[rows] = values
+        bad = [entry for undecodable in cluster.gather(local) for entry in undecodable]
+        sets[name] = FeatureSet(features, labels[name], _rows(len(features), bad))
+    return sets
 
 
 def _extract(compute, split, preprocessing, config, out, reporter, order=None, views=None) -> list:

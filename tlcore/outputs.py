@@ -46,13 +46,13 @@ def remove_if_empty(folders):
             pass
 
 
-def require_free_space(folder, needed, what):
+def require_free_space(folder, needed, what, remedy="free some space or choose another output_dir"):
     """Refuse to start long work whose result could not be written to ``folder``."""
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise OutputError(
             f"not enough free disk space in {folder}: {free / 2**20:.0f} MiB free, {what} needs about "
-            f"{needed / 2**20:.0f} MiB; free some space or choose another output_dir"
+            f"{needed / 2**20:.0f} MiB; {remedy}"
         )
 
 
