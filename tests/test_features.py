@@ -100,7 +100,7 @@ class ThreadWorkers:
                 return self.all_gather(value)[0]
 
             def sum(self, values):
-                return [sum(column) for column in zip(*self.all_gather(values))]
+                return [sum(column) for column in zip(*self.all_gather(values), strict=True)]
 
             def close(self):
                 pass
