@@ -1,4 +1,8 @@
-"""The example plugin package, really pip-installed into the test environment, used, and removed."""
+"""The example plugin package, really pip-installed, used, and removed.
+
+It is installed into a folder of its own that the runs put on their path (``pip install --target``), not
+into the test environment: tests running at the same time in other processes must not see it.
+"""
 
 import json
 import shutil
@@ -12,10 +16,13 @@ from tests.conftest import REPO, one_line_error, run_tl
 
 pytestmark = pytest.mark.tensorflow
 EXAMPLE = REPO / "examples" / "tl-cut-at-layer"
+SITE: dict = {}
+"""``{"path": folder}`` while the example is installed there."""
 
 
 def tl(*args):
-    return run_tl(*args)
+    site = SITE.get("path")
+    return run_tl(*args, env={"PYTHONPATH": f"{site}:{REPO}"} if site else None)
 
 
 def pip(*args):
@@ -24,16 +31,26 @@ def pip(*args):
     return result
 
 
+def uninstall():
+    """Remove the example: its folder goes, and with it the distribution (metadata and entry points)."""
+    site = SITE.pop("path", None)
+    if site is not None:
+        shutil.rmtree(site)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """Install a copy of the example (local path, no network, no build isolation); remove it afterwards."""
     source = tmp_path_factory.mktemp("example") / EXAMPLE.name
     shutil.copytree(EXAMPLE, source)
-    pip("install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation", str(source))
+    site = tmp_path_factory.mktemp("site")
+    pip("install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation", "--target", str(site), str(source))
+    assert list(site.glob("tl_cut_at_layer-*.dist-info")), "installed as a distribution, with its entry point"
+    SITE["path"] = site
     try:
         yield
     finally:
-        pip("uninstall", "--yes", "--quiet", "tl-cut-at-layer")
+        uninstall()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +103,7 @@ def test_blocking_brings_the_built_in_back_for_one_run(installed, tiny_project):
 
 def test_after_uninstall_the_built_in_answers_again(installed, tiny_project):
     """Last in this module: uninstalls the example (the fixture's own uninstall then does nothing)."""
-    pip("uninstall", "--yes", "--quiet", "tl-cut-at-layer")
+    uninstall()
     listing = json.loads(tl("plugins", "list", "--json").stdout)
     assert listing["call_order"]["tl_remove_top_layer [keras]"] == ["top_removal.classifier_head"]
     result = tl("run", configure(tiny_project, cut_at_layer="block_13_expand_relu"))
