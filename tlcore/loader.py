@@ -163,20 +163,20 @@ class ImageBatches:
     After iterating, :attr:`undecodable` lists ``(index, reason)`` of those left out.
     ``raw=True`` gives uint8 RGB pixels (n, size, size, 3) instead of model input. With ``views``,
     each image comes with its augmented views (``n * (views.count + 1)`` inputs for n images), and a
-    batch holds as many images as keep its inputs within ``batch_size``.
+    batch holds as many images as keep its inputs within ``batch_size``. With ``part`` (a worker's
+    :meth:`tlcore.distributed.Cluster.part` of a batch's size), only that part of each batch is loaded, and
+    every batch is yielded, an empty part too.
     """
 
     def __init__(self, split: Split, preprocessing: Preprocessing, batch_size: int, *,
                  order: Sequence[int] | None = None, augmentation: Augmentation | None = None,
                  bad_images: str = "skip", raw: bool = False, workers: int | None = None,
-                 views: Views | None = None, chunks: Sequence[Sequence[int]] | None = None):
+                 views: Views | None = None, part: Callable[[int], slice] | None = None):
         self.split = split
         self.preprocessing = preprocessing
         self.batch_size = batch_size
-        self.chunks = None if chunks is None else [list(chunk) for chunk in chunks]
-        """The batches, as given (``chunks``: a worker's parts of the batches): every one is yielded, even empty."""
-        self.order = ([index for chunk in self.chunks for index in chunk] if self.chunks is not None else
-                      list(range(len(split))) if order is None else list(order))
+        self.order = list(range(len(split))) if order is None else list(order)
+        self.part = part
         self.augmentation = augmentation
         self.bad_images = bad_images
         self.raw = raw
@@ -186,12 +186,16 @@ class ImageBatches:
         self._ahead = _AHEAD.get()
 
     def __len__(self) -> int:
-        return len(self.order)
+        return sum(len(chunk) for chunk in self._chunks())
+
+    def _chunks(self) -> list[list[int]]:
+        """The images of each batch; with ``part``, this worker's part of each (possibly none of it)."""
+        per_batch = max(1, self.batch_size // (self.views.count + 1)) if self.views else self.batch_size
+        chunks = [self.order[start:start + per_batch] for start in range(0, len(self.order), per_batch)]
+        return chunks if self.part is None else [chunk[self.part(len(chunk))] for chunk in chunks]
 
     def __iter__(self) -> Iterator[Batch]:
-        per_batch = max(1, self.batch_size // (self.views.count + 1)) if self.views else self.batch_size
-        chunks = self.chunks if self.chunks is not None else \
-            [self.order[start:start + per_batch] for start in range(0, len(self.order), per_batch)]
+        chunks = self._chunks()
         self.undecodable = []
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="tl-decode")
         pending: deque[Future] = deque()
@@ -250,7 +254,7 @@ class ImageBatches:
             else:
                 pixels[len(kept)] = image
             kept.append(index)
-        if not kept and self.chunks is None:
+        if not kept and self.part is None:  # a worker's part is yielded even empty: every worker steps every batch
             return None, failed
         pixels = pixels[:len(kept) * copies]
         labels = np.asarray([self.split.samples[i][1] for i in kept], dtype=np.int64)

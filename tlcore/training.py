@@ -383,14 +383,9 @@ class StreamedData:
                 keys: int | None = None) -> Iterator[tuple[Any, ...]]:
         from tlcore.loader import ImageBatches, report_undecodable
 
-        chunks = None
-        if self.cluster.size > 1:  # this worker's part of every batch
-            order = list(range(len(split))) if order is None else list(order)
-            size = self.config.batch_size
-            chunks = [chunk[self.cluster.part(len(chunk))] for chunk in
-                      (order[start:start + size] for start in range(0, len(order), size))]
-        batches = ImageBatches(split, self.preprocessing, self.config.batch_size, order=order, chunks=chunks,
-                               augmentation=augmentation, bad_images=self.config.bad_images)
+        batches = ImageBatches(split, self.preprocessing, self.config.batch_size, order=order,
+                               augmentation=augmentation, bad_images=self.config.bad_images,
+                               part=self.cluster.part if self.cluster.size > 1 else None)  # this worker's part
         for batch in batches:
             if keys is None:
                 yield batch.images, batch.labels
