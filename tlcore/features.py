@@ -92,6 +92,11 @@ class FeatureSet:
             yield (*batch, chosen) if with_rows else batch
 
 
+def in_memory(mode: str, size: int) -> bool:
+    """Whether features of ``size`` bytes stay in memory under ``"feature_cache": mode`` (else on disk)."""
+    return mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES)
+
+
 def can_cache(config: RunConfig, frozen: bool | None = None, views: int = 0) -> bool:
     """Whether the base computes the same features in every epoch, so they can be computed once:
     a frozen base (``frozen``; by default, when ``fine_tune_layers`` is 0), the cache not switched off,
@@ -169,7 +174,7 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     if cluster.size > 1:
         return _spread_features(compute, dataset, preprocessing, config, reporter, cluster, labels, split_views,
                                 shapes, size, what)
-    if mode == "memory" or (mode == "auto" and size <= MEMORY_LIMIT_BYTES):
+    if in_memory(mode, size):
         reporter.info(f"Computing features once per image ({what}, {size / 2**20:.1f} MiB in memory)")
         sets = {}
         for name in SPLITS:
@@ -222,7 +227,7 @@ def _spread_features(compute, dataset, preprocessing, config, reporter, cluster,
 
     import numpy as np
 
-    on_disk = config.feature_cache == "disk" or (config.feature_cache == "auto" and size > MEMORY_LIMIT_BYTES)
+    on_disk = not in_memory(config.feature_cache, size)
     where = "in a temporary file" if on_disk else "in memory"
     reporter.info(f"Computing features once per image, each of {cluster.size} workers its share ({what}, "
                   f"{size / 2**20:.1f} MiB {where})")

@@ -67,9 +67,7 @@ class DecodedAhead:
                 return
             try:
                 pixels = decode(path, self.size)
-            except UndecodableImage:
-                continue  # the pass decodes it again, and reports it
-            except Exception:  # noqa: BLE001 - never fail a run from here: the pass decodes it, and says why
+            except Exception:  # noqa: BLE001 - never fail a run from here: the pass decodes it again, and says why
                 continue
             with self._lock:
                 if self._stopped.is_set():

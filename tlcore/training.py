@@ -749,7 +749,7 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
     seed = resumed["seed"] if resumed is not None else cluster.broadcast(run_seed(config))
     weights = class_weights(config, dataset)
     holdout = None
-    if config.early_stopping_patience and config.early_stopping_monitor == "holdout":
+    if watched_images(config) == "hold-out":
         holdout = holdout_indices(dataset.training, config.holdout_fraction, seed)
         reporter.info(f"Early stopping watches a hold-out of {len(holdout)} training images: val_loss and val_acc "
                       "below are measured on it, not on the validation images")
@@ -786,7 +786,7 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         loop = TrainingLoop(reporter, events, total_epochs(config), data.num_train, data.num_validation,
                             first=start, last=last, note="; ".join(notes), patience=config.early_stopping_patience,
                             snapshot=steps.snapshot, restore=steps.restore,
-                            watched="hold-out" if holdout is not None else "validation")
+                            watched=watched_images(config))
         loop.epoch, loop.best = start - 1, best
         per_epoch = math.ceil(data.num_train / config.batch_size)
         rate = LearningRate(phase.learning_rate, config.learning_rate_schedule, config.warmup_epochs, phase.epochs,

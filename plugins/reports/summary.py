@@ -143,11 +143,10 @@ class Page:
         if self.watched == "hold-out":
             parts.append("<p>The hold-out curves are measured on the training images early stopping watches (kept "
                          "out of training), not on the validation images, which only the Top-1 above measures.</p>")
-        other = self.watched
         parts.append(
             "<p>Loss measures how wrong the scores are (lower is better); accuracy is the share of images "
-            f"classified right. Training loss should fall from epoch to epoch. When {other} loss rises while "
-            f"training loss still falls, or {other} accuracy stays well below training accuracy, the head is "
+            f"classified right. Training loss should fall from epoch to epoch. When {self.watched} loss rises while "
+            f"training loss still falls, or {self.watched} accuracy stays well below training accuracy, the head is "
             "learning the training images by heart (overfitting): fewer epochs, early stopping, augmentation or "
             "more images help. Curves still falling at the end suggest more epochs.</p>")
         if self.has(HISTORY_CSV):
