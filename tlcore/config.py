@@ -175,6 +175,13 @@ def _views(value, base_dir):
     raise ValueError(f'is {json.dumps(value)}; use "auto" or a number of views from 0 to {MAX_VIEWS}')
 
 
+def _head_search(value, base_dir):
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f'is {json.dumps(value)}; use "auto" (when the base is frozen and features are computed once), '
+                     "true or false")
+
+
 def _class_weight(value, base_dir):
     if value == "balanced":
         return value
@@ -233,6 +240,14 @@ CORE_KEYS = (
               help="Adam learning rate of the new head"),
     ConfigKey("dropout", "number", default=0.2, minimum=0.0, maximum=0.9,
               help="dropout before the new head"),
+    ConfigKey("weight_decay", "number", default=0.0, minimum=0.0, maximum=1.0,
+              help="L2 penalty on the head's weights (added to their gradient, as Adam's weight_decay does)"),
+    ConfigKey("label_smoothing", "number", default=0.0, minimum=0.0, maximum=0.5,
+              help="share of each training label spread evenly over all classes"),
+    ConfigKey("head_search", "any", default="auto", convert=_head_search,
+              help="choose learning_rate, weight_decay, label_smoothing and epochs (those the configuration does not "
+                   "set) by cross-validation on the training images' cached features: auto (when the base is "
+                   "frozen and features are computed once), true, or false (the configured values exactly)"),
     ConfigKey("distribute", "string", default="auto", choices=("auto", "mirrored", "multi_worker"),
               help="devices and workers: auto (the engine's environment when it is set: torchrun's variables, or "
                    "TF_CONFIG; else all local GPUs, or the CPU), mirrored (one process on every local device) or "
@@ -266,6 +281,10 @@ CORE_KEYS = (
               help="constant, or cosine decay to 0 over the training"),
     ConfigKey("warmup_epochs", "integer", default=0, minimum=0, maximum=100000,
               help="epochs over which the learning rate rises linearly from 0 before the schedule"),
+    ConfigKey("data_check", "boolean", default=True,
+              help="check the dataset on the features computed anyway: the same picture twice (across or within the "
+                   "splits, or under two labels), likely wrong labels, too few images and imbalance; reported, never "
+                   "changed (tl check runs it alone)"),
     ConfigKey("class_weight", "any", default=None, nullable=True, convert=_class_weight,
               help='weigh classes in the loss: "balanced" (by inverse frequency) or {"class name": weight}'),
     ConfigKey("fine_tune_epochs", "integer", default=0, minimum=0, maximum=100000,
@@ -452,6 +471,11 @@ class RunConfig:
     preprocessing: str | Mapping[str, Any] | None = None
     learning_rate: float = 0.001
     dropout: float = 0.2
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    data_check: bool = True
+    head_search: bool | str = "auto"
+    """``"auto"``, true or false as configured; a framework whose keys do not include it never searches."""
     distribute: str = "auto"
     worker_timeout: int = 300
     mixed_precision: bool | str = "auto"

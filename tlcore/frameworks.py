@@ -46,6 +46,7 @@ STEP_NAMES = {
 
 OPTIONAL_KEYS = (
     "source_keras_model", "weights", "mobilenet_alpha", "preprocessing", "learning_rate", "dropout",
+    "weight_decay", "label_smoothing", "head_search",
     "augmentation", "augmentation_views", "fine_tune_layers", "feature_cache", "early_stopping_patience",
     "early_stopping_monitor", "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
     "fine_tune_learning_rate", "mixed_precision", "distribute", "worker_timeout",

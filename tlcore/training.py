@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import inspect
 import math
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+from tlcore.head_search import search_enabled
+from tlcore.sampling import epoch_order, run_seed, sample_keys, sample_uniform, view_choice
+
+__all__ = ["epoch_order", "run_seed", "sample_keys", "sample_uniform"]  # where trainers have always found them
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -56,9 +60,20 @@ class RunEvents:
         """The run's workers (:class:`tlcore.distributed.Cluster`): :func:`fit` spreads the work over them."""
         self.checkpoint: Checkpoint | None = None
         """Where :func:`fit` saves the state after every epoch, and what it resumes from (``tl run --resume``)."""
+        self.check_only = False
+        """``tl check``: :func:`fit` computes the features, searches the head and checks the data, and trains
+        nothing."""
+        self.health: Any = None
+        """The :class:`tlcore.health.HealthReport` of the run's data check (``data_check``), on the chief."""
+        self.head_search: Any = None
+        """The :class:`tlcore.head_search.SearchResult` of the run's head search, when it searched."""
         self.validation_scores: tuple[Any, Any] | None = None
         """``(rows, scores)``: the trained classifier's scores of the validation images, when the trainer
         had their features already (then the core does not run the images through the model again)."""
+
+    def settle(self, config: RunConfig) -> None:
+        """Observers hear the epochs of ``config`` from now on (the head search chose its epochs)."""
+        self._config = config
 
     def epoch_start(self, epoch: int) -> None:
         self._hooks.all("tl_on_epoch_start", config=self._config, epoch=epoch, epochs=total_epochs(self._config))
@@ -68,49 +83,6 @@ class RunEvents:
         self.history.append({"epoch": epoch, **values})
         self._hooks.all("tl_on_epoch_end", config=self._config, epoch=epoch, epochs=total_epochs(self._config),
                         logs=values)
-
-
-def run_seed(config: RunConfig) -> int:
-    """The seed of the run's random draws: the configured ``seed``, or a fresh one per run."""
-    return config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
-
-
-def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:
-    """A random order of ``count`` items for ``epoch``, determined by ``seed`` and the epoch alone."""
-    import numpy as np
-
-    return np.random.default_rng([seed, epoch, 0x5EED]).permutation(count)
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser, element-wise: well-spread 64-bit values from any uint64 input."""
-    import numpy as np
-
-    with np.errstate(over="ignore"):
-        z = values + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def sample_keys(seed: int, epoch: int, indices: Any) -> np.ndarray:
-    """One random key per image of a batch (uint64), from the seed, the epoch and the image's index alone:
-    a trainer draws an image's dropout from its key, so that it does not depend on which worker, or which
-    batch position, the image has."""
-    import numpy as np
-
-    base = _mix(np.asarray([seed * 0x10001 + epoch], dtype=np.uint64))[0]
-    return _mix(np.asarray(indices, dtype=np.uint64) ^ base)
-
-
-def sample_uniform(keys: Any, width: int) -> np.ndarray:
-    """``len(keys) x width`` uniform numbers in [0, 1), row i drawn from ``keys[i]`` alone (float32)."""
-    import numpy as np
-
-    keys = np.asarray(keys, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        counters = keys[:, None] * np.uint64(0x100000001B3) + np.arange(width, dtype=np.uint64)[None, :]
-    return ((_mix(counters) >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)).astype(np.float32)
 
 
 def watched_images(config: RunConfig) -> str:
@@ -428,11 +400,7 @@ class CachedData:
         import numpy as np
 
         order = epoch_order(self.num_train, self.seed, epoch)
-        view_of = None
-        if self.views > 1:  # one view per image, from the seed, the epoch and the image alone
-            every = np.arange(len(self.train_set.labels), dtype=np.uint64)
-            view_of = (_mix(sample_keys(self.seed, epoch, every) ^ np.uint64(0x7E57)) % np.uint64(self.views))
-            view_of = view_of.astype(np.int64)
+        view_of = view_choice(len(self.train_set.labels), self.views, self.seed, epoch)
         for features, labels, rows in self.train_set.batches(self.batch_size, order, with_rows=True, view_of=view_of):
             yield (features, labels, sample_keys(self.seed, epoch, rows)) if keys else (features, labels)
 
@@ -671,7 +639,10 @@ class Trainable(Protocol):
     identifies its weights for the feature cache; ``freeze(layers)`` makes the last ``layers``
     layers of the base trainable (0: all frozen; BatchNorm stays in inference mode);
     ``steps(cached, learning_rate, class_weights)`` gives the steps of a phase: on features
-    (``cached``) only the head trains, else images go through the whole classifier;
+    (``cached``) only the head trains, else images go through the whole classifier; a framework that
+    honours ``label_smoothing`` and ``weight_decay`` (:attr:`tlcore.frameworks.Framework.keys`) gets them as
+    keyword arguments when they are set (the head's loss smooths its labels; L2 on the head's kernel is
+    added to its gradient);
     ``head_scores(features)`` is the trained classifier's scores (softmax) for features, in
     inference mode, so that evaluation reuses the validation images' features.
     """
@@ -688,7 +659,8 @@ class Trainable(Protocol):
 
     def freeze(self, layers: int) -> None: ...
 
-    def steps(self, cached: bool, learning_rate: float, class_weights: Any) -> Steps: ...
+    def steps(self, cached: bool, learning_rate: float, class_weights: Any, *, label_smoothing: float = 0.0,
+              weight_decay: float = 0.0) -> Steps: ...
 
 
 @dataclass(frozen=True)
@@ -707,6 +679,52 @@ def phases(config: RunConfig) -> list[Phase]:
     return [Phase(config.epochs, 0, config.learning_rate, "head"),
             Phase(config.fine_tune_epochs, config.fine_tune_layers, rate,
                   f"fine-tuning the last {config.fine_tune_layers} layers")]
+
+
+def _head_options(config: RunConfig) -> dict[str, float]:
+    """The head's regularisation for :meth:`Trainable.steps`, given only when set: a framework that does not
+    honour ``label_smoothing`` or ``weight_decay`` (its :attr:`Framework.keys`) never gets them."""
+    return {key: value for key in ("label_smoothing", "weight_decay") if (value := getattr(config, key))}
+
+
+def _search(data: CachedData | StreamedData, dataset: DatasetIndex, config: RunConfig, seed: int, weights: Any,
+            reporter: Reporter, events: RunEvents) -> dict[str, Any]:
+    """The head search on the cached training features (the chief's, sent to every worker): the settings
+    chosen; its result is kept in ``events.head_search``."""
+    from tlcore.head_search import SearchResult, search_head
+
+    assert isinstance(data, CachedData)
+    cluster = events.cluster
+    found = search_head(data.sets["training"], dataset.num_outputs, config, seed, weights, reporter) \
+        if cluster.chief else None
+    record = cluster.broadcast(found.to_dict() if found is not None else None)
+    events.head_search = found if found is not None else SearchResult.from_dict(record)
+    return dict(events.head_search.chosen)
+
+
+def _check_data(data: CachedData | StreamedData, dataset: DatasetIndex, config: RunConfig, seed: int, weights: Any,
+                reporter: Reporter) -> Any:
+    """The data check (:mod:`tlcore.health`) on the cached features, with out-of-fold heads trained as the head will
+    be; without cached features (fine-tuning, augmentation every epoch), of identical files and classes only."""
+    import numpy as np
+
+    from tlcore.features import SPLITS, FeatureSet
+    from tlcore.head_search import Settings
+    from tlcore.health import check_dataset
+
+    if isinstance(data, CachedData):
+        sets = data.sets
+    else:
+        reporter.info("Data check: features are not computed once in this run, so it looks for identical files and "
+                      "checks the classes only (tl check looks for near-duplicates and wrong labels too)")
+        sets = {}
+        for name in SPLITS:
+            split = getattr(dataset, name)
+            sets[name] = FeatureSet(np.zeros((len(split), 1), np.float32), np.asarray(split.label_ids, np.int64),
+                                    np.zeros(0, np.int64))
+    settings = Settings(config.learning_rate, config.weight_decay, config.label_smoothing)
+    return check_dataset(sets, dataset, settings, epochs=config.epochs, batch_size=config.batch_size,
+                         dropout=config.dropout, seed=seed, class_weights=weights, reporter=reporter)
 
 
 def scored_by_workers(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
@@ -756,8 +774,16 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
     elif config.early_stopping_patience:
         reporter.warning("early stopping watches the validation images, so their Top-1 accuracy is optimistic; "
                          '"early_stopping_monitor": "holdout" keeps them for measuring only')
+    if events.check_only:  # the features of the images themselves, for the search and the check alone
+        config = replace(config, augmentation=(), augmentation_views=0, fine_tune_layers=0, fine_tune_epochs=0,
+                         feature_cache="auto" if config.feature_cache == "off" else config.feature_cache)
     first = 1
-    for index, phase in enumerate(phases(config)):
+    chosen = resumed.get("search") if resumed is not None else None
+    if chosen:  # the interrupted run's head search chose these: the resumed run trains with them
+        config = replace(config, **chosen)
+        events.settle(config)
+    for index in range(len(phases(config))):
+        phase = phases(config)[index]
         if resumed is not None and index < resumed["phase"]:
             continue  # finished before the interruption: the resumed state holds what it trained
         if resumed is not None and index == resumed["phase"]:
@@ -766,7 +792,20 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         data = training_data(dataset, preprocessing, config, reporter, seed, compute=trainable.features,
                              dim=trainable.dim, model_key=trainable.model_key, frozen=phase.layers == 0,
                              holdout=holdout, cluster=cluster)
-        steps = trainable.steps(data.cached, phase.learning_rate, weights)
+        if index == 0 and chosen is None and search_enabled(config, data.cached and phase.layers == 0):
+            chosen = _search(data, dataset, config, seed, weights, reporter, events)
+            config = replace(config, **chosen)
+            events.settle(config)
+            phase = phases(config)[index]
+        elif index == 0 and config.head_search is True and not data.cached:
+            reporter.warning('"head_search" needs a frozen base whose features are computed once (no fine_tune_layers '
+                             'without fine_tune_epochs, no augmentation with "augmentation_views": 0); the configured '
+                             "values train the head")
+        if index == 0 and config.data_check and cluster.chief and (resumed is None or events.check_only):
+            events.health = _check_data(data, dataset, config, seed, weights, reporter)
+        if events.check_only:
+            return
+        steps = trainable.steps(data.cached, phase.learning_rate, weights, **_head_options(config))
         parted = isinstance(data, StreamedData)  # images: each worker decodes its part of a batch
         train_step, test_step = (steps.train, steps.test) if cluster.size == 1 else \
             (spread(cluster, steps.train, parted), spread(cluster, steps.test, parted))
@@ -800,7 +839,7 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
             if checkpoint is not None:
                 checkpoint.save({"seed": seed, "phase": index, "first": first, "epoch": epoch, "step": step,
                                  "epochs": total_epochs(config), "history": list(events.history), "best": loop.best,
-                                 "steps": state})
+                                 "steps": state, "search": chosen})
 
         keyed = "keys" in inspect.signature(steps.train).parameters  # steps that draw dropout per image
 

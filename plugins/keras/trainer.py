@@ -73,7 +73,8 @@ class KerasSteps:
     gradients up over every device, and the devices' losses and counts are added up for this worker.
     """
 
-    def __init__(self, classifier, cached, learning_rate, class_weights, dim, cluster):
+    def __init__(self, classifier, cached, learning_rate, class_weights, dim, cluster, label_smoothing=0.0,
+                 weight_decay=0.0):
         import tensorflow as tf
 
         from plugins.keras.distributed import local_part, local_replicas, scope, strategy
@@ -103,10 +104,20 @@ class KerasSteps:
                 return (*tensors, tf.ones(tf.shape(tensors[0])[:1], tf.float32))
             return local_part(tensors, replicas)
 
+        classes = predictions.units
+
+        def loss_per_image(labels, scores):
+            if not label_smoothing:
+                return loss_of(labels, scores)
+            # (1 - e) * cross-entropy + e * the mean over classes of -log p, as tl's head search trains
+            log_scores = tf.math.log(tf.clip_by_value(tf.cast(scores, tf.float32), 1e-7, 1.0))
+            picked = tf.gather(log_scores, labels, axis=1, batch_dims=1)
+            return -(1.0 - label_smoothing) * picked - label_smoothing * tf.reduce_sum(log_scores, axis=1) / classes
+
         def sums(labels, scores, real):
             """The part's summed (weighted) loss, the batch's size over every replica, and the part's number
             correct, over its ``real`` rows."""
-            per = loss_of(labels, scores) * real
+            per = loss_per_image(labels, scores) * real
             if weighted:
                 per = per * tf.gather(weights, labels)
             count = tf.reduce_sum(real)
@@ -127,6 +138,9 @@ class KerasSteps:
             gradients = tape.gradient(scaled, variables)
             if mixed:
                 gradients = self.optimizer.get_unscaled_gradients(gradients)
+            if weight_decay:  # L2 on the head's kernel, added to its gradient (Adam's coupled weight decay)
+                gradients = [gradient + weight_decay * variable if variable is predictions.kernel else gradient
+                             for gradient, variable in zip(gradients, variables, strict=True)]
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return loss, right
 
@@ -254,8 +268,9 @@ class KerasTrainable:
         for index, layer in enumerate(self.extractor.layers):
             layer.trainable = index >= len(self.extractor.layers) - layers if layers else False
 
-    def steps(self, cached, learning_rate, class_weights):
-        return KerasSteps(self.classifier, cached, learning_rate, class_weights, self.dim, self.cluster)
+    def steps(self, cached, learning_rate, class_weights, *, label_smoothing=0.0, weight_decay=0.0):
+        return KerasSteps(self.classifier, cached, learning_rate, class_weights, self.dim, self.cluster,
+                          label_smoothing, weight_decay)
 
 
 @hookimpl(trylast=True)

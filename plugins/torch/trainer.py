@@ -139,7 +139,8 @@ class TorchSteps:
     """The training and test steps of one phase: on features only the head trains, else images go through
     the whole classifier (its base stays in inference mode, BatchNorm frozen)."""
 
-    def __init__(self, classifier, cached, learning_rate, class_weights, device, cluster):
+    def __init__(self, classifier, cached, learning_rate, class_weights, device, cluster, label_smoothing=0.0,
+                 weight_decay=0.0):
         import torch
 
         self.classifier = classifier
@@ -149,9 +150,13 @@ class TorchSteps:
         self.trained = classifier.head if cached else classifier
         self.features = device.parallel(classifier.features)
         self.parameters = [p for p in self.trained.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=learning_rate)
+        kernel = classifier.head[1].weight  # L2 on the head's kernel only, as tl's head search trains
+        self.optimizer = torch.optim.Adam(
+            [{"params": [p for p in self.parameters if p is kernel], "weight_decay": weight_decay},
+             {"params": [p for p in self.parameters if p is not kernel]}], lr=learning_rate)
         self.weight = torch.tensor(class_weights, device=device.torch) if class_weights is not None else None
-        self.loss_of = torch.nn.CrossEntropyLoss(weight=self.weight)
+        self.label_smoothing = label_smoothing
+        self.loss_of = torch.nn.CrossEntropyLoss(weight=self.weight, label_smoothing=label_smoothing)
         self.scaler = torch.amp.GradScaler(device.torch.type, enabled=device.mixed and device.torch.type == "cuda")
 
     def _logits(self, inputs, keys=None):
@@ -176,7 +181,8 @@ class TorchSteps:
             return self.loss_of(scores, labels)
         from plugins.torch.distributed import all_reduce_sum
 
-        total = torch.nn.functional.cross_entropy(scores, labels, weight=self.weight, reduction="sum")
+        total = torch.nn.functional.cross_entropy(scores, labels, weight=self.weight, reduction="sum",
+                                                  label_smoothing=self.label_smoothing)
         size = (self.weight[labels].sum() if self.weight is not None
                 else torch.tensor(float(len(labels)), device=scores.device)).detach().reshape(1).clone()
         all_reduce_sum([size], self.cluster)
@@ -264,8 +270,9 @@ class TorchTrainable:
     def freeze(self, layers):
         freeze(self.extractor, layers)
 
-    def steps(self, cached, learning_rate, class_weights):
-        return TorchSteps(self.classifier, cached, learning_rate, class_weights, self.device, self.cluster)
+    def steps(self, cached, learning_rate, class_weights, *, label_smoothing=0.0, weight_decay=0.0):
+        return TorchSteps(self.classifier, cached, learning_rate, class_weights, self.device, self.cluster,
+                          label_smoothing, weight_decay)
 
 
 @hookimpl(trylast=True)
