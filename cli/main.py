@@ -223,6 +223,35 @@ def quantize(configuration, overrides, blocked, extra, debug):
         quantize_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
+@main.command()
+@CONFIGURATION_ARGUMENT
+@set_option
+@block_option
+@plugin_option
+@debug_option
+def check(configuration, overrides, blocked, extra, debug):
+    """Check the dataset of CONFIGURATION.json, without training.
+
+    Looks, on the base model's features of the images, for the same picture twice
+    (in training and validation, within a split, or under two labels), training
+    images that are likely labelled wrong, classes with too few images and
+    imbalance. Writes data_health.csv and data_health.json to evaluate_result_dir;
+    the dataset is never changed. Exits 0 when it only has findings.
+    """
+    from tlcore.prepare import prepare
+    from tlcore.report import Reporter
+    from tlcore.run import check as check_flow
+
+    with guarded(debug, "data_health.csv and data_health.json"):
+        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra,
+                           overrides=parse_overrides(overrides))
+        reporter = Reporter(debug=debug)
+        _header(reporter, prepared)
+        for note in prepared.notes:
+            reporter.warning(note)
+        check_flow(prepared.config, prepared.manager, reporter, debug=debug)
+
+
 def _quantize_sdk(path, blocked, extra, debug):
     from tlcore.config import read_selection
     from tlcore.prepare import load_plugins

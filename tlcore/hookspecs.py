@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tlcore.distributed import Cluster
     from tlcore.evaluation import Predictions
     from tlcore.frameworks import Devices, Framework
+    from tlcore.health import HealthReport
     from tlcore.preprocessing import Preprocessing
     from tlcore.quantization import Calibration, Conversion
     from tlcore.report import Reporter
@@ -312,7 +313,8 @@ def tl_evaluate(predictions: Predictions, dataset: DatasetIndex, config: RunConf
 
 @hookspec
 def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], history: Sequence[Mapping[str, float]],
-                     dataset: DatasetIndex, path: Path, config: RunConfig, reporter: Reporter) -> list[str] | None:
+                     dataset: DatasetIndex, path: Path, config: RunConfig, reporter: Reporter,
+                     health: HealthReport | None) -> list[str] | None:
     """Write report files (tables, pictures, a summary) about the run. Every plugin is asked.
 
     ``path`` is a staging folder: everything written there is moved into
@@ -325,6 +327,9 @@ def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], histo
     :param path: a :class:`pathlib.Path` to the staging folder.
     :param config: the :class:`tlcore.config.RunConfig`.
     :param reporter: the :class:`tlcore.report.Reporter`.
+    :param health: the :class:`tlcore.health.HealthReport` of the data check (duplicates, likely wrong
+        labels, thin or imbalanced classes; its ``data_health.csv`` and ``.json`` are already in ``path``),
+        or None when the run did not check the data.
     :returns: the names of the files written (relative to ``path``), or None.
     """
 

@@ -30,6 +30,7 @@ from tlcore.training import Checkpoint, RunEvents
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
+    from tlcore.health import HealthReport
     from tlcore.quantization import QuantizationResult
     from tlcore.pluginmanager import PluginManager
     from tlcore.report import Reporter
@@ -66,6 +67,8 @@ class RunResult:
     quantization: QuantizationResult | None = None
     """With ``"quantize": true``: what quantizing for the IMX500 produced."""
     reports: tuple[Path, ...] = ()
+    health: HealthReport | None = None
+    """The data check's :class:`tlcore.health.HealthReport` (``"data_check": true``, the default), else None."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
@@ -221,10 +224,14 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float, re
     summaries = [name for name in reports if name.startswith("summary.")]
     if summaries:
         reporter.info(f"Summary: {config.evaluate_result_dir / summaries[0]}")
+    if events.health is not None:
+        for line in events.health.warning_lines():
+            reporter.warning(line)
     assert hooks.framework is not None
     result = RunResult(metrics=metrics, history=tuple(events.history), framework=hooks.framework.name,
                        saved_model_dir=config.saved_model_dir, results_file=config.results_file, plugins=answered,
-                       seconds=seconds, reports=tuple(config.evaluate_result_dir / name for name in reports))
+                       seconds=seconds, reports=tuple(config.evaluate_result_dir / name for name in reports),
+                       health=events.health)
     return result, classifier, dataset
 
 
@@ -284,6 +291,9 @@ def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: Datas
         model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
         extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)
         hooks.all("tl_check_model", model=extractor, **common)
+        assert hooks.framework is not None
+        if "head_search" not in hooks.framework.keys:  # its head is not the softmax layer tl's search trains
+            common["config"] = replace(config, head_search=False)
         classifier, answered["tl_train"] = hooks.answer(
             "tl_train", model=extractor, dataset=dataset, preprocessing=preprocessing, events=events, **common,
         )
@@ -306,10 +316,14 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
                                                   answered=answered)
         if events.early_stopping is not None:
             metrics["early_stopping"] = events.early_stopping
+        if events.head_search is not None:
+            metrics["head_search"] = events.head_search.to_dict()
         assert reports.path is not None
-        written = sorted(str(name) for _, names in hooks.all(
+        health = events.health
+        checked = health.write(reports.path) if health is not None else []  # beside the reports, which link it
+        written = sorted([*checked, *(str(name) for _, names in hooks.all(
             "tl_write_reports", predictions=predictions, metrics=metrics, history=events.history, dataset=dataset,
-            path=reports.path, config=config, reporter=reporter) for name in names)
+            path=reports.path, config=config, reporter=reporter, health=health) for name in names)])
         write_json_atomic(staged.path / "labels.json", dict(sorted(dataset.labels.items(), key=lambda kv: kv[1])))
         write_json_atomic(staged.path / "preprocessing.json", preprocessing.to_dict())
         assert hooks.framework is not None
@@ -345,3 +359,36 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
         finally:
             results.unlink(missing_ok=True)
     return metrics, classifier, written
+
+
+def check(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug: bool = False) -> HealthReport:
+    """``tl check``: the data check alone. The base computes the images' features (reusing or filling the feature
+    cache), the head search and out-of-fold heads run on them, and ``data_health.csv`` and ``data_health.json``
+    are written to ``evaluate_result_dir``; no model is trained or saved, and the dataset is never changed."""
+    framework = framework_of(config, manager)
+    framework.quieten(quiet=not debug)
+    hooks = Hooks(manager, framework)
+    hooks.require(("tl_load_dataset", *RUN_STEPS[:3]))
+    config = replace(config, data_check=True)
+    with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
+                     command_line(), reporter):
+        answered: dict[str, str] = {}
+        dataset, answered["tl_load_dataset"] = hooks.answer("tl_load_dataset", config=config, reporter=reporter)
+        events = RunEvents(hooks, config)
+        events.check_only = True
+        created = prepare_output_dir(config.output_dir, "output_dir")
+        try:
+            created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
+            _trained(hooks, config, reporter, dataset, answered, events)
+        except BaseException:
+            remove_if_empty(created)
+            raise
+        health: HealthReport = events.health
+        names = health.write(config.evaluate_result_dir)
+    lines = health.warning_lines()
+    for line in lines:
+        reporter.warning(line)
+    reporter.info(f"Data check: {len(health.findings)} finding{'s' if len(health.findings) != 1 else ''}"
+                  + ("" if lines else ", nothing to warn about")
+                  + f"; {', '.join(str(config.evaluate_result_dir / name) for name in names)}")
+    return health

@@ -2,7 +2,8 @@
 
 It gives the results at a glance, shows the training curves and the confusion matrix with a few words on
 how to read them, tabulates precision, recall and F1 per class and the misclassified images (with their
-pictures), and links every report file of the run with relative links, so the folder can be moved or
+pictures), shows what the data check found (duplicates, likely wrong labels, thin classes; with pictures of
+the images) when the run checked the data, and links every report file of the run with relative links, so the folder can be moved or
 shared whole. It is asked after the other report plugins (``trylast``, and registered after them) and links
 whatever they wrote, a third-party plugin's files included. Every name and path is HTML-escaped.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tlcore import __version__
+from tlcore.health import HEALTH_CSV, HEALTH_JSON
 from tlcore.hookspecs import hookimpl
 
 from plugins.metrics.confusion import confusion_matrix
@@ -25,6 +27,8 @@ from plugins.reports import (
 
 MAX_LISTED_MISTAKES = 100
 """The page shows this many misclassified images; misclassified.csv has them all."""
+MAX_LISTED_FINDINGS = 20
+"""The page shows this many findings of each kind of the data check; data_health.csv has them all."""
 THUMBNAIL = 64
 
 FILES = (
@@ -36,6 +40,9 @@ FILES = (
     (HISTORY_CSV, "the epoch history: loss and accuracy on the training and validation images"),
     (CURVES_PNG, "the training curves as a picture"),
     (TENSORBOARD_DIR, "TensorBoard logs of the epochs"),
+    (HEALTH_CSV, ("every finding of the data check: duplicates, likely wrong labels, classes with few images, "
+                  "imbalance; with paths, splits, labels and a score")),
+    (HEALTH_JSON, "the same findings, and what the data check examined"),
 )
 
 STYLE = """
@@ -51,8 +58,8 @@ img.thumb { width: 64px; height: 64px; object-fit: cover; } .note { color: #555;
 
 
 @hookimpl(trylast=True)
-def tl_write_reports(predictions, metrics, history, dataset, path, config):
-    page = Page(predictions, metrics, history, dataset, path, config)
+def tl_write_reports(predictions, metrics, history, dataset, path, config, health):
+    page = Page(predictions, metrics, history, dataset, path, config, health)
     (path / SUMMARY_HTML).write_text(page.render(), encoding="utf-8")
     return [SUMMARY_HTML]
 
@@ -68,9 +75,9 @@ def percent(value):
 class Page:
     """summary.html of one run. Links are relative to ``evaluate_result_dir``, where the page is published."""
 
-    def __init__(self, predictions, metrics, history, dataset, path, config):
+    def __init__(self, predictions, metrics, history, dataset, path, config, health=None):
         self.predictions, self.metrics, self.history = predictions, metrics, list(history)
-        self.dataset, self.path, self.config = dataset, path, config
+        self.dataset, self.path, self.config, self.health = dataset, path, config, health
         from tlcore.training import watched_images
 
         self.watched = watched_images(config)  # what the epochs' val_* measure: "validation", or "hold-out"
@@ -89,7 +96,7 @@ class Page:
     def render(self):
         top1 = self.metrics.get("top_1_accuracy", self.confusion.correct / max(self.confusion.total, 1))
         sections = [self.overview(top1), self.curves(), self.matrix(), self.per_class(), self.mistakes(),
-                    self.files(), self.all_metrics()]
+                    self.data_health(), self.files(), self.all_metrics()]
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -114,6 +121,10 @@ class Page:
                                             "best-scoring ones)")))
         wrong = confusion.total - confusion.correct
         rows.append(("Misclassified", f'<a href="#misclassified">{wrong} image{"s" if wrong != 1 else ""}</a>'))
+        if self.health is not None:
+            found = len(self.health.findings)
+            rows.append(("Data health", f'<a href="#data-health">{found} finding{"s" if found != 1 else ""}</a>'
+                         if found else "no problems found"))
         if self.history:
             last = self.history[-1]
             values = ", ".join(f"{name} {last[name]:.4f}" for name in ("loss", "acc", "val_loss", "val_acc")
@@ -228,22 +239,74 @@ class Page:
         parts.append(f"<p>{len(found)} of {total} validation images {verb} misclassified ({shown}{every}). A confident "
                      "mistake is often an image with the wrong label, or one that shows both classes: check it "
                      "before training more.</p>")
-        root = Path(self.dataset.validation.root)
         rows = []
         for image, true, predicted, score, true_score in found[:MAX_LISTED_MISTAKES]:
-            url = relative_url(image, self.home)
-            thumb = (f'<a href="{url}"><img class="thumb" src="{url}" alt="" loading="lazy" width="{THUMBNAIL}" '
-                     f'height="{THUMBNAIL}"></a>') if url else ""
-            try:
-                shown_path = Path(image).relative_to(root).as_posix()
-            except ValueError:
-                shown_path = image
-            rows.append(f"<tr><td>{thumb}</td><td>{esc(shown_path)}</td><td>{esc(true)}</td><td>{esc(predicted)}</td>"
+            rows.append(f"<tr><td>{self.thumbnail(image)}</td><td>{esc(self.shown_path(image, 'validation'))}</td>"
+                        f"<td>{esc(true)}</td><td>{esc(predicted)}</td>"
                         f'<td class="n">{score:.3f}</td><td class="n">{true_score:.3f}</td></tr>')
         parts.append("<table><tr><th>image</th><th>path (in the validation folder)</th><th>true class</th>"
                      "<th>predicted class</th><th>its score</th><th>true class's score</th></tr>"
                      + "".join(rows) + "</table>")
         return "\n".join(parts)
+
+    def data_health(self):
+        """What the data check found, each kind in a table of its most important findings with pictures of the
+        images (both of a duplicate pair); absent when the run did not check the data."""
+        if self.health is None:
+            return ""
+        from tlcore.health import KINDS
+
+        parts = ['<h2 id="data-health">Data health</h2>']
+        checked = self.health.checked.get("images", {})
+        examined = " and ".join(f"{count} {split}" for split, count in checked.items())
+        parts.append("<p>Before training, tl looked for flaws in the data that cost accuracy or make it look better "
+                     f"than it is{f' ({examined} images)' if examined else ''}: the same photo in training and "
+                     "validation (identical files, or re-encoded, resized or slightly cropped copies, found by the "
+                     "similarity of their features), the same photo under two classes, images the model confidently "
+                     "puts in another class than their label when it has not seen them, and classes with few "
+                     "images.</p>")
+        every = (f" All of them are in {self.link(self.home / HEALTH_CSV, HEALTH_CSV)}." if self.has(HEALTH_CSV)
+                 else "")
+        if not self.health.findings:
+            parts.append("<p>No problems found.</p>")
+            return "\n".join(parts)
+        items = "".join(f"<li>{esc(line.removeprefix('data check: '))}</li>" for line in self.health.warning_lines())
+        parts.append(f"<ul>{items}</ul>")
+        if any(len(self.health.of_kind(kind)) > MAX_LISTED_FINDINGS for kind in KINDS):
+            parts.append(f'<p class="note">The page shows the first {MAX_LISTED_FINDINGS} findings of each kind, '
+                         f"the most likely first.{every}</p>")
+        elif every:
+            parts.append(f'<p class="note">{every.strip()}</p>')
+        rows = []
+        for kind in KINDS:
+            for finding in self.health.of_kind(kind)[:MAX_LISTED_FINDINGS]:
+                pictures = "".join(self.thumbnail(image) for image in finding.paths)
+                shown = "<br>".join(esc(f"{split}: {self.shown_path(image, split)}")
+                                    for image, split in zip(finding.paths, finding.splits, strict=False))
+                rows.append(f"<tr><td>{esc(kind.replace('_', ' '))}</td><td>{pictures}</td><td>{shown}</td>"
+                            f"<td>{esc(', '.join(finding.labels))}</td><td class=\"n\">{finding.score:.3f}</td>"
+                            f"<td>{esc(finding.detail)}</td></tr>")
+        parts.append("<table><tr><th>finding</th><th>images</th><th>paths (in their split's folder)</th>"
+                     "<th>classes</th><th>score</th><th>detail</th></tr>" + "".join(rows) + "</table>")
+        parts.append('<p class="note">Score: the similarity of a duplicate pair\'s features (1 for identical files), '
+                     "how much more likely the other class is than the label for a likely wrong label, the number of "
+                     "training images of a small class, the largest to smallest ratio of an imbalance. Remove one "
+                     "image of each duplicate pair (keep validation images out of training), fix the labels that are "
+                     "wrong, and add images to small classes.</p>")
+        return "\n".join(parts)
+
+    def thumbnail(self, image):
+        """A small picture of ``image`` linking to it; empty where no relative link can be made."""
+        url = relative_url(image, self.home)
+        return (f'<a href="{url}"><img class="thumb" src="{url}" alt="" loading="lazy" width="{THUMBNAIL}" '
+                f'height="{THUMBNAIL}"></a>') if url else ""
+
+    def shown_path(self, image, split):
+        """``image`` relative to the folder of its ``split`` ("training" or "validation"), or as it is."""
+        try:
+            return Path(image).relative_to(Path(getattr(self.dataset, split).root)).as_posix()
+        except (ValueError, AttributeError):
+            return str(image)
 
     def files(self):
         known = {name for name, _ in FILES}
