@@ -1,23 +1,26 @@
-"""How well the data health check (tlcore/health.py) finds planted flaws in a real-photo dataset.
+"""How well tl's data check (``tl check``, tlcore/health.py) finds planted flaws in the real-photo datasets.
 
-    python bench/health.py [DATASET] [--flips 8] [--seed 0] [--out FOLDER] [--keep]
+    python bench/health.py [--only fewshot,small,many,imbalanced] [--root DIR] [--flips 8] [--seed 0] [--keep]
 
-DATASET is a root with training/, validation/ and labels.json (default: the first dataset under
-~/.cache/tl-bench/datasets, else examples/photos/dataset). A copy of it gets planted flaws (:func:`plant`):
+For each benchmark dataset of bench/datasets.py (``build(name, root)``: ``<root>/<name>`` with training/,
+validation/, labels.json and CREDITS.json; default root ~/.cache/tl-bench/datasets), the venv's ``tl check`` runs
+as a subprocess, with a configuration of only ``dataset_training_dir``, ``dataset_validation_dir``, ``output_dir``,
+``evaluate_result_dir`` (in a temporary folder) and ``"seed": 0``, on
 
-- duplicates of training images, each kind both across the splits (the copy in validation) and within
-  training (the copy beside its original): an exact copy of the file, the photo re-encoded at JPEG quality
-  70, resized to 60 %, and cropped by 8 % of each side's length (off-centre);
-- label flips: ``--flips`` training images moved to another class's folder.
+1. the clean dataset: every image finding there is a false alarm, except a within-split duplicate of two views of
+   one photo (``small`` and ``imbalanced`` add seeded crops of a photo by design, bench/DATASETS.md "Views"; the
+   photo of each file is its ``origin`` in CREDITS.json), which is counted apart as expected;
+2. a copy with planted flaws (:func:`plant`): duplicates of training images, each kind both across the splits
+   (the copy in validation) and within training (the copy beside its original): an exact copy of the file, the
+   photo re-encoded at JPEG quality 70, resized to 60 %, and cropped by 8 % of each side's length (off-centre);
+   and label flips: ``--flips`` training images moved to another class's folder.
 
-Features: Keras MobileNetV2, 224 px, ``mobilenet_v2.preprocess_input``, average pooling, ImageNet weights
-when they are installed in ~/.keras/models (else random weights, and the figures mean little: a warning
-says so). Out-of-fold scores: 5-fold logistic regression (scikit-learn) on the training features.
-
-Prints the planted duplicates found / planted (goal >= 90 %), each one's cosine similarity, the rank of each
-planted flip among the likely-mislabelled findings, the findings on the clean (unplanted) copy (false
-alarms), and the most similar pairs of different clean images (what the threshold must stay above).
-:func:`plant` and :func:`score` are reusable: a later version runs ``tl check`` on the planted copy instead.
+Its data_health.json is scored (:func:`score`): the planted duplicates found / planted by kind of copy (goal
+>= 90 %), each planted flip's rank among the likely-mislabelled findings (goal: among the first) and how many
+were found, the findings on the clean dataset by kind (false alarms; views of one photo; class findings), and the
+seconds each ``tl check`` took (wall clock of the subprocess: loading TensorFlow and the base model, the
+features, the head search, the out-of-fold heads and the check). A summary table of all datasets ends the output.
+:func:`plant` and :func:`score` are reusable on any dataset folder and any list of findings.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import datasets  # noqa: E402
 from tlcore import health  # noqa: E402
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -43,17 +48,14 @@ TRANSFORMS = ("exact", "jpeg_q70", "resize_60", "crop_8")
 SCOPES = ("across", "within")
 PER_CASE = 2
 """Planted duplicates per transform and scope."""
-SIZE = 224
+DATASETS = ("fewshot", "small", "many", "imbalanced")
+CLASS_KINDS = ("few_images", "imbalance")
+"""Findings about classes, not images: properties of a dataset (fewshot and many are few-shot by design,
+imbalanced is imbalanced), never false alarms."""
 
 
 def images_of(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def default_dataset() -> Path:
-    cache = Path.home() / ".cache" / "tl-bench" / "datasets"
-    found = sorted(p.parent for p in cache.glob("*/labels.json")) if cache.is_dir() else []
-    return found[0] if found else REPO / "examples" / "photos" / "dataset"
 
 
 def plant(dataset_dir: Path, out_dir: Path, seed: int, flips: int = 8, per_case: int = PER_CASE) -> dict:
@@ -65,7 +67,7 @@ def plant(dataset_dir: Path, out_dir: Path, seed: int, flips: int = 8, per_case:
     each case is scored on its own."""
     from PIL import Image
 
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir).resolve()
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(dataset_dir, out_dir)
@@ -127,11 +129,14 @@ def duplicate_groups(findings) -> dict[str, int]:
     return {node: roots.index(root(node)) for node in list(parent)}
 
 
-def score(findings, planted: dict) -> dict:
-    """How ``findings`` (:class:`tlcore.health.Finding`) match the ``planted`` cases of :func:`plant`:
-    duplicates found (the copy in one duplicate group with its original) per transform and scope and in all,
-    each planted flip's rank among the likely-mislabelled findings (None: not found), and the findings that
-    involve no planted image (false alarms, by kind)."""
+def score(findings, planted: dict, photo_of: dict[str, str] | None = None) -> dict:
+    """How ``findings`` (:class:`tlcore.health.Finding`) match the ``planted`` cases of :func:`plant`
+    (``{"duplicates": [], "flips": []}`` for a clean dataset): duplicates found (the copy in one duplicate group
+    with its original) per transform and scope and in all, each planted flip's rank among the likely-mislabelled
+    findings (None: not found) and the flips that are in a conflicting-labels duplicate, and the image findings
+    that involve no planted image, by kind: false alarms, except duplicates of two images of one photo according
+    to ``photo_of`` (path -> photo, :func:`photos`), which are counted as ``same_photo``. Class findings
+    (:data:`CLASS_KINDS`) are counted as ``classes``."""
     groups = duplicate_groups(findings)
     found = {}
     for case in planted["duplicates"]:
@@ -145,187 +150,187 @@ def score(findings, planted: dict) -> dict:
     for flip in planted["flips"]:
         rank = next((i + 1 for i, finding in enumerate(mislabelled) if finding.paths[0] == flip["path"]), None)
         ranks[flip["path"]] = rank
+    conflicting = {path for finding in findings if finding.kind == "duplicate_conflicting_labels"
+                   for path in finding.paths}
     involved = {case[key] for case in planted["duplicates"] for key in ("original", "copy")}
     involved |= {flip["path"] for flip in planted["flips"]}
+    photo_of = photo_of or {}
     alarms: dict[str, int] = {}
+    same_photo: dict[str, int] = {}
+    classes: dict[str, int] = {}
     for finding in findings:
-        if finding.paths and not set(finding.paths) & involved:
-            alarms[finding.kind] = alarms.get(finding.kind, 0) + 1
+        if finding.kind in CLASS_KINDS:
+            classes[finding.kind] = classes.get(finding.kind, 0) + 1
+        elif finding.paths and not set(finding.paths) & involved:
+            counts = same_photo if of_one_photo(finding, photo_of) else alarms
+            counts[finding.kind] = counts.get(finding.kind, 0) + 1
     hits = sum(hit for hit, _ in found.values())
     total = sum(count for _, count in found.values())
     return {"duplicates_found": hits, "duplicates_planted": total, "duplicate_recall": hits / max(total, 1),
             "by_case": {key: f"{hit}/{count}" for key, (hit, count) in sorted(found.items())},
             "flip_ranks": ranks, "flips_found": sum(rank is not None for rank in ranks.values()),
-            "flips_planted": len(ranks), "mislabelled_findings": len(mislabelled), "false_alarms": alarms}
+            "flips_planted": len(ranks), "flips_in_conflicting_duplicates": len(set(ranks) & conflicting),
+            "mislabelled_findings": len(mislabelled), "false_alarms": alarms, "same_photo": same_photo,
+            "classes": classes}
 
 
-def index(dataset_dir: Path) -> tuple[list[str], dict, dict]:
-    """``(class_names, {split: paths}, {split: label ids})`` of a dataset folder (labels.json for the ids)."""
-    import numpy as np
-
-    labels = json.loads((Path(dataset_dir) / "labels.json").read_text())
-    names: list = [None] * (max(labels.values()) + 1)
-    for name, label in labels.items():
-        names[label] = name
-    paths, ids = {}, {}
-    for split in health.SPLITS:
-        files = [p for p in images_of(Path(dataset_dir) / split) if p.parent.name in labels]
-        paths[split] = [str(p) for p in files]
-        ids[split] = np.array([labels[p.parent.name] for p in files], dtype=np.int64)
-    return names, paths, ids
+def of_one_photo(finding, photo_of: dict[str, str]) -> bool:
+    """Whether ``finding`` is a pair of two images made from one photo (``photo_of``: :func:`photos`)."""
+    shown = {photo_of.get(path) for path in finding.paths}
+    return len(finding.paths) == 2 and len(shown) == 1 and None not in shown
 
 
-class Extractor:
-    """MobileNetV2 pooled features, 224 px; ImageNet weights when installed (``real``)."""
-
-    def __init__(self):
-        import tensorflow as tf
-
-        weights = Path.home() / ".keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-        self.real = weights.is_file()
-        self.tf = tf
-        self.model = tf.keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3), include_top=False,
-                                                       weights="imagenet" if self.real else None, pooling="avg")
-
-    def __call__(self, paths: list[str]):
-        import numpy as np
-
-        from tlcore.images import decode
-
-        out = []
-        for start in range(0, len(paths), 64):
-            batch = np.stack([decode(path, SIZE) for path in paths[start:start + 64]]).astype(np.float32)
-            batch = self.tf.keras.applications.mobilenet_v2.preprocess_input(batch)
-            out.append(self.model(batch, training=False).numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1280), np.float32)
+def photos(dataset_dir: Path) -> dict[str, str]:
+    """Image path (resolved, as in the findings of a check of ``dataset_dir``) -> the photo it was made from
+    (its ``origin`` in ``dataset_dir``/CREDITS.json; views of one photo share it); empty without CREDITS.json."""
+    dataset_dir = Path(dataset_dir).resolve()
+    credits = dataset_dir / "CREDITS.json"
+    if not credits.is_file():
+        return {}
+    return {str(dataset_dir / entry["file"]): entry["origin"] for entry in json.loads(credits.read_text())["images"]}
 
 
-def out_of_fold(features, labels, folds: int = 5, seed: int = 0):
-    """Class probabilities of each training image from a logistic regression trained on the other folds."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
-
-    classes = int(labels.max()) + 1
-    scores = np.full((len(labels), classes), np.nan)
-    smallest = np.bincount(labels).min() if len(labels) else 0
-    splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
-    for train, test in splitter.split(features, labels):
-        scaler = StandardScaler().fit(features[train])
-        model = LogisticRegression(max_iter=2000, C=0.1).fit(scaler.transform(features[train]), labels[train])
-        scores[np.ix_(test, model.classes_)] = model.predict_proba(scaler.transform(features[test]))
-    return np.nan_to_num(scores, nan=0.0)
+def tl_executable() -> str:
+    """The venv's ``tl`` (REPO/.venv/bin/tl), else the ``tl`` on the PATH."""
+    local = REPO / ".venv" / "bin" / "tl"
+    found = str(local) if local.is_file() else shutil.which("tl")
+    if not found:
+        raise SystemExit("no tl: neither .venv/bin/tl nor tl on the PATH")
+    return found
 
 
-def examine(dataset_dir: Path, extractor: Extractor):
-    """Features, out-of-fold scores and the :class:`tlcore.health.HealthReport` of a dataset folder."""
-    names, paths, ids = index(dataset_dir)
+def run_check(dataset_dir: Path, work: Path, tl: str) -> tuple[list, dict, float, str]:
+    """``tl check`` of ``dataset_dir`` with a configuration of its own in ``work`` (outputs there too):
+    ``(findings as tlcore.health.Finding, data_health.json's "checked", wall seconds, tl's output)``."""
+    dataset_dir = Path(dataset_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    configuration = work / "configuration.json"
+    configuration.write_text(json.dumps({
+        "dataset_training_dir": str(dataset_dir / "training"),
+        "dataset_validation_dir": str(dataset_dir / "validation"),
+        "output_dir": str(work / "output"), "evaluate_result_dir": str(work / "evaluation"), "seed": 0}, indent=1))
     began = time.perf_counter()
-    features = {split: extractor(paths[split]) for split in health.SPLITS}
-    extracted = time.perf_counter() - began
-    oof = out_of_fold(features["training"], ids["training"])
-    report = health.check_health(features, ids, paths, names, oof_scores=oof)
-    return names, paths, ids, features, oof, report, extracted
+    done = subprocess.run([tl, "check", str(configuration)], cwd=work, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    output = done.stdout + done.stderr
+    (work / "tl-check.log").write_text(output)
+    if done.returncode:
+        raise SystemExit(f"tl check {configuration} exited with {done.returncode}:\n{output[-3000:]}")
+    report = json.loads((work / "evaluation" / health.HEALTH_JSON).read_text())
+    findings = [health.Finding(entry["kind"], tuple(os.path.realpath(p) for p in entry["paths"]),
+                               tuple(entry["splits"]), tuple(entry["labels"]), entry["detail"], entry["score"])
+                for entry in report["findings"]]
+    return findings, report["checked"], seconds, output
 
 
-def similarity(features, first: str, second: str, paths) -> float:
-    """The cosine of two images as :func:`tlcore.health.find_duplicates` sees them (square-rooted, mean-centred,
-    normalised; MobileNetV2's pooled features are never negative)."""
-    import numpy as np
+def bench(name: str, root: Path, work: Path, tl: str, flips: int, seed: int) -> dict:
+    """Build (or find) dataset ``name``, check it clean and planted, print its table; return its figures."""
+    dataset = datasets.build(name, root).resolve()
+    counts = {split: len(images_of(dataset / split)) for split in health.SPLITS}
+    print(f"\n== {name}: {dataset} ({counts['training']} training, {counts['validation']} validation images)",
+          flush=True)
+    photo_of = photos(dataset)
+    clean_findings, clean_checked, clean_seconds, clean_log = run_check(dataset, work / name / "clean", tl)
+    clean = score(clean_findings, {"duplicates": [], "flips": []}, photo_of)
+    planted = plant(dataset, work / name / "planted", seed, flips=flips)
+    planted_photos = photos(work / name / "planted")
+    findings, checked, seconds, log = run_check(work / name / "planted", work / name / "planted-check", tl)
+    result = score(findings, planted, planted_photos)
 
-    everything = np.sqrt(np.concatenate([features[split] for split in health.SPLITS]))
-    where = {path: i for i, path in enumerate(paths["training"] + paths["validation"])}
-    centred = everything - everything.mean(axis=0)
-    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
-    return float(centred[where[first]] @ centred[where[second]])
+    print(f"tl check: clean {clean_seconds:.1f} s, planted {seconds:.1f} s (of which the check itself "
+          f"{clean_checked['seconds']:.2f} s and {checked['seconds']:.2f} s; {checked['pairs_verified']} pairs "
+          f"verified, out-of-fold heads on {checked.get('label_check_images', '?')} training images)")
+    for line in (clean_log + log).splitlines():
+        if line.startswith("Head search"):
+            print(f"  {line}")
+    print(f"duplicates found / planted: {result['duplicates_found']}/{result['duplicates_planted']} "
+          f"({result['duplicate_recall']:.0%}; goal >= 90%)")
+    print(f"  {'copy':<10} {'across':>7} {'within':>7}   cosine of each copy and its original (-: not a finding)")
+    edges = {frozenset(finding.paths): finding.score for finding in findings if finding.kind.startswith("duplicate_")}
+    for transform in TRANSFORMS:
+        cosines = [edges.get(frozenset((case["original"], case["copy"]))) for case in planted["duplicates"]
+                   if case["transform"] == transform]
+        shown = " ".join(f"{value:.3f}" if value is not None else "-" for value in cosines)
+        print(f"  {transform:<10} {result['by_case'].get(f'{transform}/across', '-'):>7} "
+              f"{result['by_case'].get(f'{transform}/within', '-'):>7}   {shown}")
+    ranks = sorted(rank for rank in result["flip_ranks"].values() if rank)
+    missed = result["flips_planted"] - result["flips_found"]
+    print(f"label flips found: {result['flips_found']}/{result['flips_planted']} among "
+          f"{result['mislabelled_findings']} likely-mislabelled findings; ranks {ranks or '-'}"
+          + (f"; not found {missed}" if missed else "")
+          + (f"; {result['flips_in_conflicting_duplicates']} in a conflicting-labels duplicate"
+             if result["flips_in_conflicting_duplicates"] else ""))
+    print("clean dataset, findings by kind:")
+    print(f"  {'kind':<30} {'false alarms':>12} {'views of one photo':>19}")
+    for kind in health.KINDS:
+        if kind not in CLASS_KINDS:
+            print(f"  {kind:<30} {clean['false_alarms'].get(kind, 0):>12} {clean['same_photo'].get(kind, 0):>19}")
+    print(f"  class findings (properties of the dataset): {clean['classes'] or 'none'}")
+    for finding in clean_findings:
+        if finding.kind not in CLASS_KINDS and not of_one_photo(finding, photo_of):
+            print(f"    false alarm: {finding.kind} {', '.join(_short(p, dataset) for p in finding.paths)} "
+                  f"score {finding.score:.3f}: {finding.detail}")
+    print(f"planted dataset, findings that involve no planted image: false alarms "
+          f"{result['false_alarms'] or 'none'}, views of one photo {result['same_photo'] or 'none'}")
+    return {"name": name, "clean": clean, "planted": result, "seconds": (clean_seconds, seconds)}
 
 
-def most_similar_pairs(features, paths, count: int = 10):
-    """The ``count`` most similar pairs of different images (all pairs: for measuring on a small dataset)."""
-    import numpy as np
-
-    everything = np.sqrt(np.concatenate([features[split] for split in health.SPLITS]))
-    names = paths["training"] + paths["validation"]
-    centred = everything - everything.mean(axis=0)
-    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
-    matrix = centred @ centred.T
-    upper = np.triu_indices(len(names), 1)
-    order = np.argsort(-matrix[upper])[:count]
-    return [(float(matrix[upper][k]), names[upper[0][k]], names[upper[1][k]]) for k in order]
+def summary(rows: list[dict]) -> None:
+    """One line per dataset: planted duplicates found (in all and per kind of copy), flips found and their ranks
+    (- : not found), false alarms on the clean dataset by kind, its duplicates of views of one photo, seconds."""
+    header = ["dataset", "duplicates", *TRANSFORMS, "flips", "flip ranks", "clean: false alarms", "views",
+              "s clean", "s planted"]
+    lines = [header]
+    for row in rows:
+        result, clean = row["planted"], row["clean"]
+        per_kind = []
+        for transform in TRANSFORMS:
+            cells = [result["by_case"][f"{transform}/{scope}"].split("/") for scope in SCOPES]
+            per_kind.append(f"{sum(int(hit) for hit, _ in cells)}/{sum(int(count) for _, count in cells)}")
+        ranks = ",".join(str(rank) if rank else "-" for rank in sorted(
+            result["flip_ranks"].values(), key=lambda rank: (rank is None, rank or 0)))
+        alarms = ", ".join(f"{kind} {count}" for kind, count in sorted(clean["false_alarms"].items())) or "0"
+        lines.append([row["name"], f"{result['duplicates_found']}/{result['duplicates_planted']} "
+                      f"({result['duplicate_recall']:.0%})", *per_kind,
+                      f"{result['flips_found']}/{result['flips_planted']}", ranks, alarms,
+                      str(sum(clean["same_photo"].values())), f"{row['seconds'][0]:.1f}", f"{row['seconds'][1]:.1f}"])
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    print()
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dataset", nargs="?", type=Path, default=None)
-    parser.add_argument("--flips", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="where the planted copy goes (default: a temporary folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the planted copy")
+    parser.add_argument("--only", default="", help="comma-separated datasets (default: all): " + ",".join(DATASETS))
+    parser.add_argument("--root", type=Path, default=datasets.DEFAULT_ROOT,
+                        help=f"where the datasets are (built if absent; default {datasets.DEFAULT_ROOT})")
+    parser.add_argument("--flips", type=int, default=8, help="label flips planted per dataset")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the planting")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (configurations, tl's "
+                                                            "output, planted copies, data_health.*)")
     args = parser.parse_args(argv)
-    dataset = args.dataset or default_dataset()
-    work = Path(tempfile.mkdtemp(prefix="tl-health-bench-"))
-    out = args.out or work / "planted"
+    names = [name for name in args.only.split(",") if name] or list(DATASETS)
+    for name in names:
+        if name not in DATASETS:
+            parser.error(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    tl = tl_executable()
+    work = Path(tempfile.mkdtemp(prefix="tl-health-bench-")).resolve()
     began = time.perf_counter()
+    rows = []
     try:
-        extractor = Extractor()
-        print(f"dataset: {dataset}")
-        print(f"features: MobileNetV2 {SIZE} px, average pooling, "
-              + ("ImageNet weights" if extractor.real else "RANDOM weights (ImageNet weights not installed in "
-                 "~/.keras/models: these figures mean little)"))
-        *_, clean_features, _, clean, seconds = examine(dataset, extractor)
-        _, clean_paths, _ = index(dataset)
-        counts = {split: len(clean_paths[split]) for split in health.SPLITS}
-        print(f"\nclean dataset: {counts} images, features in {seconds:.1f} s, check in "
-              f"{clean.checked['seconds']:.2f} s ({clean.checked['pairs_verified']} pairs verified)")
-        print(f"  findings on the clean dataset (false alarms, if the dataset is clean): "
-              f"{dict(sorted(_kinds(clean.findings).items())) or 'none'}")
-        for line in clean.warning_lines():
-            print(f"  {line}")
-        for finding in clean.findings[:15]:
-            print(f"    {finding.kind}: {', '.join(_short(p, dataset) for p in finding.paths) or finding.labels} "
-                  f"score {finding.score:.3f}: {finding.detail}")
-        print(f"  most similar pairs of different images (threshold {health.DUPLICATE_THRESHOLD}):")
-        for value, a, b in most_similar_pairs(clean_features, clean_paths, 8):
-            print(f"    {value:.3f}  {_short(a, dataset)}  {_short(b, dataset)}")
-
-        planted = plant(dataset, out, args.seed, flips=args.flips)
-        _, paths, _, features, oof, report, seconds = examine(out, extractor)
-        result = score(report.findings, planted)
-        print(f"\nplanted dataset: {sum(len(paths[s]) for s in health.SPLITS)} images, check in "
-              f"{report.checked['seconds']:.2f} s ({report.checked['pairs_verified']} pairs verified)")
-        print(f"  duplicates found / planted: {result['duplicates_found']}/{result['duplicates_planted']} "
-              f"({result['duplicate_recall']:.0%}; goal >= 90%)")
-        for case in planted["duplicates"]:
-            value = similarity(features, case["original"], case["copy"], paths)
-            groups = duplicate_groups(report.findings)
-            hit = case["original"] in groups and groups.get(case["copy"]) == groups[case["original"]]
-            print(f"    {case['transform']:>9} {case['scope']:>6}: cosine {value:.3f} {'found' if hit else 'MISSED'}")
-        print(f"  label flips found: {result['flips_found']}/{result['flips_planted']} among "
-              f"{result['mislabelled_findings']} likely-mislabelled findings; ranks: "
-              f"{sorted(rank for rank in result['flip_ranks'].values() if rank) or '-'}"
-              + (f", not found: {sum(rank is None for rank in result['flip_ranks'].values())}"
-                 if None in result["flip_ranks"].values() else ""))
-        print(f"  findings involving no planted image: {result['false_alarms'] or 'none'}")
-        for line in report.warning_lines():
-            print(f"  {line}")
-        print(json.dumps({"clean": _kinds(clean.findings), "planted": {k: v for k, v in result.items()
-                                                                          if k != "flip_ranks"},
-                          "flip_ranks": sorted(r for r in result["flip_ranks"].values() if r)}, default=str))
+        print(f"{tl} check, seed 0; planting seed {args.seed}, {args.flips} flips, {PER_CASE} duplicates per kind of "
+              f"copy and scope")
+        for name in names:
+            rows.append(bench(name, args.root, work, tl, args.flips, args.seed))
+        summary(rows)
         print(f"\ntotal {time.perf_counter() - began:.0f} s")
     finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
         else:
-            print(f"planted copy kept in {out}")
+            shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _kinds(findings) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for finding in findings:
-        counts[finding.kind] = counts.get(finding.kind, 0) + 1
-    return counts
 
 
 def _short(path: str, root: Path) -> str:

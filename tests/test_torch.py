@@ -329,3 +329,48 @@ def test_early_stopping_keeps_the_best_epochs_weights(small):
     best = results["early_stopping"]["best_epoch"]
     accuracies = [float(acc) for acc in re.findall(r"val_acc: ([\d.]+)", result.stdout)]
     assert results["top_1_accuracy"] == pytest.approx(accuracies[best - 1], abs=1e-4)
+
+
+@pytest.mark.tensorflow
+def test_both_frameworks_search_the_head_on_cached_features_and_record_what_they_tried(runs):
+    """The configuration sets learning_rate and epochs: the search varies weight_decay and label_smoothing only,
+    and each framework then trains its head with the chosen values."""
+    for framework, (project, result) in runs.items():
+        line = re.search(r"^Head search: (\d+) heads on (\d+) folds of 120 training images in [\d.]+ s; chose "
+                         r"weight_decay ([\d.e-]+), label_smoothing ([\d.]+) \(cross-validated accuracy [\d.]+\)$",
+                         result.output, re.M)
+        assert line, (framework, result.output)
+        search = project.results()["head_search"]
+        assert int(line[1]) == len(search["tried"]) >= 6 and int(line[2]) == search["folds"] == 5
+        assert search["fixed"] == ["learning_rate", "epochs"]
+        assert search["chosen"]["learning_rate"] == SHARED["learning_rate"] and search["chosen"]["epochs"] == 10
+        assert {row["learning_rate"] for row in search["tried"]} == {SHARED["learning_rate"]}
+        best = max(search["tried"], key=lambda row: (row["cv_accuracy"], -row["cv_loss"]))
+        assert search["chosen"]["weight_decay"] == best["weight_decay"] == float(line[3])
+        record = json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
+        assert record["metrics"]["head_search"] == search
+        page = (project.root / "results" / "summary.html").read_text()
+        assert '<h2 id="head-search">Head search</h2>' in page and "never on the validation images" in page
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("framework", ["keras", "torch"])
+def test_tl_check_checks_the_data_without_training(textures, tmp_path, framework):
+    import shutil
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(textures, dataset)
+    first = sorted((dataset / "training" / "brick").iterdir())[0]
+    shutil.copy(first, dataset / "validation" / "brick" / "copy-of-a-training-image.jpg")
+    project = texture_project(tmp_path, dataset, framework=framework, **SHARED)
+    project.values.update(dataset_training_dir=str(dataset / "training"),
+                          dataset_validation_dir=str(dataset / "validation"))
+    result = run_tl("check", project.write(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "data check: 1 validation image is also in training" in result.stdout + result.stderr
+    findings = json.loads((tmp_path / "results" / "data_health.json").read_text())["findings"]
+    across = [finding for finding in findings if finding["kind"] == "duplicate_across_splits"]
+    assert [sorted(finding["paths"]) for finding in across] == [sorted([str(first), str(
+        dataset / "validation" / "brick" / "copy-of-a-training-image.jpg")])]
+    assert (tmp_path / "results" / "data_health.csv").is_file()
+    assert not (tmp_path / "out" / "saved_model").exists() and not (tmp_path / "results" / "results.json").exists()

@@ -78,21 +78,24 @@ class SearchResult:
     seconds: float
     default_accuracy: float | None = None
     """The out-of-fold accuracy of the configuration's own values (at its epochs), when it was among the tried."""
-    oof_scores: Any = field(default=None, repr=False)
-    """Out-of-fold scores (n x classes) of the chosen head for the images searched, rows as in :attr:`rows`."""
+    training_seconds: float | None = None
+    """How long the framework then took to train the head with the chosen settings (its epochs), for comparison."""
     rows: Any = field(default=None, repr=False)
+    """The positions in the training set of the images searched (all, or a stratified sample)."""
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> SearchResult:
         """The result :meth:`to_dict` describes (without the out-of-fold scores)."""
         return cls(chosen=dict(record["chosen"]), fixed=tuple(record["fixed"]), tried=list(record["tried"]),
                    folds=record["folds"], images=record["images"], seconds=record["seconds"],
-                   default_accuracy=record.get("default_accuracy"))
+                   default_accuracy=record.get("default_accuracy"), training_seconds=record.get("head_training_seconds"))
 
     def to_dict(self) -> dict[str, Any]:
         best = max(self.tried, key=_rank)
         return {"chosen": self.chosen, "fixed": list(self.fixed), "folds": self.folds, "images": self.images,
-                "seconds": round(self.seconds, 3), "cv_accuracy": best["cv_accuracy"],
+                "seconds": round(self.seconds, 3),
+                "head_training_seconds": None if self.training_seconds is None else round(self.training_seconds, 3),
+                "cv_accuracy": best["cv_accuracy"],
                 "cv_loss": best["cv_loss"], "default_accuracy": self.default_accuracy, "tried": self.tried}
 
 
@@ -164,7 +167,8 @@ class HeadBatch:
     """Heads of several settings trained together on the same minibatches: Adam, L2 on the kernel (added to its
     gradient, as the packs do), label smoothing, one dropout mask per image shared by the heads, class weights.
 
-    Mirrors the framework packs' head steps; kernel ``(heads, dim, classes)``, bias ``(heads, classes)``.
+    Mirrors the framework packs' head steps. The kernels of all heads sit side by side in one ``dim x (heads *
+    classes)`` matrix, so that a step is two matrix products whatever the number of heads.
     """
 
     BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-7
@@ -173,15 +177,19 @@ class HeadBatch:
                  class_weights: np.ndarray | None, dropout: float):
         import numpy as np
 
-        self.classes = classes
-        heads = len(settings)
+        self.heads, self.classes = len(settings), classes
         rng = np.random.default_rng([seed, 0x4EAD])
         limit = math.sqrt(6.0 / (dim + classes))  # Glorot-uniform, as Keras' Dense starts
-        self.kernel = rng.uniform(-limit, limit, (1, dim, classes)).astype(np.float32).repeat(heads, axis=0)
-        self.bias = np.zeros((heads, classes), dtype=np.float32)
-        self.rate = np.array([s.learning_rate for s in settings], dtype=np.float32)
-        self.decay = np.array([s.weight_decay for s in settings], dtype=np.float32)[:, None, None]
-        self.smoothing = np.array([s.label_smoothing for s in settings], dtype=np.float32)[:, None, None]
+        self.kernel = np.tile(rng.uniform(-limit, limit, (dim, 1, classes)).astype(np.float32), (1, self.heads, 1))
+        self.kernel = self.kernel.reshape(dim, self.heads * classes)
+        self.bias = np.zeros(self.heads * classes, dtype=np.float32)
+
+        def per_head(values: Sequence[float]) -> np.ndarray:
+            return np.repeat(np.asarray(values, dtype=np.float32), classes)
+
+        self.rate = per_head([s.learning_rate for s in settings])
+        self.decay = per_head([s.weight_decay for s in settings])
+        self.smoothing = np.asarray([s.label_smoothing for s in settings], dtype=np.float32)[None, :, None]
         self.class_weights = class_weights
         self.dropout = dropout
         self.rng = np.random.default_rng([seed, 0xD809])
@@ -190,10 +198,10 @@ class HeadBatch:
         self.steps = 0
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """Softmax scores ``(heads, n, classes)``."""
+        """Softmax scores ``(n, heads, classes)``."""
         import numpy as np
 
-        logits = np.matmul(features[None], self.kernel) + self.bias[:, None, :]
+        logits = (features @ self.kernel + self.bias).reshape(len(features), self.heads, self.classes)
         logits -= logits.max(axis=2, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=2, keepdims=True)
@@ -203,32 +211,34 @@ class HeadBatch:
         """One step of every head on a batch."""
         import numpy as np
 
+        count = len(labels)
         if self.dropout:
             kept = self.rng.random(features.shape, dtype=np.float32) >= self.dropout
             features = features * kept / np.float32(1.0 - self.dropout)
-        scores = self.scores(features)
-        target = np.zeros((len(labels), self.classes), dtype=np.float32)
-        target[np.arange(len(labels)), labels] = 1.0
-        gradient = scores - (target[None] * (1.0 - self.smoothing) + self.smoothing / self.classes)
-        weight = np.float32(1.0 / len(labels))
+        gradient = self.scores(features)
+        smoothing = self.smoothing / self.classes
+        gradient -= smoothing
+        gradient[np.arange(count), :, labels] -= 1.0 - self.smoothing[0, :, 0]
+        weight = np.float32(1.0 / count)
         if self.class_weights is not None:
-            gradient *= (self.class_weights[labels] * weight)[None, :, None]
+            gradient *= (self.class_weights[labels] * weight)[:, None, None]
         else:
             gradient *= weight
-        kernel_gradient = np.matmul(features.T[None], gradient) + self.decay * self.kernel
-        bias_gradient = gradient.sum(axis=1)
+        gradient = gradient.reshape(count, -1)
+        kernel_gradient = features.T @ gradient
+        kernel_gradient += self.decay * self.kernel
+        bias_gradient = gradient.sum(axis=0)
         self.steps += 1
         correction1 = 1.0 - self.BETA1 ** self.steps
         correction2 = 1.0 - self.BETA2 ** self.steps
-        for value, gradient_of, first, second, shape in (
-                (self.kernel, kernel_gradient, self.moments[0], self.moments[1], (-1, 1, 1)),
-                (self.bias, bias_gradient, self.moments[2], self.moments[3], (-1, 1))):
+        for value, gradient_of, first, second in ((self.kernel, kernel_gradient, *self.moments[:2]),
+                                                  (self.bias, bias_gradient, *self.moments[2:])):
             first *= self.BETA1
             first += (1.0 - self.BETA1) * gradient_of
             second *= self.BETA2
             second += (1.0 - self.BETA2) * np.square(gradient_of)
             step = (first / correction1) / (np.sqrt(second / correction2) + self.EPSILON)
-            value -= self.rate.reshape(shape) * step
+            value -= self.rate * step
 
 
 def cross_validate(features: np.ndarray, labels: np.ndarray, classes: int, settings: Sequence[Settings],
@@ -265,13 +275,13 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, classes: int, setti
                 rows = np.sort(order[start:start + batch_size])
                 batch = features[rows, 0 if view_of is None else view_of[rows]]
                 heads.train(np.asarray(batch, dtype=np.float32), labels[rows])
-            scores = heads.scores(test_features)
-            right = scores.argmax(axis=2) == test_labels[None]
-            correct[:, epoch] += (right * weight[None]).sum(axis=1)
-            picked = scores[:, np.arange(len(test_rows)), test_labels]
-            loss[:, epoch] += (-np.log(np.maximum(picked, 1e-7)) * weight[None]).sum(axis=1)
+            scores = heads.scores(test_features)  # (images, heads, classes)
+            right = scores.argmax(axis=2) == test_labels[:, None]
+            correct[:, epoch] += (right * weight[:, None]).sum(axis=0)
+            picked = scores[np.arange(len(test_rows)), :, test_labels]
+            loss[:, epoch] += (-np.log(np.maximum(picked, 1e-7)) * weight[:, None]).sum(axis=0)
             if kept is not None and keep_scores is not None and epoch == keep_scores[1]:
-                kept[test_rows] = scores[keep_scores[0]]
+                kept[test_rows] = scores[:, keep_scores[0]]
             if progress is not None:
                 progress()
     return {"correct": correct, "loss": loss, "scores": kept}
@@ -294,7 +304,8 @@ def search_head(training: FeatureSet, classes: int, config: RunConfig, seed: int
     fold_of = stratified_folds(labels, folds, seed)
     settings = candidates(config)
     fixed = tuple(key for key in SEARCHED_KEYS if key in config.given_keys)
-    epochs = config.epochs if "epochs" in fixed else max(MAX_EPOCHS, config.epochs)
+    # with the epochs set, heads are compared at those epochs (at MAX_EPOCHS when more: the search's cost is bounded)
+    epochs = min(config.epochs, MAX_EPOCHS) if "epochs" in fixed else MAX_EPOCHS
     weight = class_weights[labels].sum() if class_weights is not None else float(len(labels))
     bar = reporter.progress(folds * epochs, label=f"head search ({len(settings)} heads, {folds} folds) ",
                             unit="epoch", delay=2.0)

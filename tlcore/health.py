@@ -463,10 +463,12 @@ def find_label_issues(oof_scores: np.ndarray, labels: np.ndarray, paths: Sequenc
 
     In the spirit of confident learning (Northcutt et al., 2021): each class's threshold is the mean
     probability the out-of-fold model gives the class on its own images (its self-confidence), so a class the
-    model finds hard gets a lower bar. An image is flagged when another class reaches its threshold (and
-    ``min_confidence``), the given class stays below its own, and the other class is the more probable: the
-    model, which never saw the image, is about as sure it is the other class as it is of that class's own
-    images. Ranked by the margin (other class's probability - given class's), which is the finding's score.
+    model finds hard gets a lower bar. An image is flagged when its given class stays below its own threshold,
+    another class is the more probable and reaches its threshold lowered by that shortfall (and at least
+    ``min_confidence``): the further the label falls below what its class's images get, the less the other
+    class needs to match the confidence of its own images (a planted flip scores its given class near 0 while
+    its true class, an easy one, averages above what one image reaches). Ranked by the margin (other class's
+    probability - given class's), which is the finding's score.
 
     :param oof_scores: n x C class probabilities, each row from a model that was not trained on that image;
         columns are label ids. Rows with NaN (not scored) are skipped.
@@ -489,8 +491,9 @@ def find_label_issues(oof_scores: np.ndarray, labels: np.ndarray, paths: Sequenc
         thresholds[label] = scores[scored & (given == label), label].mean()
     rows = np.arange(count)
     own = scores[rows, given]
-    bar = np.maximum(thresholds, min_confidence)
-    candidates = np.where(scores >= bar[None, :], scores, -np.inf)
+    shortfall = np.where(scored, thresholds[given] - own, 0.0)  # how far below its class's images the label sits
+    bar = np.maximum(thresholds[None, :] - np.maximum(shortfall, 0.0)[:, None], min_confidence)
+    candidates = np.where(scores >= bar, scores, -np.inf)
     candidates[rows, given] = -np.inf
     other = candidates.argmax(axis=1)
     other_score = candidates[rows, other]

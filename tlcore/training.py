@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -709,7 +710,7 @@ def _check_data(data: CachedData | StreamedData, dataset: DatasetIndex, config: 
     import numpy as np
 
     from tlcore.features import SPLITS, FeatureSet
-    from tlcore.head_search import Settings
+    from tlcore.head_search import MAX_EPOCHS, Settings
     from tlcore.health import check_dataset
 
     if isinstance(data, CachedData):
@@ -723,7 +724,7 @@ def _check_data(data: CachedData | StreamedData, dataset: DatasetIndex, config: 
             sets[name] = FeatureSet(np.zeros((len(split), 1), np.float32), np.asarray(split.label_ids, np.int64),
                                     np.zeros(0, np.int64))
     settings = Settings(config.learning_rate, config.weight_decay, config.label_smoothing)
-    return check_dataset(sets, dataset, settings, epochs=config.epochs, batch_size=config.batch_size,
+    return check_dataset(sets, dataset, settings, epochs=min(config.epochs, MAX_EPOCHS), batch_size=config.batch_size,
                          dropout=config.dropout, seed=seed, class_weights=weights, reporter=reporter)
 
 
@@ -846,8 +847,11 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
         def batches(epoch: int, data: StreamedData | CachedData = data, keyed: bool = keyed) -> Iterator[Any]:
             return data.training(epoch, keys=keyed)
 
+        began = time.monotonic()
         run_epochs(loop, batches, data.validation, train_step, test_step, rate, steps.set_learning_rate,
                    first_step=first_step, after_epoch=save)
+        if index == 0 and events.head_search is not None:  # what the search cost is measured against
+            events.head_search.training_seconds = time.monotonic() - began
         first = loop.epoch + 1
     if isinstance(data, CachedData):  # the final classifier is the frozen base + this head: score what is cached
         validation = data.sets["validation"]

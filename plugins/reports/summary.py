@@ -95,8 +95,8 @@ class Page:
 
     def render(self):
         top1 = self.metrics.get("top_1_accuracy", self.confusion.correct / max(self.confusion.total, 1))
-        sections = [self.overview(top1), self.curves(), self.matrix(), self.per_class(), self.mistakes(),
-                    self.data_health(), self.files(), self.all_metrics()]
+        sections = [self.overview(top1), self.curves(), self.head_search(), self.matrix(), self.per_class(),
+                    self.mistakes(), self.data_health(), self.files(), self.all_metrics()]
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -163,6 +163,28 @@ class Page:
         if self.has(HISTORY_CSV):
             parts.append(f"<p>The numbers: {self.link(self.home / HISTORY_CSV, HISTORY_CSV)}.</p>")
         return "\n".join(parts)
+
+    def head_search(self):
+        """What the head search tried and chose (``metrics["head_search"]``), best first."""
+        search = self.metrics.get("head_search")
+        if not isinstance(search, dict) or not search.get("tried"):
+            return ""
+        keys = ("learning_rate", "weight_decay", "label_smoothing", "epochs")
+        fixed = set(search.get("fixed", ()))
+        chosen = ", ".join(f"{key} <b>{esc(search['chosen'][key])}</b>" for key in keys if key not in fixed)
+        kept = (f" The configuration sets {', '.join(esc(key) for key in keys if key in fixed)}, which the search left "
+                "as they are." if fixed else "")
+        rows = sorted(search["tried"], key=lambda row: (-row["cv_accuracy"], row["cv_loss"]))
+        header = "".join(f"<th>{esc(name)}</th>" for name in (*keys, "cross-validated accuracy", "loss"))
+        body = "".join(
+            "<tr>" + "".join(f'<td class="n">{esc(row[key])}</td>' for key in keys)
+            + f'<td class="n">{percent(row["cv_accuracy"])}</td><td class="n">{row["cv_loss"]:.4f}</td></tr>'
+            for row in rows)
+        return (f'<h2 id="head-search">Head search</h2>\n<p>The head\'s training settings were chosen by '
+                f"{esc(search['folds'])}-fold cross-validation on {esc(search['images'])} training images' features "
+                f"(never on the validation images): {len(rows)} heads, each scored after every epoch on the images "
+                f"it did not train on, in {search['seconds']:.1f} s. Chosen: {chosen}.{kept}</p>\n"
+                f"<table><tr>{header}</tr>{body}</table>")
 
     def matrix(self):
         confusion = self.confusion
