@@ -6,9 +6,13 @@ wall time, per-epoch seconds, Top-1.
 
     python bench/reference.py BASE_MODEL.h5 DATASET_DIR SIZE EPOCHS BATCH [--augment] [--seed N]
     python bench/reference.py BASE_MODEL.h5 DATASET_DIR SIZE 1 BATCH --extract
+    python bench/reference.py imagenet DATASET_DIR SIZE EPOCHS BATCH --imagenet [--seed N]
 
 --seed N (default 0) seeds Keras (tf.keras.utils.set_random_seed: Python, NumPy and TensorFlow, so the
 head's initial weights, dropout and flips) and the training set's shuffling.
+
+--imagenet: the base is Keras's MobileNetV2 (alpha 1.0, no top) with its ImageNet weights, built with
+tf.keras.applications as the SDK notebook does, instead of a saved model (BASE is then not read).
 
 --extract measures feature extraction instead of training, as a tutorial computes features:
 base + global average pooling, model.predict over the training folder (which also builds and warms
@@ -25,7 +29,17 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, extract=False):
+def load_base(base_path, size, imagenet=False):
+    """The frozen base: the saved model at ``base_path``, or with ``imagenet`` Keras's MobileNetV2 1.0 with
+    ImageNet weights."""
+    import tensorflow as tf
+
+    if imagenet:
+        return tf.keras.applications.MobileNetV2(input_shape=(size, size, 3), include_top=False, weights="imagenet")
+    return tf.keras.models.load_model(base_path, compile=False)
+
+
+def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, extract=False, imagenet=False):
     out_dir = tempfile.mkdtemp(prefix="tl-bench-reference-")
     import tensorflow as tf
 
@@ -45,7 +59,7 @@ def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, ex
     training = training.map(lambda x, y: (scale(x), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     validation = validation.map(lambda x, y: (scale(x), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
-    base = tf.keras.models.load_model(base_path, compile=False)
+    base = load_base(base_path, size, imagenet)
     base.trainable = False
     inputs = tf.keras.Input((size, size, 3))
     features = tf.keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))
@@ -88,5 +102,7 @@ if __name__ == "__main__":
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--extract", action="store_true")
+    parser.add_argument("--imagenet", action="store_true")
     args = parser.parse_args()
-    main(args.base, args.dataset, args.size, args.epochs, args.batch_size, args.augment, args.seed, args.extract)
+    main(args.base, args.dataset, args.size, args.epochs, args.batch_size, args.augment, args.seed, args.extract,
+         args.imagenet)

@@ -143,6 +143,14 @@ def test_the_search_beats_the_fixed_defaults_where_they_undertrain_and_reports_w
     assert head_search.SearchResult.from_dict(record).chosen == result.chosen
 
 
+def test_set_epochs_beyond_the_searched_ones_are_kept():
+    features, labels = blobs(10, classes=2, dim=8)
+    config = Config(epochs=500, given_keys=frozenset({"epochs"}))
+    result = search_head(FeatureSet(features, labels, np.arange(len(labels))), 2, config, 0, None, Reporter())
+    assert result.chosen["epochs"] == 500
+    assert {row["epochs"] for row in result.tried} == {head_search.MAX_EPOCHS}, "compared at the last epoch searched"
+
+
 def test_a_large_training_set_is_searched_on_a_stratified_sample(monkeypatch):
     monkeypatch.setattr(head_search, "SEARCH_IMAGES", 60)
     features, labels = blobs(50, classes=4, dim=16)

@@ -330,7 +330,7 @@ def search_head(training: FeatureSet, classes: int, config: RunConfig, seed: int
                       "cv_loss": round(float(loss[index, epoch]), 5)})
     best_index = max(range(len(tried)), key=lambda i: _rank(tried[i]))
     best = tried[best_index]
-    chosen = {key: best[key] for key in SEARCHED_KEYS}
+    chosen = {key: getattr(config, key) if key in fixed else best[key] for key in SEARCHED_KEYS}
     own = Settings(config.learning_rate, config.weight_decay, config.label_smoothing)
     default_accuracy = None
     if own in settings:

@@ -599,11 +599,12 @@ def content_digests(paths: Sequence[Sequence[str]]) -> list[list[str]]:
 
 def check_dataset(sets: Mapping[str, Any], dataset: DatasetIndex, settings: Settings, *, epochs: int,
                   batch_size: int, dropout: float, seed: int, class_weights: np.ndarray | None,
-                  reporter: Reporter) -> HealthReport:
+                  reporter: Reporter, near_duplicates: bool = True) -> HealthReport:
     """The data check of a run: duplicates among the cached features of both splits (:class:`FeatureSet` s, by
     split name), likely wrong labels from out-of-fold heads trained with ``settings`` on the training features
     (those of a stratified sample on a large dataset, :data:`tlcore.head_search.SEARCH_IMAGES`), and the
-    classes' counts. Nothing of the dataset is changed."""
+    classes' counts; without ``near_duplicates`` (features that do not tell photos apart), only identical files
+    are duplicates. Nothing of the dataset is changed."""
     import numpy as np
 
     with reporter.activity("Checking the data (duplicates, labels, classes)", delay=2.0):
@@ -625,7 +626,9 @@ def check_dataset(sets: Mapping[str, Any], dataset: DatasetIndex, settings: Sett
         names: list[str | None] = [None] * dataset.num_outputs
         for name, label in dataset.labels.items():
             names[label] = name
-        report = check_health({name: sets[name].features for name in SPLITS},
+        shown = {name: sets[name].features if near_duplicates else np.zeros((len(sets[name].labels), 1), np.float32)
+                 for name in SPLITS}
+        report = check_health(shown,
                               {name: np.asarray(sets[name].labels) for name in SPLITS},
                               {name: splits[name].paths for name in SPLITS}, names, digests=digests, oof_scores=oof)
         report.checked["label_check_images"] = int(len(rows))

@@ -713,8 +713,13 @@ def _check_data(data: CachedData | StreamedData, dataset: DatasetIndex, config: 
     from tlcore.head_search import MAX_EPOCHS, Settings
     from tlcore.health import check_dataset
 
+    random_base = config.weights is None and config.source_keras_model is None \
+        and config.options.get("source_torch_model") is None
     if isinstance(data, CachedData):
         sets = data.sets
+        if random_base:  # random projections: unrelated images come out alike
+            reporter.info("Data check: the base has random weights, so near-duplicates are not looked for (identical "
+                          "files are)")
     else:
         reporter.info("Data check: features are not computed once in this run, so it looks for identical files and "
                       "checks the classes only (tl check looks for near-duplicates and wrong labels too)")
@@ -725,7 +730,8 @@ def _check_data(data: CachedData | StreamedData, dataset: DatasetIndex, config: 
                                     np.zeros(0, np.int64))
     settings = Settings(config.learning_rate, config.weight_decay, config.label_smoothing)
     return check_dataset(sets, dataset, settings, epochs=min(config.epochs, MAX_EPOCHS), batch_size=config.batch_size,
-                         dropout=config.dropout, seed=seed, class_weights=weights, reporter=reporter)
+                         dropout=config.dropout, seed=seed, class_weights=weights, reporter=reporter,
+                         near_duplicates=not random_base)
 
 
 def scored_by_workers(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
