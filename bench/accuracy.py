@@ -125,7 +125,8 @@ def run_tl(method, dataset, seed, folder, quantize, convert):
     search = metrics.get("head_search")
     if search:
         record["head_search"] = {"chosen": search.get("chosen"), "cv_accuracy": search.get("cv_accuracy"),
-                                 "seconds": search.get("seconds")}
+                                 "seconds": search.get("seconds"),
+                                 "head_training_seconds": search.get("head_training_seconds")}
     if quantize:
         record["quantized_top_1"] = metrics.get("quantized_top_1_accuracy")
         record["quantized_balanced"] = balanced(metrics.get("quantized_per_class"))
@@ -227,7 +228,9 @@ def execute(args):
                 f", balanced {record['balanced']:.4f}" if record.get("balanced") is not None else "") + (
                 f", quantized {record['quantized_top_1']:.4f}" if record.get("quantized_top_1") is not None else "")
             print(f"{shown}; {record['seconds']:.0f} s"
-                  + (f"; head search chose {record['head_search']['chosen']}" if record.get("head_search") else ""),
+                  + (f"; head search chose {record['head_search']['chosen']} in {record['head_search']['seconds']} s "
+                     f"(the head then trained in {record['head_search']['head_training_seconds']} s)"
+                     if record.get("head_search") else ""),
                   flush=True)
         done = [old for old in done if key(old) != key(record)] + [record]
         args.out.write_text(json.dumps({"settings": settings(args), "runs": done}, indent=1))
