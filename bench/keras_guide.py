@@ -29,6 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.reference import epoch_timer  # noqa: E402
 
 
 def main(base_path, dataset, size, epochs, fine_tune_epochs, batch_size, seed=0, imagenet=False, fine_tune_at=100,
@@ -65,22 +66,15 @@ def main(base_path, dataset, size, epochs, fine_tune_epochs, batch_size, seed=0,
 
     epoch_seconds = []
 
-    class Timer(tf.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.monotonic() - self.start)
-
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["acc"])
-    model.fit(training, epochs=epochs, verbose=0, callbacks=[Timer()])
+    model.fit(training, epochs=epochs, verbose=0, callbacks=[epoch_timer(epoch_seconds)])
     if fine_tune_epochs:
         base.trainable = True
         for layer in base.layers[:fine_tune_at]:
             layer.trainable = False
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy",
                       metrics=["acc"])
-        model.fit(training, epochs=fine_tune_epochs, verbose=0, callbacks=[Timer()])
+        model.fit(training, epochs=fine_tune_epochs, verbose=0, callbacks=[epoch_timer(epoch_seconds)])
     truth = np.concatenate([y.numpy() for _, y in validation])
     predicted = model.predict(validation, verbose=0).argmax(axis=1)
     recalls = [float((predicted[truth == label] == label).mean()) for label in np.unique(truth)]

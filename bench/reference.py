@@ -39,6 +39,20 @@ def load_base(base_path, size, imagenet=False):
     return tf.keras.models.load_model(base_path, compile=False)
 
 
+def epoch_timer(seconds):
+    """A Keras callback that appends each epoch's duration to ``seconds``."""
+    import tensorflow as tf
+
+    class Timer(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.monotonic() - self.start)
+
+    return Timer()
+
+
 def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, extract=False, imagenet=False):
     out_dir = tempfile.mkdtemp(prefix="tl-bench-reference-")
     import tensorflow as tf
@@ -78,14 +92,7 @@ def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, ex
 
     epoch_seconds = []
 
-    class Timer(tf.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.monotonic() - self.start)
-
-    model.fit(training, validation_data=validation, epochs=epochs, verbose=0, callbacks=[Timer()])
+    model.fit(training, validation_data=validation, epochs=epochs, verbose=0, callbacks=[epoch_timer(epoch_seconds)])
     model.save(os.path.join(out_dir, "saved_model"), save_format="tf", include_optimizer=False)
     _, top1 = model.evaluate(validation, verbose=0)
     print(json.dumps({"wall_seconds": time.monotonic() - started, "epoch_seconds": epoch_seconds,

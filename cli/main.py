@@ -172,17 +172,10 @@ def run(configuration, overrides, blocked, extra, resume, debug):
     state is saved in output_dir/.tl-checkpoint/ (removed when the run ends), so an
     interrupted run continues with --resume.
     """
-    from tlcore.prepare import prepare
-    from tlcore.report import Reporter
     from tlcore.run import run as run_flow
 
     with guarded(debug, "saved_model and results.json"):
-        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra,
-                           overrides=parse_overrides(overrides))
-        reporter = Reporter(debug=debug)
-        _header(reporter, prepared)
-        for note in prepared.notes:
-            reporter.warning(note)
+        prepared, reporter = _start(configuration_path(configuration), overrides, blocked, extra, debug)
         run_flow(prepared.config, prepared.manager, reporter, debug=debug, resume=resume)
 
 
@@ -202,9 +195,7 @@ def quantize(configuration, overrides, blocked, extra, debug):
     (it writes model.tflite, model_quantized.tflite and results.json as the notebook did).
     """
     from tlcore.errors import ConfigError
-    from tlcore.prepare import prepare
     from tlcore.quantization import quantize as quantize_flow
-    from tlcore.report import Reporter
     from tlcore.sdk_quantize import is_sdk_form
 
     with guarded(debug, "output_dir/imx500 and results.json"):
@@ -215,11 +206,7 @@ def quantize(configuration, overrides, blocked, extra, debug):
                                   "own configuration: edit the file instead")
             _quantize_sdk(path, blocked, extra, debug)
             return
-        prepared = prepare(path, builtin_plugins(), blocked, extra, overrides=parse_overrides(overrides))
-        reporter = Reporter(debug=debug)
-        _header(reporter, prepared)
-        for note in prepared.notes:
-            reporter.warning(note)
+        prepared, reporter = _start(path, overrides, blocked, extra, debug)
         quantize_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
@@ -238,17 +225,10 @@ def check(configuration, overrides, blocked, extra, debug):
     imbalance. Writes data_health.csv and data_health.json to evaluate_result_dir;
     the dataset is never changed. Exits 0 when it only has findings.
     """
-    from tlcore.prepare import prepare
-    from tlcore.report import Reporter
     from tlcore.run import check as check_flow
 
     with guarded(debug, "data_health.csv and data_health.json"):
-        prepared = prepare(configuration_path(configuration), builtin_plugins(), blocked, extra,
-                           overrides=parse_overrides(overrides))
-        reporter = Reporter(debug=debug)
-        _header(reporter, prepared)
-        for note in prepared.notes:
-            reporter.warning(note)
+        prepared, reporter = _start(configuration_path(configuration), overrides, blocked, extra, debug)
         check_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
@@ -264,6 +244,20 @@ def _quantize_sdk(path, blocked, extra, debug):
     for note in notes:
         reporter.warning(note)
     quantize_sdk(path, manager, reporter, debug=debug)
+
+
+def _start(path, overrides, blocked, extra, debug):
+    """The plugins and the checked configuration of a command's run, and its reporter, after the header line and
+    any warnings about them."""
+    from tlcore.prepare import prepare
+    from tlcore.report import Reporter
+
+    prepared = prepare(path, builtin_plugins(), blocked, extra, overrides=parse_overrides(overrides))
+    reporter = Reporter(debug=debug)
+    _header(reporter, prepared)
+    for note in prepared.notes:
+        reporter.warning(note)
+    return prepared, reporter
 
 
 def _header(reporter, prepared):
