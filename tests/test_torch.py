@@ -4,12 +4,13 @@ import io
 import json
 import re
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.builders import texture_dataset, write_config
-from tests.conftest import Project, one_line_error, run_tl
+from tests.conftest import REPO, Project, one_line_error, run_tl
 from tlcore.errors import ModelError
 from tlcore.report import Reporter
 
@@ -374,3 +375,39 @@ def test_tl_check_checks_the_data_without_training(textures, tmp_path, framework
         dataset / "validation" / "brick" / "copy-of-a-training-image.jpg")])]
     assert (tmp_path / "results" / "data_health.csv").is_file()
     assert not (tmp_path / "out" / "saved_model").exists() and not (tmp_path / "results" / "results.json").exists()
+
+
+KERAS_IMAGENET = Path("~/.keras/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").expanduser()
+
+
+@pytest.mark.tensorflow
+@pytest.mark.skipif(not KERAS_IMAGENET.is_file(), reason="real ImageNet MobileNetV2 weights are not in Keras' cache "
+                    "(they download on first use where the network allows)")
+def test_on_real_features_the_check_finds_a_cropped_copy_and_a_flipped_label(tmp_path):
+    """examples/photos with a copy of a training photo, cropped by 8 % and re-encoded, put in validation, and a
+    fish photo moved into the tool class: both are found, the fish first among the label findings."""
+    import shutil
+
+    from PIL import Image
+
+    photos = REPO / "examples" / "photos" / "dataset"
+    dataset = tmp_path / "dataset"
+    shutil.copytree(photos, dataset)
+    original = sorted((dataset / "training" / "animal").iterdir())[0]
+    with Image.open(original) as image:
+        width, height = image.size
+        image.convert("RGB").crop((width * 4 // 100, height * 4 // 100, width * 96 // 100, height * 96 // 100)).save(
+            dataset / "validation" / "animal" / "cropped.jpg", quality=70)
+    fish = sorted((dataset / "training" / "fish").iterdir())[0]
+    flipped = dataset / "training" / "tool" / fish.name
+    fish.rename(flipped)
+    project = Project(tmp_path)
+    project.values.update(dataset_training_dir="dataset/training", dataset_validation_dir="dataset/validation",
+                          batch_size=32, input_tensor_size=224, seed=0, framework="keras")
+    result = run_tl("check", project.write(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    findings = json.loads((tmp_path / "results" / "data_health.json").read_text())["findings"]
+    across = [sorted(f["paths"]) for f in findings if f["kind"] == "duplicate_across_splits"]
+    assert sorted([str(original), str(dataset / "validation" / "animal" / "cropped.jpg")]) in across
+    labels = [f for f in findings if f["kind"] == "likely_mislabelled"]
+    assert labels and labels[0]["paths"] == [str(flipped)] and labels[0]["labels"][1] == "fish", labels[:3]
