@@ -417,7 +417,7 @@ def test_parts_and_shares_split_a_batch_among_workers_exactly_once(size):
 def test_an_images_dropout_depends_on_the_seed_epoch_and_image_only():
     import numpy as np
 
-    from tlcore.training import sample_keys, sample_uniform
+    from tlcore.sampling import sample_keys, sample_uniform
 
     keys = sample_keys(7, 3, [0, 1, 2, 3, 4, 5])
     alone = sample_uniform(sample_keys(7, 3, [4]), 1280)

@@ -265,7 +265,7 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
                  reporter: Reporter, answered: dict[str, str], path: Path) -> Package:
     """Calibrate on ``dataset.training``, quantize, export into ``path``, load the export back and evaluate it
     on ``dataset.validation`` with raw pixels, and convert it for the device."""
-    from tlcore.training import run_seed
+    from tlcore.sampling import run_seed
 
     if preprocessing.channel_order != "RGB":
         raise ConfigError("the IMX500 gives RGB images; a model trained on BGR input cannot be quantized for it")
@@ -290,7 +290,7 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
 def tflite_models(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
                   reporter: Reporter, answered: dict[str, str], path: Path) -> dict[str, dict[str, Any]]:
     """Write the framework's TFLite models into ``path`` and evaluate both: ``{"float": metrics, "quantized": metrics}``."""
-    from tlcore.training import run_seed
+    from tlcore.sampling import run_seed
 
     indices = calibration_indices(dataset.training, config.quantization_images, run_seed(config))
     calibration = Calibration(dataset.training, indices, preprocessing, min(config.batch_size, 32), config.bad_images)

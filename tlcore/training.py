@@ -20,9 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from tlcore.head_search import search_enabled
-from tlcore.sampling import epoch_order, run_seed, sample_keys, sample_uniform, view_choice
-
-__all__ = ["epoch_order", "run_seed", "sample_keys", "sample_uniform"]  # where trainers have always found them
+from tlcore.sampling import epoch_order, run_seed, sample_keys, view_choice
 
 if TYPE_CHECKING:
     from pathlib import Path

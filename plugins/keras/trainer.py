@@ -66,7 +66,7 @@ class KerasSteps:
     """The training and test steps of one phase: on features (``cached``) only the head trains, else images go
     through the whole classifier (its base in inference mode).
 
-    Dropout is drawn from each image's key (:func:`tlcore.training.sample_uniform`), so an image gets the same
+    Dropout is drawn from each image's key (:func:`tlcore.sampling.sample_uniform`), so an image gets the same
     dropout whichever worker, or batch, has it. With a strategy (several workers, or several local devices),
     each step runs in it (``strategy.run``), each device on its part of this worker's batch: the loss is the
     device's share of the batch's mean (its part's sum over the whole batch's size), ``apply_gradients`` adds the
@@ -170,7 +170,7 @@ class KerasSteps:
         if keys is None:  # a caller without per-image keys: dropout drawn afresh
             uniform = np.random.default_rng().random((count, self.dim), dtype=np.float32)
         else:
-            from tlcore.training import sample_uniform
+            from tlcore.sampling import sample_uniform
 
             uniform = sample_uniform(keys, self.dim)
         return (uniform >= self.rate).astype(np.float32)

@@ -167,7 +167,7 @@ class TorchSteps:
             dropout, linear = self.classifier.head
             if keys is None or not dropout.p:
                 return self.classifier.head(features).float()
-            from tlcore.training import sample_uniform
+            from tlcore.sampling import sample_uniform
 
             kept = self.device.tensor(sample_uniform(keys, features.shape[1]) >= dropout.p)
             return linear(features * kept / (1.0 - dropout.p)).float()
