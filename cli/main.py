@@ -3,6 +3,7 @@
 import atexit
 import signal
 import sys
+import threading
 from contextlib import contextmanager
 
 import click
@@ -31,6 +32,49 @@ def _fresh_line():
 
 def _raise_terminated(signum, frame):
     raise Terminated()
+
+
+@contextmanager
+def _signals_wake_the_main_thread():
+    """Make Ctrl-C and SIGTERM stop a main thread that waits in a blocking call.
+
+    The kernel hands a process's signal to any of its threads that does not block it: with a framework's thread
+    pools running, often not the main one. Python then only marks the signal, and the main thread, asleep or in
+    a system call, would not see it until that call returns (minutes, when it is a plugin's wait). Python
+    writes every signal's number to the wakeup file; a watcher thread reads it and sends the main thread a
+    signal of its own (SIGURG, handled by doing nothing), which ends the call so the real handler runs.
+    """
+    if not hasattr(signal, "pthread_kill") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import os
+
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        previous_urg = signal.signal(signal.SIGURG, lambda signum, frame: None)
+    except ValueError:  # another wakeup file is in use (an event loop's): leave it alone
+        os.close(read)
+        os.close(write)
+        yield
+        return
+    main_thread = threading.get_ident()
+    wanted = {signal.SIGINT, signal.SIGTERM}
+
+    def watch():
+        while data := os.read(read, 64):
+            if wanted.intersection(data):
+                signal.pthread_kill(main_thread, signal.SIGURG)
+        os.close(read)
+
+    threading.Thread(target=watch, name="tl-signal-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        signal.signal(signal.SIGURG, previous_urg)
+        os.close(write)  # the watcher reads the end of the file and stops
 
 
 def _quiet_shutdown():
@@ -97,7 +141,8 @@ def guarded(debug, outputs):
     previous_handlers = {signal.SIGINT: signal.getsignal(signal.SIGINT),
                          signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
     try:
-        yield
+        with _signals_wake_the_main_thread():
+            yield
         for signum in (signal.SIGINT, signal.SIGTERM):  # done: a late Ctrl-C must not turn success into failure
             signal.signal(signum, signal.SIG_IGN)
     except KeyboardInterrupt as stop:

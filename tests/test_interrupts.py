@@ -86,3 +86,24 @@ def test_a_signal_in_any_phase_stops_quickly_and_keeps_previous_outputs(previous
     assert ("Terminated" if signum == signal.SIGTERM else "Interrupted") in output
     assert snapshot(root) == before, f"{phase}: outputs changed or partial files left"
     assert json.loads((root / "results" / "results.json").read_text())["num_images"] == 4
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_another_thread_receives_still_stops_a_waiting_run(previous_run, signum):
+    """The kernel may hand the signal to a framework's thread while the main thread waits in a plugin's call;
+    the run stops all the same, as quickly."""
+    root, config, before = previous_run
+    process = start(config, "-p", "tests.slow_phase",
+                    env={"TL_TEST_SLOW_HOOK": "tl_load_base_model", "TL_TEST_SIGNAL_FROM_THREAD": signum.name})
+    output = wait_for(process, "SIGNALLED")
+    sent = time.monotonic()
+    try:
+        code = process.wait(timeout=30)
+    finally:
+        process.kill()
+    stopped_after = time.monotonic() - sent
+    output += process.stdout.read()
+    assert code == (128 + signum if signum == signal.SIGTERM else 130), output
+    assert stopped_after < 5, f"took {stopped_after:.1f} s to stop"
+    assert "Traceback" not in output, output
+    assert snapshot(root) == before

@@ -155,23 +155,16 @@ class StagedFiles:
 def signals_deferred():
     """Hold Ctrl-C and SIGTERM until the block ends, so that moving outputs into place is never cut in half.
 
-    Where there are no signal masks (Windows), handlers remember a signal that arrives and
-    deliver it when the block ends.
+    The handlers are swapped for ones that remember the signal, and the one tl run installed is called when
+    the block ends. (A signal mask would not do: the kernel hands a signal the main thread blocks to another
+    thread, a framework's for instance, and Python runs the handler in the main thread all the same.)
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    if hasattr(signal, "pthread_sigmask"):
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
-            yield
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        return
     received: list[int] = []
     handlers: dict[int, Any] = {}
-    for signum in held:
+    for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             handlers[signum] = signal.signal(signum, lambda number, frame: received.append(number))
         except (OSError, ValueError):
@@ -186,7 +179,7 @@ def signals_deferred():
             if callable(handler):
                 handler(received[0], None)  # the handler tl run installed: it raises the interrupt
             else:
-                raise KeyboardInterrupt
+                signal.raise_signal(received[0])  # its default action (or none, where it is ignored)
 
 
 def flush(path):
