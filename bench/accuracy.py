@@ -87,7 +87,7 @@ DONE = re.compile(r"^(Quantizing|Converting for the IMX500[^:]*)[^:\n]*: done in
 
 def tl_command():
     beside = Path(sys.executable).parent / "tl"
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "cli"]
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "tlcli"]
 
 
 def measured(command, folder):

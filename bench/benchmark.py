@@ -35,7 +35,7 @@ both tl ("source_keras_model") and the reference, so both train on the same feat
 Torch: tl with "framework": "torch" against bench/torch_reference.py (ImageFolder +
 DataLoader + a loop forwarding through the whole model every epoch). The base is
 torchvision's mobilenet_v2(width_mult=alpha) with tl's own random initialisation
-(plugins.torch.base_model.random_initialise; --weights imagenet: torchvision's ImageNet
+(tlplugins.torch.base_model.random_initialise; --weights imagenet: torchvision's ImageNet
 weights, if cached), saved once with torch.save(model.state_dict()) and loaded by both
 tl ("weights": that file) and the reference.
 
@@ -127,7 +127,7 @@ def save_torch_base(path, size, alpha, weights, seed):
     import torch
     import torchvision
 
-    from plugins.torch.base_model import random_initialise
+    from tlplugins.torch.base_model import random_initialise
 
     model = torchvision.models.mobilenet_v2(weights=None, width_mult=alpha)
     if weights is None:
@@ -167,7 +167,7 @@ def measured(command, workdir):
 
 
 def run_tl(config, workdir):
-    result = measured([sys.executable, "-m", "cli", "run", "-p", "bench.epoch_timer", str(config)], workdir)
+    result = measured([sys.executable, "-m", "tlcli", "run", "-p", "bench.epoch_timer", str(config)], workdir)
     out = Path(json.loads(config.read_text())["output_dir"])
     result["top_1_accuracy"] = json.loads((out / "results.json").read_text())["top_1_accuracy"]
     result["epoch_seconds"] = json.loads((out / "epoch_seconds.json").read_text())
@@ -196,7 +196,7 @@ def startup_seconds(args_list, repeats=11):
     times = []
     for _ in range(repeats):
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "cli", *args_list], env=ENV, capture_output=True)
+        subprocess.run([sys.executable, "-m", "tlcli", *args_list], env=ENV, capture_output=True)
         times.append(time.monotonic() - started)
     return statistics.median(times)
 

@@ -60,9 +60,9 @@ def main():
             "input_tensor_size": args.input_size, "epochs": args.epochs, "seed": 0, "output_dir": "out",
             "evaluate_result_dir": "out"}))
         print(f"[{framework}] tl run ...", flush=True)
-        trained = measured([sys.executable, "-m", "cli", "run", str(config)], workdir, f"{framework}-run")
+        trained = measured([sys.executable, "-m", "tlcli", "run", str(config)], workdir, f"{framework}-run")
         print(f"[{framework}] tl quantize ...", flush=True)
-        quantized = measured([sys.executable, "-m", "cli", "quantize", str(config)], workdir, f"{framework}-quantize")
+        quantized = measured([sys.executable, "-m", "tlcli", "quantize", str(config)], workdir, f"{framework}-quantize")
         steps = {name.split(" (")[0].split(" with ")[0]: float(seconds) for name, seconds in
                  DONE.findall(quantized["stdout"])}
         results = json.loads((folder / "out" / "results.json").read_text())  # tl quantize adds quantized_*

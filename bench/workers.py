@@ -32,7 +32,7 @@ TWO_CPU_DEVICES = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cli.main import entry
+from tlcli.main import entry
 entry()
 """
 """``tl`` in one process whose CPU TensorFlow sees as 2 devices."""
@@ -67,7 +67,7 @@ def run(framework, workers, dataset, args, workdir, mirrored=False):
               "batch_size": args.batch_size, "seed": 0, "worker_timeout": 120}
     processes = []
     started = time.monotonic()
-    command = [sys.executable, "-c", TWO_CPU_DEVICES, "run"] if mirrored else [sys.executable, "-m", "cli", "run"]
+    command = [sys.executable, "-c", TWO_CPU_DEVICES, "run"] if mirrored else [sys.executable, "-m", "tlcli", "run"]
     for rank, environment in enumerate(environments(framework, workers)):
         root = workdir / f"{framework}-{workers}-{rank}{'-mirrored' if mirrored else ''}"
         root.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,3 @@
-from cli.main import entry
+from tlcli.main import entry
 
 entry()

@@ -4,7 +4,7 @@ import json
 
 import click
 
-from cli.plugins import builtin_plugins, plugin_option
+from tlcli.plugins import builtin_plugins, plugin_option
 
 
 @click.group()
@@ -24,7 +24,7 @@ def schema(extra):
     VS Code, PyCharm and other editors then complete the keys and check the values.
     The schema describes the plugins installed now: make it again after installing one.
     """
-    from cli.main import guarded
+    from tlcli.main import guarded
     from tlcore.pluginmanager import make_plugin_manager
     from tlcore.schema import json_schema
 

@@ -13,10 +13,10 @@ from tlcore.calls import describe_exception
 from tlcore.errors import TLError, one_line
 from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
-from cli.config import config
-from cli.init import init
-from cli.plugins import builtin_plugins, plugin_option, plugins
-from cli.predict import predict
+from tlcli.config import config
+from tlcli.init import init
+from tlcli.plugins import builtin_plugins, plugin_option, plugins
+from tlcli.predict import predict
 
 EXIT_INTERRUPTED = 130
 
@@ -93,7 +93,7 @@ HEAVY = ("tensorflow", "torch")
 
 
 def entry():
-    """The ``tl`` command (and ``python -m cli``): :func:`main`, and then, when a framework was loaded, the
+    """The ``tl`` command (and ``python -m tlcli``): :func:`main`, and then, when a framework was loaded, the
     process ends at once. Every output is written, flushed and closed by then; what is left to tear down
     is the framework's runtime, about a second of a short run's wall time."""
     try:

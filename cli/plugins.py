@@ -9,7 +9,7 @@ from tlcore.pluginmanager import DISABLE_ENV
 
 def builtin_plugins():
     """Module names of the built-in plugins."""
-    from plugins import BUILTIN_PLUGINS
+    from tlplugins import BUILTIN_PLUGINS
 
     return BUILTIN_PLUGINS
 

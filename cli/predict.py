@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.plugins import builtin_plugins, plugin_option
+from tlcli.plugins import builtin_plugins, plugin_option
 
 
 @click.command()
@@ -39,7 +39,7 @@ def predict(model_dir, images, top_k, as_json, as_csv, quantized, blocked, extra
       tl predict output/saved_model photos/ --top-k 3 --json > predictions.json
       tl predict output photos/ --quantized --csv
     """
-    from cli.main import guarded
+    from tlcli.main import guarded
     from tlcore.prediction import predict as predict_images
     from tlcore.prepare import load_plugins
     from tlcore.report import Reporter

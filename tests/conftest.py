@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from tlcli.main import main
 from tests.builders import write_config, write_labels
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,7 +115,7 @@ def run_tl(*args, cwd=None, env=None, timeout=600):
     """``tl`` as a real subprocess (same interpreter), with the repository importable."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *map(str, args)], cwd=cwd, env=full_env,
+        [sys.executable, "-m", "tlcli", *map(str, args)], cwd=cwd, env=full_env,
         capture_output=True, text=True, timeout=timeout,
     )
 

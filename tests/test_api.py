@@ -139,7 +139,7 @@ def test_an_interrupted_call_keeps_the_earlier_outputs_and_the_signal_handlers(c
 
 def test_importing_tlcore_and_its_api_loads_no_framework():
     code = ("import sys, tlcore; tlcore.train, tlcore.predict, tlcore.quantize, tlcore.list_plugins; "
-            "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch', 'plugins', 'keras')])")
+            "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch', 'tlplugins', 'keras')])")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -8,7 +8,7 @@ import textwrap
 
 from click.testing import CliRunner
 
-from cli.main import main
+from tlcli.main import main
 from tests.conftest import REPO, one_line_error, run_tl
 from tlcore import __version__
 
@@ -128,7 +128,7 @@ def test_entry_point_plugins_are_discovered_and_broken_ones_listed(tmp_path):
 def test_cli_imports_no_tensorflow_to_list_plugins_or_report_a_config_error(tmp_path):
     probe = (
         "import sys, runpy; sys.argv = ['tl'] + sys.argv[1:]\n"
-        "try:\n    runpy.run_module('cli', run_name='__main__')\n"
+        "try:\n    runpy.run_module('tlcli', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         "print('TF' if 'tensorflow' in sys.modules else 'NO-TF')\n"
     )

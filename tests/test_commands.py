@@ -7,7 +7,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from tlcli.main import main
 from tests.builders import solid_jpegs
 from tests.conftest import REPO, one_line_error
 
@@ -153,7 +153,7 @@ def test_the_new_commands_start_without_a_framework():
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom click.testing import CliRunner\nfrom cli.main import main\n"
+    probe = ("import sys\nfrom click.testing import CliRunner\nfrom tlcli.main import main\n"
              "for args in (['config', 'schema'], ['init', '--help'], ['predict', '--help']):\n"
              "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')))")

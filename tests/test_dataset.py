@@ -10,7 +10,7 @@ from tlcore.config import load_config
 from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import DatasetError
 from tlcore.report import Reporter
-from plugins.datasets.imagenet_folder import tl_load_dataset
+from tlplugins.datasets.imagenet_folder import tl_load_dataset
 
 
 def index(project, **changes):
@@ -291,7 +291,7 @@ def test_phone_photos_with_data_after_the_image_are_used(project):
 def test_an_unreadable_folder_is_an_error_not_an_empty_class(project, monkeypatch):
     import os
 
-    from plugins.datasets import imagenet_folder
+    from tlplugins.datasets import imagenet_folder
 
     real_walk = os.walk
 

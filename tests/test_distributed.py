@@ -65,7 +65,7 @@ class Cluster:
 def start(root, **environment):
     """``tl run`` in ``root`` with ``environment`` added."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **environment}
-    return subprocess.Popen([sys.executable, "-m", "cli", "run", "configuration.json"], cwd=root, env=env,
+    return subprocess.Popen([sys.executable, "-m", "tlcli", "run", "configuration.json"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -205,7 +205,7 @@ def test_a_worker_that_dies_stops_the_run_and_restarted_workers_continue_from_th
 def test_torchrun_starts_the_workers(tmp_path):
     root = machine(tmp_path, epochs=1)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-                           "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "cli", "run",
+                           "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "tlcli", "run",
                            "configuration.json"], cwd=root, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -317,7 +317,7 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cli.main import entry
+from tlcli.main import entry
 sys.argv[0] = "tl"
 entry()
 """
@@ -346,8 +346,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from types import SimpleNamespace
-import plugins.keras.distributed as distributed
-from plugins.keras.trainer import KerasTrainable, build_classifier
+import tlplugins.keras.distributed as distributed
+from tlplugins.keras.trainer import KerasTrainable, build_classifier
 from tlcore.distributed import SINGLE
 
 

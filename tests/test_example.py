@@ -99,7 +99,7 @@ def test_readmes_first_command_on_a_fresh_clone_network_aside(tmp_path):
     if not (clone / folder / "configuration.json").exists():
         pytest.fail(f"a fresh clone has no {folder}/configuration.json: commit the example")
     result = subprocess.run(
-        [sys.executable, "-m", "cli", *arguments, *OFFLINE_AND_SMALL], cwd=clone / folder,
+        [sys.executable, "-m", "tlcli", *arguments, *OFFLINE_AND_SMALL], cwd=clone / folder,
         env={**os.environ, "PYTHONPATH": str(clone)}, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^Top-1 accuracy: ", result.stdout, re.MULTILINE), result.stdout

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from plugins.datasets.imagenet_folder import tl_load_dataset
+from tlplugins.datasets.imagenet_folder import tl_load_dataset
 from tlcore.config import load_config
 from tlcore.features import CACHE_FOLDER, cached_features
 from tlcore.preprocessing import PRESETS, Preprocessing

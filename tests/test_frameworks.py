@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from plugins import BUILTIN_PLUGINS
+from tlplugins import BUILTIN_PLUGINS
 from tests.conftest import one_line_error
 from tests.test_run import run_with, write_plugin
 from tlcore.config import load_config

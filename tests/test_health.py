@@ -268,7 +268,7 @@ def dataset_index(root):
 
 def summary_page(tmp_path, index, health_report):
     """summary.html of constructed predictions over ``index`` (no framework), with ``health_report``."""
-    from plugins.reports import summary
+    from tlplugins.reports import summary
     from tlcore.evaluation import Predictions
 
     predictions = Predictions(scores=np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]], np.float32),
@@ -291,7 +291,7 @@ def summary_page(tmp_path, index, health_report):
 
 
 def test_the_summary_shows_the_data_health_with_pictures_of_both_duplicates(tmp_path):
-    from plugins.reports import summary
+    from tlplugins.reports import summary
 
     index = dataset_index(tmp_path / "dataset")
     page, _ = summary_page(tmp_path / "none", index, None)

@@ -52,7 +52,7 @@ def preset(name, size=32, **changes):
 
 def model_inputs(tmp_path, preprocessing=None):
     """The model inputs tl makes of the files under ``tmp_path/images`` (indexed like a run does)."""
-    from plugins.datasets.imagenet_folder import index_split
+    from tlplugins.datasets.imagenet_folder import index_split
     from tlcore.report import Reporter
 
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())

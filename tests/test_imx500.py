@@ -104,7 +104,7 @@ def test_gptq_runs_and_reports_its_steps(textures, tmp_path):
     project.write(quantization_method="gptq", gptq_epochs=1, quantization_images=32)
     from click.testing import CliRunner
 
-    from cli.main import main
+    from tlcli.main import main
 
     result = CliRunner().invoke(main, ["quantize", str(project.config_path), "--block", "imx500.converter"])
     assert result.exit_code == 0, result.output
@@ -119,7 +119,7 @@ def test_a_keras_layer_the_imx500_refuses_stops_the_run_before_training(tmp_path
 
     import tensorflow as tf
 
-    from plugins.imx500.layers import tl_check_model
+    from tlplugins.imx500.layers import tl_check_model
     from tests.test_torch import user_config
     from tlcore.errors import ModelError
     from tlcore.report import Reporter
@@ -146,7 +146,7 @@ def test_a_torch_layer_the_imx500_refuses_is_named(tmp_path):
 
     from torch import nn
 
-    from plugins.imx500.layers import tl_check_model
+    from tlplugins.imx500.layers import tl_check_model
     from tests.test_torch import user_config
     from tlcore.errors import ModelError
     from tlcore.report import Reporter

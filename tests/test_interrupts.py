@@ -28,7 +28,7 @@ def previous_run(tmp_path_factory):
 
 def start(config, *args, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", str(config), *args],
+        [sys.executable, "-m", "tlcli", "run", str(config), *args],
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

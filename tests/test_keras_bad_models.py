@@ -26,7 +26,7 @@ def config_for(path, size=32):
 
 
 def load(path):
-    from plugins.keras.base_model import tl_load_base_model
+    from tlplugins.keras.base_model import tl_load_base_model
 
     return tl_load_base_model(config=config_for(path), reporter=Reporter(stream=io.StringIO(), err=io.StringIO()))
 
@@ -73,7 +73,7 @@ def test_a_folder_that_is_not_a_saved_model(tmp_path):
 def test_not_enough_disk_space_is_reported_before_training(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from tlcli.main import main
     from tests.builders import colour_project
 
     config = colour_project(tmp_path)

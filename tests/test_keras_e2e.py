@@ -247,7 +247,7 @@ class LiveRun:
 
     def __init__(self, config):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "run", str(config)],
+            [sys.executable, "-m", "tlcli", "run", str(config)],
             env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

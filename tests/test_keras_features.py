@@ -43,7 +43,7 @@ def test_the_feature_cache_key_changes_with_the_weights_and_only_then(tiny):
     """The Keras pack's model key: the disk cache is reused while the extractor's weights are unchanged."""
     import tensorflow as tf
 
-    from plugins.keras.trainer import model_key
+    from tlplugins.keras.trainer import model_key
 
     inputs = tf.keras.Input((32, 32, 3))
     model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(4, 3)(inputs)))

@@ -35,7 +35,7 @@ def conv_base(tf, size=32, name="conv_base"):
 
 
 def remove_top(model, reporter):
-    from plugins.top_removal.classifier_head import tl_remove_top_layer
+    from tlplugins.top_removal.classifier_head import tl_remove_top_layer
 
     return tl_remove_top_layer(model=model, reporter=reporter)
 
@@ -120,8 +120,8 @@ def test_sequential_model_wrapping_a_base_is_cut_after_pooling(tf, reporter):
 
 def test_a_model_tl_saved_can_be_the_base_of_the_next_run(tf, tmp_path, reporter):
     """Re-training from tl's own SavedModel: its head is removed and the features come from the nested base."""
-    from plugins.keras.saved_model import tl_save_model
-    from plugins.keras.trainer import build_classifier
+    from tlplugins.keras.saved_model import tl_save_model
+    from tlplugins.keras.trainer import build_classifier
 
     user = conv_base(tf)
     pooled = tf.keras.layers.GlobalAveragePooling2D(name="gap")(user.output)
@@ -156,7 +156,7 @@ def config_with_model(tmp_path, model_path, size=32):
 
 
 def load_base(config, reporter):
-    from plugins.keras.base_model import tl_load_base_model
+    from tlplugins.keras.base_model import tl_load_base_model
 
     return tl_load_base_model(config=config, reporter=reporter)
 
@@ -256,7 +256,7 @@ def test_savedmodel_folder_loads(tf, tmp_path, reporter):
 def test_random_mobilenet_v2_features_are_informative_not_vanishing(tf):
     """Keras' default initialisation makes a frozen MobileNetV2's features ~1e-10; tl's random initialisation
     keeps them at unit size, so "weights": null still gives features a head can learn from."""
-    from plugins.keras.base_model import random_initialise
+    from tlplugins.keras.base_model import random_initialise
 
     model = tf.keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
     images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")

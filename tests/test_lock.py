@@ -30,7 +30,7 @@ def test_a_second_run_on_the_same_folders_refuses_at_once_naming_the_first(proje
 
 IMPORTED = """
 import sys
-from cli.main import main
+from tlcli.main import main
 try:
     main()
 finally:

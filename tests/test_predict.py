@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from tlcli.main import main
 from tests.conftest import JPEG_SHELL, REPO, one_line_error, tiny_jpeg
 from tlcore.errors import ConfigError, ModelError
 
@@ -301,7 +301,7 @@ def test_predict_starts_without_importing_a_framework():
         import json, sys, tempfile
         from pathlib import Path
         from click.testing import CliRunner
-        from cli.main import main
+        from tlcli.main import main
         from tests.conftest import Project, touch_images
         from tests.builders import write_labels
 

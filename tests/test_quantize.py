@@ -8,7 +8,7 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from tlcli.main import main
 from tests.conftest import one_line_error
 from tests.test_frameworks import framework_pack
 from tests.test_run import manager_with, write_plugin
@@ -189,7 +189,7 @@ MEMORY_REPORT = {"Memory Report": {"Memory Usage": "3.89MB", "Total Memory Avail
 def convert(tmp_path, monkeypatch, script, java=17, **config):
     from types import SimpleNamespace
 
-    from plugins.imx500 import converter
+    from tlplugins.imx500 import converter
 
     monkeypatch.setattr(converter, "find_converter", lambda name: fake_converter(tmp_path, script) if script else None)
     monkeypatch.setattr(converter, "java_version", lambda: java)
@@ -269,7 +269,7 @@ echo $$ > {pid_file}
 echo '{{"log.level": "INFO", "message": "Running version 3.18.2"}}'
 sleep 60
 """
-    from plugins.imx500 import converter
+    from tlplugins.imx500 import converter
 
     def interrupt_soon(*args, **kwargs):
         raise KeyboardInterrupt

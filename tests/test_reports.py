@@ -176,8 +176,8 @@ def test_reports_count_what_the_model_got_wrong(project):
 
 def test_precision_recall_f1_top5_and_unused_ids_over_constructed_predictions():
     """Metric plugins over hand-made predictions: 6 classes, id 1 unused (but predicted once), class f unseen."""
-    from plugins.metrics import per_class, top5
-    from plugins.metrics.confusion import confusion_matrix
+    from tlplugins.metrics import per_class, top5
+    from tlplugins.metrics.confusion import confusion_matrix
 
     names = ("a", None, "b", "c", "d", "e", "f")
     # true ids and the output order of each image's scores, best first
@@ -299,7 +299,7 @@ def test_awkward_class_names_are_escaped_in_the_summary_and_drawn(project):
 
 
 def test_a_picture_that_cannot_be_drawn_is_a_warning_and_the_run_succeeds(project, monkeypatch):
-    from plugins.reports import figures
+    from tlplugins.reports import figures
 
     def broken(predictions):
         raise RuntimeError("no fonts")
@@ -376,7 +376,7 @@ def test_tensorboard_logs_are_written_with_the_key_and_load_in_tensorboard(proje
 
 
 def test_the_tensorboard_writer_needs_no_tensorflow(tmp_path):
-    probe = ("import sys\nfrom pathlib import Path\nfrom plugins.reports.tensorboard import write_events\n"
+    probe = ("import sys\nfrom pathlib import Path\nfrom tlplugins.reports.tensorboard import write_events\n"
              f"write_events([{{'epoch': 1, 'loss': 0.5, 'val_acc': 0.9}}], Path({str(tmp_path)!r}) / 'tb')\n"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch', 'keras')))")
     result = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, cwd=REPO)
@@ -386,7 +386,7 @@ def test_the_tensorboard_writer_needs_no_tensorflow(tmp_path):
 
 
 def test_the_tensorboard_key_without_the_package_is_an_error_before_training(project, monkeypatch):
-    from plugins.reports import tensorboard
+    from tlplugins.reports import tensorboard
 
     monkeypatch.setattr(tensorboard, "tensorboard_installed", lambda: False)
     result = project.run(config=project.write(tensorboard=True))
@@ -416,7 +416,7 @@ def test_a_keras_run_writes_the_same_reports(tmp_path):
 
 
 def test_when_early_stopping_watches_a_hold_out_every_report_says_val_is_measured_on_it(project):
-    from plugins.reports.figures import curves_figure
+    from tlplugins.reports.figures import curves_figure
 
     result, reporter = run_with(project, epochs=3, early_stopping_patience=2, holdout_fraction=0.25, tensorboard=True)
     epochs = [line for line in reporter.stream.getvalue().splitlines() if line.startswith("Epoch ")]

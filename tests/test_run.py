@@ -7,8 +7,8 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from plugins import BUILTIN_PLUGINS
+from tlcli.main import main
+from tlplugins import BUILTIN_PLUGINS
 from tests.conftest import CHECKPOINT, is_output, one_line_error
 from tlcore.config import load_config
 from tlcore.errors import OutputError, PluginError
@@ -143,7 +143,7 @@ def test_an_installed_plugin_answers_before_the_built_in(project):
     class Dataset:
         @hookimpl
         def tl_load_dataset(self, config, reporter):
-            from plugins.datasets.imagenet_folder import tl_load_dataset
+            from tlplugins.datasets.imagenet_folder import tl_load_dataset
 
             dataset = tl_load_dataset(config=config, reporter=reporter)
             return type(dataset)(labels=dataset.labels, training=dataset.training,

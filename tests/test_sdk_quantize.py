@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
+from tlcli.main import main
 from tests.builders import solid_jpegs, write_labels
 from tests.conftest import one_line_error
 from tlcore.errors import ConfigError, DatasetError

@@ -100,7 +100,7 @@ def reporter():
 
 
 def remove_top(model, reporter):
-    from plugins.top_removal.torch_head import tl_remove_top_layer
+    from tlplugins.top_removal.torch_head import tl_remove_top_layer
 
     return tl_remove_top_layer(model=model, reporter=reporter)
 
@@ -157,7 +157,7 @@ def user_config(tmp_path, path, size=32, **changes):
 
 
 def load_base(config, reporter):
-    from plugins.torch.base_model import tl_load_base_model
+    from tlplugins.torch.base_model import tl_load_base_model
 
     return tl_load_base_model(config=config, reporter=reporter)
 
@@ -257,7 +257,7 @@ def test_fine_tuning_trains_only_the_last_layers(tmp_path, reporter):
     import torch
     from torch import nn
 
-    from plugins.torch.trainer import freeze, leaf_modules
+    from tlplugins.torch.trainer import freeze, leaf_modules
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU())
     freeze(model, 2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plugins.datasets.imagenet_folder import tl_load_dataset
+from tlplugins.datasets.imagenet_folder import tl_load_dataset
 from tests.builders import write_labels
 from tests.test_run import run_with
 from tlcore.config import load_config

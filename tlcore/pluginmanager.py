@@ -54,8 +54,8 @@ class PluginInfo:
                 f"or set {DISABLE_ENV}=1 to load no installed plugins")
 
 
-def builtin_name(module_name, package="plugins"):
-    """``plugins.datasets.imagenet_folder`` -> ``datasets.imagenet_folder``."""
+def builtin_name(module_name, package="tlplugins"):
+    """``tlplugins.datasets.imagenet_folder`` -> ``datasets.imagenet_folder``."""
     prefix = package + "."
     return module_name[len(prefix):] if module_name.startswith(prefix) else module_name
 
@@ -78,7 +78,7 @@ class PluginManager(pluggy.PluginManager):
     def failures(self):
         return [info for info in self.infos.values() if info.error]
 
-    def load_builtins(self, module_names, package="plugins"):
+    def load_builtins(self, module_names, package="tlplugins"):
         for module_name in module_names:
             info = PluginInfo(builtin_name(module_name, package), module_name, builtin=True)
             self._load(info, lambda name=module_name: importlib.import_module(name))
@@ -191,12 +191,12 @@ class PluginManager(pluggy.PluginManager):
         return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
 
 
-BUILTINS_MODULE = "plugins"
+BUILTINS_MODULE = "tlplugins"
 """The package of tl's built-in plugins, found by name (the core never imports it at module level)."""
 
 
 def builtin_plugins():
-    """Module names of tl's built-in plugins (``plugins.BUILTIN_PLUGINS``)."""
+    """Module names of tl's built-in plugins (``tlplugins.BUILTIN_PLUGINS``)."""
     return tuple(importlib.import_module(BUILTINS_MODULE).BUILTIN_PLUGINS)
 
 

@@ -10,4 +10,4 @@ MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 export MASTER_ADDR
 # single quotes: each node's task expands its own SLURM_NODEID (the batch script's would be 0 on every node)
 srun bash -c 'exec torchrun --nnodes="$SLURM_NNODES" --nproc-per-node=1 --node-rank="$SLURM_NODEID" \
-    --max-restarts=3 --master-addr="$MASTER_ADDR" --master-port=29500 -m cli run configuration.json'
+    --max-restarts=3 --master-addr="$MASTER_ADDR" --master-port=29500 -m tlcli run configuration.json'

@@ -7,4 +7,4 @@ set -euo pipefail
 MASTER_ADDR=${MASTER_ADDR:-10.0.0.1}
 torchrun --nnodes=2 --nproc-per-node=1 --node-rank="$NODE_RANK" --max-restarts=3 \
     --master-addr="$MASTER_ADDR" --master-port=29500 \
-    -m cli run configuration.json
+    -m tlcli run configuration.json

@@ -1,6 +1,6 @@
 """The ImageNet-folder dataset: ``<split>/<class>/<image>`` plus labels.json (name -> id).
 
-Every file is checked from its first bytes (:mod:`plugins.datasets.probe`): empty,
+Every file is checked from its first bytes (:mod:`tlplugins.datasets.probe`): empty,
 truncated, or non-image files are skipped with a warning that names them
 (``"bad_images": "skip"``, the default) or stop the run (``"error"``).
 """
@@ -14,7 +14,7 @@ from tlcore.errors import ConfigError, DatasetError
 from tlcore.hookspecs import hookimpl
 from tlcore.images import IMAGE_SUFFIXES
 
-from plugins.datasets.probe import probe
+from tlplugins.datasets.probe import probe
 
 SHOWN = 5
 MAX_LABEL_ID = 65535

@@ -191,7 +191,7 @@ def tl_load_base_model(config, reporter):
     # float16 compute with float32 weights in the layers built from here on (a user's model keeps the dtypes
     # it was saved with); set every run, so that a run after a mixed-precision one is float32 again
     tf.keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision is True else "float32")
-    from plugins.keras.distributed import scope
+    from tlplugins.keras.distributed import scope
 
     with reporter.activity("Loading the base model"), scope():  # with several workers, in the strategy's scope
         if config.source_keras_model is None:

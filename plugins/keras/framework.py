@@ -53,10 +53,10 @@ def inference(model):
 def tl_devices(config):
     """The GPUs the run computes on (all of them with a strategy, else the first, where TensorFlow places
     operations), else the CPU; and the strategy's devices when it mirrors over several (set up here for a run
-    alone: :func:`plugins.keras.distributed.spread_locally`)."""
+    alone: :func:`tlplugins.keras.distributed.spread_locally`)."""
     import tensorflow as tf
 
-    from plugins.keras.distributed import spread_locally
+    from tlplugins.keras.distributed import spread_locally
     from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
 
     spread = ""
@@ -78,7 +78,7 @@ def tl_devices(config):
 
 @hookimpl(trylast=True)
 def tl_predict(model, images):
-    from plugins.keras.tflite import TFLiteModel
+    from tlplugins.keras.tflite import TFLiteModel
 
     if isinstance(model, TFLiteModel):
         return model.predict(images)

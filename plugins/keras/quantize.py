@@ -9,7 +9,7 @@ quantizes it with the rest. The export is MCT's ``.keras`` format, which
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.imx500.tpc import target_platform
+from tlplugins.imx500.tpc import target_platform
 
 TL_FRAMEWORK = "keras"
 QUANTIZED_FILE = "model_quantized.keras"

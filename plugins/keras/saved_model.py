@@ -12,7 +12,7 @@ def float32_model(model):
     weights: the saved model is float32 (what MCT quantizes, and what runs everywhere)."""
     import tensorflow as tf
 
-    from plugins.keras.distributed import strategy
+    from tlplugins.keras.distributed import strategy
 
     if strategy() is None and all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
         return model  # (with several workers, always a copy: plain variables, saved by the chief alone)
@@ -66,8 +66,8 @@ def tl_load_model(path, reporter):
     ``imx500/``, or a ``.tflite`` file."""
     import tensorflow as tf
 
-    from plugins.keras.quantize import QUANTIZED_FILE, load_quantized
-    from plugins.keras.tflite import TFLiteModel
+    from tlplugins.keras.quantize import QUANTIZED_FILE, load_quantized
+    from tlplugins.keras.tflite import TFLiteModel
 
     quantized = path / QUANTIZED_FILE
     with reporter.activity("Loading the model"):

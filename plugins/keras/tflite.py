@@ -20,7 +20,7 @@ def tl_export_tflite(model, calibration, preprocessing, path, reporter):
 
     from tlcore.report import quiet_native_stderr
 
-    from plugins.keras.quantize import taking_raw_pixels
+    from tlplugins.keras.quantize import taking_raw_pixels
 
     with reporter.activity("Writing the TFLite models") as activity, quiet_native_stderr(reporter):
         activity.stage(FLOAT_FILE)

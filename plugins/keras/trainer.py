@@ -13,7 +13,7 @@ from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
 from tlcore.training import fit
 
-from plugins.keras.framework import inference
+from tlplugins.keras.framework import inference
 
 TL_FRAMEWORK = "keras"
 
@@ -77,7 +77,7 @@ class KerasSteps:
                  weight_decay=0.0):
         import tensorflow as tf
 
-        from plugins.keras.distributed import local_part, local_replicas, scope, strategy
+        from tlplugins.keras.distributed import local_part, local_replicas, scope, strategy
 
         self.model = classifier.head if cached else classifier.model
         self.dim = dim
@@ -206,7 +206,7 @@ class KerasSteps:
         return {"weights": self.snapshot(), "optimizer": [variable.numpy() for variable in self.optimizer.variables]}
 
     def load_state(self, state):
-        from plugins.keras.distributed import scope
+        from tlplugins.keras.distributed import scope
 
         self.restore(state["weights"])
         if state["optimizer"]:
@@ -222,7 +222,7 @@ def _in_replica(model, cluster):
     batches."""
     import tensorflow as tf
 
-    from plugins.keras.distributed import local_part, local_replicas, strategy
+    from tlplugins.keras.distributed import local_part, local_replicas, strategy
 
     distributed, replicas = strategy(), local_replicas(cluster.size)
 
@@ -249,7 +249,7 @@ class KerasTrainable:
         self.dim = int(classifier.features.output_shape[-1])
         self.name = extractor.name
         self.layers = len(extractor.layers)
-        from plugins.keras.distributed import strategy
+        from tlplugins.keras.distributed import strategy
 
         self._features = inference(classifier.features) if strategy() is None else _in_replica(classifier.features,
                                                                                                 cluster)
@@ -277,7 +277,7 @@ class KerasTrainable:
 def tl_train(model, dataset, preprocessing, config, reporter, events):
     import tensorflow as tf
 
-    from plugins.keras.distributed import scope, strategy
+    from tlplugins.keras.distributed import scope, strategy
 
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
@@ -289,7 +289,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
         require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
     fit(KerasTrainable(model, classifier, events.cluster), dataset, preprocessing, config, reporter, events)
     if strategy() is not None:  # a plain copy (made by every worker together): the chief saves it on its own
-        from plugins.keras.saved_model import float32_model
+        from tlplugins.keras.saved_model import float32_model
 
         return float32_model(classifier.model)
     return classifier.model

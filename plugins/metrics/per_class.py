@@ -3,7 +3,7 @@ of images, and precision, recall and F1 (from the confusion matrix; 0 where a ra
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.metrics.confusion import confusion_matrix
+from tlplugins.metrics.confusion import confusion_matrix
 
 
 @hookimpl(trylast=True)

@@ -3,7 +3,7 @@ among their 5 best-scoring outputs."""
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.metrics.confusion import num_classes
+from tlplugins.metrics.confusion import num_classes
 
 K = 5
 

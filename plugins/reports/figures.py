@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.metrics.confusion import confusion_matrix
-from plugins.reports import CONFUSION_PNG, CURVES_PNG, MAX_DRAWN_CLASSES
+from tlplugins.metrics.confusion import confusion_matrix
+from tlplugins.reports import CONFUSION_PNG, CURVES_PNG, MAX_DRAWN_CLASSES
 
 DPI = 100
 MIN_WIDTH, MIN_HEIGHT = 6.4, 4.8

@@ -19,8 +19,8 @@ from tlcore import __version__
 from tlcore.health import HEALTH_CSV, HEALTH_JSON
 from tlcore.hookspecs import hookimpl
 
-from plugins.metrics.confusion import confusion_matrix
-from plugins.reports import (
+from tlplugins.metrics.confusion import confusion_matrix
+from tlplugins.reports import (
     CONFUSION_JSON, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, MAX_DRAWN_CLASSES, MISCLASSIFIED_CSV, SUMMARY_HTML,
     TENSORBOARD_DIR,
 )
@@ -245,7 +245,7 @@ class Page:
         )
 
     def mistakes(self):
-        from plugins.reports.tables import misclassified
+        from tlplugins.reports.tables import misclassified
 
         found = misclassified(self.predictions)
         total = len(self.predictions)

@@ -6,8 +6,8 @@ import json
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.metrics.confusion import confusion_matrix, display_name
-from plugins.reports import CONFUSION_JSON, HISTORY_COLUMNS, HISTORY_CSV, MISCLASSIFIED_CSV
+from tlplugins.metrics.confusion import confusion_matrix, display_name
+from tlplugins.reports import CONFUSION_JSON, HISTORY_COLUMNS, HISTORY_CSV, MISCLASSIFIED_CSV
 
 MISCLASSIFIED_COLUMNS = ("path", "true_label", "predicted_label", "predicted_score", "true_label_score")
 

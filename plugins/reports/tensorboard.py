@@ -13,7 +13,7 @@ import time
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 
-from plugins.reports import TENSORBOARD_DIR
+from tlplugins.reports import TENSORBOARD_DIR
 
 TAGS = {"loss": ("train", "epoch_loss"), "acc": ("train", "epoch_accuracy"),
         "val_loss": ("validation", "epoch_loss"), "val_acc": ("validation", "epoch_accuracy")}

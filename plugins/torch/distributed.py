@@ -58,7 +58,7 @@ def tl_cluster(config, reporter):
         if config.distribute == "multi_worker":
             raise ConfigError('"distribute" is "multi_worker", but torchrun\'s environment (RANK, WORLD_SIZE, '
                               "MASTER_ADDR, MASTER_PORT) is not set; start every worker with torchrun "
-                              '(torchrun --nnodes=N --nproc-per-node=1 ... -m cli run), or set "distribute": "auto"')
+                              '(torchrun --nnodes=N --nproc-per-node=1 ... -m tlcli run), or set "distribute": "auto"')
         return None
     missing = [name for name in ENVIRONMENT if name not in given]
     if missing:

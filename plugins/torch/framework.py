@@ -30,10 +30,10 @@ def tl_frameworks():
 
 @hookimpl(trylast=True)
 def tl_devices(config):
-    """The GPUs this process uses (:func:`plugins.torch.distributed.local_gpus`), else the CPU."""
+    """The GPUs this process uses (:func:`tlplugins.torch.distributed.local_gpus`), else the CPU."""
     import torch
 
-    from plugins.torch.distributed import local_gpus
+    from tlplugins.torch.distributed import local_gpus
     from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
 
     gpus = local_gpus()

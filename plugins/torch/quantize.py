@@ -8,7 +8,7 @@ onnxruntime runs with MCT's custom operators.
 
 from tlcore.hookspecs import hookimpl
 
-from plugins.imx500.tpc import target_platform
+from tlplugins.imx500.tpc import target_platform
 
 TL_FRAMEWORK = "torch"
 QUANTIZED_FILE = "model_quantized.onnx"

@@ -41,7 +41,7 @@ def tl_load_model(path, reporter):
 
     import torch
 
-    from plugins.torch.quantize import QUANTIZED_FILE, load_quantized
+    from tlplugins.torch.quantize import QUANTIZED_FILE, load_quantized
 
     if (path / QUANTIZED_FILE).is_file():
         with reporter.activity("Loading the model"):

@@ -104,14 +104,14 @@ def model_key(model):
 
 
 class Device:
-    """Where the classifier computes: this process's GPUs (:func:`plugins.torch.distributed.local_gpus`; several:
+    """Where the classifier computes: this process's GPUs (:func:`tlplugins.torch.distributed.local_gpus`; several:
     the base runs under ``torch.nn.DataParallel``, each GPU on its part of the batch), else the CPU; with
     ``mixed``, in float16 on a GPU (bfloat16 on the CPU) while the weights stay float32."""
 
     def __init__(self, mixed):
         import torch
 
-        from plugins.torch.distributed import local_gpus
+        from tlplugins.torch.distributed import local_gpus
 
         self.gpus = local_gpus()
         self.torch = torch.device(f"cuda:{self.gpus[0]}" if self.gpus else "cpu")
@@ -179,7 +179,7 @@ class TorchSteps:
 
         if self.cluster.size == 1:
             return self.loss_of(scores, labels)
-        from plugins.torch.distributed import all_reduce_sum
+        from tlplugins.torch.distributed import all_reduce_sum
 
         total = torch.nn.functional.cross_entropy(scores, labels, weight=self.weight, reduction="sum",
                                                   label_smoothing=self.label_smoothing)
@@ -199,7 +199,7 @@ class TorchSteps:
         if self.cluster.size > 1:  # the gradient of the whole batch: every worker's part added up
             import torch
 
-            from plugins.torch.distributed import all_reduce_sum
+            from tlplugins.torch.distributed import all_reduce_sum
 
             for parameter in self.parameters:
                 if parameter.grad is None:
@@ -294,7 +294,7 @@ def tl_train(model, dataset, preprocessing, config, reporter, events):
     device = Device(config.mixed_precision is True)
     classifier.to(device.torch)
     if events.cluster.size > 1:  # every worker starts from the chief's weights (a seedless random base differs)
-        from plugins.torch.distributed import broadcast_tensors
+        from tlplugins.torch.distributed import broadcast_tensors
 
         broadcast_tensors(list(classifier.state_dict().values()), events.cluster)
     try:
