@@ -315,6 +315,12 @@ CORE_KEYS = (
                    "evaluated like the rest (framework keras)"),
 )
 
+QUANTIZATION_KEYS = ("quantize", "quantization_images", "quantization_method", "gptq_epochs", "tpc_version",
+                     "quantization_max_drop", "imx500_input_persistency", "tflite")
+UNRELATED_KEYS = (*QUANTIZATION_KEYS, "block_plugins", "evaluate_result_dir", "bad_images", "feature_cache",
+                  "mixed_precision")
+"""Keys that may change between training and quantizing (and resuming): they do not change the trained model."""
+
 
 def plugin_config_keys(manager, errors=None):
     """The :class:`ConfigKey` s every plugin declares (``tl_config_keys``), checked.

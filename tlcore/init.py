@@ -16,9 +16,7 @@ folder and renamed into place when complete, and configuration.json is written a
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import shlex
 import shutil
@@ -29,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tlcore import __version__
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.images import IMAGE_SUFFIXES
+from tlcore.sampling import stratified
 
 if TYPE_CHECKING:
     from tlcore.report import Reporter
@@ -250,7 +249,9 @@ def _split(dataset: Path, source: Path, folder: Path, configuration: Path, share
     written = Written(configuration, target / "training", target / "validation", target / LABELS,
                       labels_written=True, labels_given=given.is_file(), split=target)
     for name, images in scan.classes.items():
-        held = _held_out(name, images, real / name, share, seed)
+        chosen = stratified(((image.relative_to(real / name).as_posix(), name) for image in images), seed, "split",
+                            share=share)
+        held = {images[index] for index in chosen}
         if len(images) == 1:
             reporter.warning(f'class "{name}" has one image; it goes to training only')
         for image in images:
@@ -360,21 +361,6 @@ def _warn_left_out(scan: _Scan, source: Path, reporter: Reporter) -> None:
         reporter.warning(f"{source}: skipping {len(scan.stray)} file(s) outside class folders: {_listing(scan.stray)}")
     for name in scan.empty:
         reporter.warning(f'class folder "{name}" has no images; it is left out')
-
-
-def _held_out(name: str, images: list[Path], root: Path, share: float, seed: int) -> set[Path]:
-    """The images of one class set aside for validation: ``share`` of them (at least one when there are two
-    or more, never all), the same for the same seed. Each image's rank is a hash of the seed, the class and
-    its path, so adding or removing an image moves few others."""
-    if len(images) < 2:
-        return set()
-    count = min(len(images) - 1, max(1, math.floor(share * len(images) + 0.5)))
-
-    def rank(image: Path) -> str:
-        key = f"{seed}\0{name}\0{image.relative_to(root).as_posix()}"
-        return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
-
-    return set(sorted(images, key=rank)[:count])
 
 
 def _can_link(image: Path, folder: Path) -> bool:

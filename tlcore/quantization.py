@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tlcore import __version__
 from tlcore.calls import Hooks
+from tlcore.config import UNRELATED_KEYS
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import ConfigError, ModelError, OutputError, PluginError
 from tlcore.evaluation import evaluate_model
 from tlcore.loader import ImageBatches
 from tlcore.outputs import MARKER, StagedDir, check_replaceable, signals_deferred, staged_json, write_json_atomic
 from tlcore.preprocessing import Preprocessing
+from tlcore.sampling import run_seed, stratified
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,11 +45,6 @@ RECORD = "quantization.json"
 TFLITE_FOLDER = "tflite"
 TFLITE_RECORD = "tflite.json"
 
-QUANTIZATION_KEYS = ("quantize", "quantization_images", "quantization_method", "gptq_epochs", "tpc_version",
-                     "quantization_max_drop", "imx500_input_persistency", "tflite")
-UNRELATED_KEYS = (*QUANTIZATION_KEYS, "block_plugins", "evaluate_result_dir", "bad_images", "feature_cache",
-                  "mixed_precision")
-"""Keys that may change between training and quantizing: they do not change the trained model."""
 
 REQUIRED_HOOKS = ("tl_load_dataset", "tl_load_model", "tl_quantize", "tl_export_quantized", "tl_predict", "tl_evaluate")
 
@@ -142,19 +139,7 @@ def raw_input(preprocessing: Preprocessing) -> Preprocessing:
 
 def calibration_indices(split: Any, count: int, seed: int) -> list[int]:
     """``count`` training images (all, when there are fewer), spread over the classes, chosen by ``seed``."""
-    import numpy as np
-
-    rng = np.random.default_rng([seed, 0xCA1])
-    by_label: dict[int, list[int]] = {}
-    for index, (_, label) in enumerate(split.samples):
-        by_label.setdefault(label, []).append(index)
-    queues = [list(rng.permutation(indices)) for _, indices in sorted(by_label.items())]
-    chosen: list[int] = []
-    while len(chosen) < min(count, len(split)):
-        for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(int(queue.pop()))
-    return sorted(chosen)
+    return stratified(split.samples, seed, "calibration", count=count)
 
 
 def trained_record(config: RunConfig) -> dict[str, Any]:
@@ -265,7 +250,6 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
                  reporter: Reporter, answered: dict[str, str], path: Path) -> Package:
     """Calibrate on ``dataset.training``, quantize, export into ``path``, load the export back and evaluate it
     on ``dataset.validation`` with raw pixels, and convert it for the device."""
-    from tlcore.sampling import run_seed
 
     if preprocessing.channel_order != "RGB":
         raise ConfigError("the IMX500 gives RGB images; a model trained on BGR input cannot be quantized for it")
@@ -290,7 +274,6 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
 def tflite_models(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig,
                   reporter: Reporter, answered: dict[str, str], path: Path) -> dict[str, dict[str, Any]]:
     """Write the framework's TFLite models into ``path`` and evaluate both: ``{"float": metrics, "quantized": metrics}``."""
-    from tlcore.sampling import run_seed
 
     indices = calibration_indices(dataset.training, config.quantization_images, run_seed(config))
     calibration = Calibration(dataset.training, indices, preprocessing, min(config.batch_size, 32), config.bad_images)

@@ -1,4 +1,5 @@
-"""Seeded draws that do not depend on who draws them: epoch orders, per-image keys (dropout, views).
+"""Seeded draws that do not depend on who draws them: stratified samples (the hold-out, the calibration images,
+``tl init --split``), epoch orders, per-image keys (dropout, views).
 
 Every random choice of training is a function of the run's seed, the epoch and the image alone, so that a
 run gives the same result on one worker or several, resumed or not, and the head search
@@ -7,8 +8,10 @@ run gives the same result on one worker or several, resumed or not, and the head
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Hashable, Iterable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,6 +22,43 @@ if TYPE_CHECKING:
 def run_seed(config: RunConfig) -> int:
     """The seed of the run's random draws: the configured ``seed``, or a fresh one per run."""
     return config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
+
+
+def stratified(items: Iterable[tuple[str, Hashable]], seed: int, purpose: str, *, share: float | None = None,
+               count: int | None = None) -> list[int]:
+    """A stratified, seeded sample of ``items`` (``(key, class)`` pairs, the key an image's path): the indices
+    chosen, in order.
+
+    With ``share``, that share of each class (rounded, at least one of a class with two or more, never all of
+    one); with ``count``, that many in all (every item when there are fewer), taken from the classes in turn.
+    Within a class, items are ranked by a hash of the seed, ``purpose``, the class and the key, so the same
+    seed chooses the same images wherever they are listed, and adding or removing an image moves few others.
+    Hold-outs, calibration images and ``tl init --split`` all sample this way (each its own ``purpose``).
+    """
+    if (share is None) == (count is None):
+        raise ValueError("give share or count")
+
+    def rank(entry: tuple[int, str, Hashable]) -> str:
+        text = f"{seed}\0{purpose}\0{entry[2]}\0{entry[1]}"
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+    by_class: dict[Hashable, list[tuple[int, str, Hashable]]] = {}
+    for index, (key, label) in enumerate(items):
+        by_class.setdefault(label, []).append((index, str(key), label))
+    ranked = [sorted(members, key=rank) for _, members in sorted(by_class.items(), key=lambda item: str(item[0]))]
+    chosen: list[int] = []
+    if share is not None:
+        for members in ranked:
+            if len(members) >= 2:
+                take = min(len(members) - 1, max(1, math.floor(share * len(members) + 0.5)))
+                chosen += [index for index, _, _ in members[:take]]
+    else:
+        assert count is not None
+        depth = 0
+        while len(chosen) < count and any(depth < len(members) for members in ranked):
+            chosen += [members[depth][0] for members in ranked if depth < len(members)][:count - len(chosen)]
+            depth += 1
+    return sorted(chosen)
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""The state of an interrupted run, saved after every epoch, that ``tl run --resume`` continues from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlcore.config import UNRELATED_KEYS
+from tlcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.dataset import DatasetIndex
+    from tlcore.report import Reporter
+    from tlcore.training.contract import Steps
+
+
+def steps_state(steps: Steps) -> Any:
+    """What a checkpoint keeps of a phase's steps: their whole state (weights and optimizer) when they can give
+    it (``state()``), else their weights (``snapshot()``)."""
+    state = getattr(steps, "state", None)
+    return ("state", state()) if callable(state) else ("snapshot", steps.snapshot())
+
+
+def load_steps_state(steps: Steps, saved: Any) -> None:
+    kind, state = saved
+    if kind == "state" and callable(getattr(steps, "load_state", None)):
+        steps.load_state(state)  # type: ignore[attr-defined]
+    else:
+        steps.restore(state if kind == "snapshot" else state["weights"])
+
+
+CHECKPOINT_FOLDER = ".tl-checkpoint"
+CHECKPOINT_FILE = "state.pickle"
+
+
+class Checkpoint:
+    """The state of a run after its last finished epoch, in ``output_dir/.tl-checkpoint/``: the seed, the
+    phase, the history, the trained weights and the optimizer's state. Saved atomically after every epoch,
+    removed when the run has written its outputs; ``tl run --resume`` continues from it.
+
+    ``fingerprint`` identifies what was trained (the keys that shape the model, and the images): a
+    checkpoint is resumed only while it holds.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str, resumed: dict[str, Any] | None = None):
+        self.folder = folder
+        self.fingerprint = fingerprint
+        self.resumed = resumed
+        self.epoch: int | None = resumed["epoch"] if resumed is not None else None
+        """The epoch of the state saved last (what ``--resume`` continues after), or None."""
+
+    @classmethod
+    def open(cls, config: RunConfig, dataset: DatasetIndex, reporter: Reporter, resume: bool,
+             restartable: bool = False) -> Checkpoint:
+        """The run's checkpoint: with ``resume``, the interrupted run's (checked); else a fresh one.
+
+        With ``restartable`` (a run of several workers, which the engine or the cluster's scheduler restarts
+        after a failure: torchrun's ``--max-restarts``, a Kubernetes Job), an interrupted run's checkpoint of
+        the same training is resumed without ``--resume``, as Keras' ``BackupAndRestore`` does; another
+        training's is removed.
+
+        :raises ConfigError: with ``resume``, when there is nothing to resume, or it was another training.
+        """
+        folder = config.output_dir / CHECKPOINT_FOLDER
+        fingerprint = training_fingerprint(config, dataset)
+        saved = cls._read(folder / CHECKPOINT_FILE)
+        if restartable and not resume and saved is not None and saved.get("fingerprint") == fingerprint:
+            reporter.info(f"Resuming after epoch {saved['epoch']} of {saved['epochs']}: a run of several workers "
+                          "continues from the checkpoint the interrupted one left (the workers were restarted)")
+            return cls(folder, fingerprint, saved)
+        if not resume:
+            if saved is not None:
+                reporter.info(f"Starting over: removing the checkpoint an interrupted run left after epoch "
+                              f"{saved['epoch']} (tl run --resume continues such a run)")
+            shutil.rmtree(folder, ignore_errors=True)
+            return cls(folder, fingerprint)
+        if saved is None:
+            raise ConfigError(f"nothing to resume in {config.output_dir}: no interrupted run left a checkpoint "
+                              f"there ({CHECKPOINT_FOLDER}/); run without --resume")
+        if saved.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{config.config_file.name}: the configuration or the training images changed since "
+                              f"the interrupted run (its checkpoint is of epoch {saved['epoch']}); set them back to "
+                              "resume it, or run without --resume to start over")
+        when = datetime.fromtimestamp((folder / CHECKPOINT_FILE).stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        reporter.info(f"Resuming after epoch {saved['epoch']} of {saved['epochs']} (checkpoint of {when})")
+        return cls(folder, fingerprint, saved)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any] | None:
+        try:
+            with open(path, "rb") as handle:
+                state = pickle.load(handle)
+        except FileNotFoundError:
+            return None
+        except Exception:  # noqa: BLE001 - a damaged checkpoint: as if there were none
+            return None
+        return state if isinstance(state, dict) and "epoch" in state else None
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the checkpoint with ``state``, atomically (a crash mid-write keeps the previous one)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile("wb", dir=self.folder, prefix=".state.", delete=False)
+        try:
+            with handle:
+                pickle.dump({**state, "fingerprint": self.fingerprint}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(handle.name, self.folder / CHECKPOINT_FILE)
+            self.epoch = state["epoch"]
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def training_fingerprint(config: RunConfig, dataset: DatasetIndex) -> str:
+    """A hash of what shapes the trained model: the configuration's keys (but the outputs', quantization's and
+    precision's) and the training and validation images."""
+    keys = {key: value for key, value in config.to_dict().items()
+            if key not in UNRELATED_KEYS and key not in ("config_file", "output_dir")}
+    digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())
+    digest.update(dataset.training.fingerprint().encode())
+    digest.update(dataset.validation.fingerprint().encode())
+    return digest.hexdigest()[:24]
