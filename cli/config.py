@@ -7,6 +7,18 @@ import click
 from tlcli.plugins import builtin_plugins, plugin_option
 
 
+def _manager(extra):
+    """The plugins whose keys are described: the installed ones and ``-p MODULE``s, which must load."""
+    from tlcore.errors import PluginError
+    from tlcore.pluginmanager import make_plugin_manager
+
+    manager = make_plugin_manager(builtin_plugins(), extra=extra)
+    for info in manager.failures:
+        if info.from_option:
+            raise PluginError(f'plugin "{info.name}" cannot be used ({info.error}); {info.remedy}')
+    return manager
+
+
 @click.group()
 def config():
     """Help with configuration.json."""
@@ -24,10 +36,32 @@ def schema(extra):
     VS Code, PyCharm and other editors then complete the keys and check the values.
     The schema describes the plugins installed now: make it again after installing one.
     """
-    from tlcli.main import guarded
-    from tlcore.pluginmanager import make_plugin_manager
+    from tlcli.guard import guarded
     from tlcore.schema import json_schema
 
     with guarded(False, "the schema"):
-        click.echo(json.dumps(json_schema(make_plugin_manager(builtin_plugins(), extra=extra)), indent=2,
-                              ensure_ascii=False))
+        click.echo(json.dumps(json_schema(_manager(extra)), indent=2, ensure_ascii=False))
+
+
+@config.command("keys")
+@click.option("--markdown", is_flag=True, help="A Markdown table (the documentation's key table is this).")
+@plugin_option
+def keys(markdown, extra):
+    """List every configuration key: what it does, its default, and the part of tl (or plugin) that reads it.
+
+    \b
+    The keys of the plugins installed now are included; -p MODULE adds a plugin's.
+    """
+    from tlcli.guard import guarded
+    from tlcore.schema import declared_keys, markdown_table
+
+    with guarded(False, "the key list"):
+        manager = _manager(extra)
+        if markdown:
+            click.echo(markdown_table(manager), nl=False)
+            return
+        entries = declared_keys(manager)
+        width = max(len(entry.key.name) for entry in entries)
+        for entry in entries:
+            click.echo(f"{entry.key.name:<{width}}  {entry.key.describe()}" + (f"  [{entry.note}]" if entry.note else ""))
+            click.echo(f"{'':<{width}}  {entry.key.help}")

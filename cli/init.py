@@ -27,7 +27,7 @@ def init(dataset, split, seed, force):
       tl init flowers --split 0.2      # flowers/<class>/*.jpg
       tl init sdk/dataset              # sdk/dataset/{training,validation}/<class>/*.jpg
     """
-    from tlcli.main import guarded
+    from tlcli.guard import guarded
     from tlcore.init import init as init_folder
     from tlcore.report import Reporter
 

@@ -39,7 +39,7 @@ def predict(model_dir, images, top_k, as_json, as_csv, quantized, blocked, extra
       tl predict output/saved_model photos/ --top-k 3 --json > predictions.json
       tl predict output photos/ --quantized --csv
     """
-    from tlcli.main import guarded
+    from tlcli.guard import guarded
     from tlcore.prediction import predict as predict_images
     from tlcore.prepare import load_plugins
     from tlcore.report import Reporter

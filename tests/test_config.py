@@ -129,7 +129,7 @@ def test_missing_dataset_folder(project, key):
 
 
 def test_model_path_missing(project):
-    fails(project, '"source_keras_model"', "not found", source_keras_model="models/base.h5")
+    fails(project, '"source_keras_model"', "not found", source_keras_model="models/base.h5", framework="keras")
 
 
 def test_empty_model_path_means_default_model(project):
@@ -163,7 +163,8 @@ def test_explicit_labels_file_missing(project):
 
 def test_checks_run_in_the_sdk_order(project):
     """Model and training paths are checked before the validation path."""
-    line = fails(project, '"source_keras_model"', source_keras_model="missing.h5", dataset_validation_dir="missing")
+    line = fails(project, '"source_keras_model"', source_keras_model="missing.h5", dataset_validation_dir="missing",
+                 framework="keras")
     assert "dataset_validation_dir" not in line
     line = fails(project, '"dataset_training_dir"', dataset_training_dir="missing", dataset_validation_dir="missing")
     assert "dataset_validation_dir" not in line
@@ -216,7 +217,6 @@ def test_defaults_fill_in_optional_keys(project):
     config = load_config(project.write(batch_size=DELETE, epochs=DELETE, input_tensor_size=DELETE))
     assert (config.batch_size, config.epochs, config.input_tensor_size) == (32, 10, 224)
     assert config.evaluate_label_file == project.root / "dataset" / "labels.json"
-    assert config.source_keras_model is None
     assert config.to_dict()["output_dir"] == str(project.root / "out")
 
 
@@ -236,8 +236,8 @@ def test_plugin_key_clashing_with_a_core_key_is_refused(project):
 
 
 def test_weights_key(project):
-    fails(project, '"weights"', "file not found", weights="weights/mobilenet.h5")
-    fails(project, '"weights" must be "imagenet", null or the path', weights=3)
+    fails(project, '"weights"', "file not found", weights="weights/mobilenet.h5", framework="keras")
+    fails(project, '"weights" must be "imagenet", null or the path', weights=3, framework="keras")
 
 
 def test_resolved_configuration_is_recorded_beside_the_model(project):
@@ -246,7 +246,8 @@ def test_resolved_configuration_is_recorded_beside_the_model(project):
     record = json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
     assert record["configuration"]["epochs"] == 3
     assert record["configuration"]["dataset_training_dir"] == str(project.root / "dataset" / "training")
-    assert record["configuration"]["weights"] == "imagenet"
+    assert record["configuration"]["tensorboard"] is False, "plugins' keys too, defaults filled in"
+    assert "weights" not in record["configuration"], "not the keys of another framework's plugins"
 
 
 @pytest.mark.parametrize("text", [
@@ -290,4 +291,5 @@ def test_errors_name_the_configuration_file_the_user_gave(project):
 
 @pytest.mark.parametrize("value", ["ImageNet", "none", "null"])
 def test_weights_spelled_like_a_keyword_gets_a_hint(project, value):
-    fails(project, f'"weights" is "{value}"; write "imagenet" (lower case) or null (without quotes)', weights=value)
+    fails(project, f'"weights" is "{value}"; write "imagenet" (lower case) or null (without quotes)', weights=value,
+          framework="keras")

@@ -227,7 +227,7 @@ def test_torchrun_restarts_the_workers_after_one_dies_and_they_continue_from_the
     root = machine(tmp_path, epochs=40)
     launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
                                  "--max-restarts=1", "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m",
-                                 "cli", "run", "configuration.json"], cwd=root,
+                                 "tlcli", "run", "configuration.json"], cwd=root,
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     seen = read_until(launcher, "Epoch 5/")

@@ -21,7 +21,7 @@ def config_for(path, size=32):
     return RunConfig(
         config_file=folder / "configuration.json", dataset_training_dir=folder, dataset_validation_dir=folder,
         evaluate_label_file=folder / "labels.json", output_dir=folder / "out", evaluate_result_dir=folder / "out",
-        source_keras_model=path, input_tensor_size=size, options={"weights": "imagenet", "mobilenet_alpha": 1.0},
+        input_tensor_size=size, options={"source_keras_model": path, "weights": "imagenet", "mobilenet_alpha": 1.0},
     )
 
 

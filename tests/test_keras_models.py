@@ -142,7 +142,7 @@ def test_a_model_tl_saved_can_be_the_base_of_the_next_run(tf, tmp_path, reporter
 # --- plugins/keras/base_model.py: the user's model (source_keras_model) -----
 
 
-def config_with_model(tmp_path, model_path, size=32):
+def config_with_model(tmp_path, model_path, size=32, **options):
     return RunConfig(
         config_file=tmp_path / "configuration.json",
         dataset_training_dir=tmp_path / "training",
@@ -150,8 +150,8 @@ def config_with_model(tmp_path, model_path, size=32):
         evaluate_label_file=tmp_path / "labels.json",
         output_dir=tmp_path / "out",
         evaluate_result_dir=tmp_path / "results",
-        source_keras_model=model_path,
         input_tensor_size=size,
+        options={"source_keras_model": model_path, "weights": "imagenet", "mobilenet_alpha": 1.0, **options},
     )
 
 
@@ -163,12 +163,10 @@ def load_base(config, reporter):
 
 def test_mobilenet_v2_loads_a_local_weights_file(tf, tmp_path, reporter):
     """Offline users point "weights" at a file: the default base is built with exactly those weights."""
-    import dataclasses
-
     donor = tf.keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
     weights = tmp_path / "mobilenet_v2_0.35_no_top.h5"
     donor.save_weights(weights)
-    config = dataclasses.replace(config_with_model(tmp_path, None), weights=weights, mobilenet_alpha=0.35)
+    config = config_with_model(tmp_path, None, weights=weights, mobilenet_alpha=0.35)
 
     model = load_base(config, reporter)
 
@@ -177,11 +175,9 @@ def test_mobilenet_v2_loads_a_local_weights_file(tf, tmp_path, reporter):
 
 
 def test_a_weights_file_for_another_model_is_a_clear_error(tf, tmp_path, reporter):
-    import dataclasses
-
     weights = tmp_path / "other.h5"
     single_conv(tf, (32, 32, 3)).save_weights(weights)
-    config = dataclasses.replace(config_with_model(tmp_path, None), weights=weights, mobilenet_alpha=0.35)
+    config = config_with_model(tmp_path, None, weights=weights, mobilenet_alpha=0.35)
     with pytest.raises(ModelError, match=r"cannot load MobileNetV2 weights from .*other.h5: ValueError"):
         load_base(config, reporter)
 
@@ -216,8 +212,6 @@ def test_fixed_input_size_mismatch_says_which_size_to_set(tf, tmp_path, reporter
 def test_the_smallest_input_size_comes_from_the_model(tf, tmp_path, reporter):
     """A model of any input size whose valid convolutions and pooling need 16x16 pixels: 16 loads, and 15 is refused
     naming 16; Keras' MobileNetV2 needs 32, and says so."""
-    import dataclasses
-
     layers = tf.keras.layers
     path = tmp_path / "shrinking"
     tf.keras.Sequential([tf.keras.Input((None, None, 3)), layers.Conv2D(4, 5), layers.MaxPooling2D(4),
@@ -227,7 +221,7 @@ def test_the_smallest_input_size_comes_from_the_model(tf, tmp_path, reporter):
                                          r"to 16 or more"):
         load_base(config_with_model(tmp_path, path, size=15), reporter)
 
-    mobilenet = dataclasses.replace(config_with_model(tmp_path, None, size=31), weights=None, mobilenet_alpha=0.35)
+    mobilenet = config_with_model(tmp_path, None, size=31, weights=None, mobilenet_alpha=0.35)
     with pytest.raises(ModelError, match="MobileNetV2 takes images of at least 32x32 pixels, but input_tensor_size "
                                          "is 31; set it to 32 or more"):
         load_base(mobilenet, reporter)

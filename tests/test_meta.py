@@ -83,11 +83,12 @@ def test_the_core_imports_no_framework_nor_the_built_in_plugins():
     import subprocess
     import sys
 
-    modules = sorted(f"tlcore.{path.stem}" for path in (REPO / "tlcore").glob("*.py") if path.stem != "__init__")
+    modules = sorted(".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                     for path in (REPO / "tlcore").rglob("*.py"))
     probe = (
         f"import sys, {', '.join(modules)}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('tensorflow', 'keras', 'torch', 'torchvision', 'plugins', 'numpy', 'PIL')))"
+        "('tensorflow', 'keras', 'torch', 'torchvision', 'tlplugins', 'numpy', 'PIL')))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr

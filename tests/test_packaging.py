@@ -1,6 +1,7 @@
 """What installing tl puts into site-packages: its own import names only, beside any other distribution."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,15 @@ def test_tl_installs_beside_a_distribution_with_its_own_cli_and_plugins_packages
     where = subprocess.run([sys.executable, "-c", "import tlcli, tlplugins; print(tlcli.__file__, tlplugins.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
+
+
+def test_nothing_in_the_repository_imports_the_folders_by_their_generic_names():
+    """Run from the repository, ``plugins`` and ``cli`` would import (its folders are there); installed, they are
+    another distribution's. Code, tests, examples and docs use tlplugins and tlcli."""
+    generic = re.compile(r"^\s*(from|import) (plugins|cli)\b|-m\W+cli\b|run_module\(\W+cli\b", re.M)
+    found = []
+    for path in REPO.rglob("*"):
+        if path.suffix in (".py", ".md", ".sh", ".yaml", ".toml", ".ipynb") and ".venv" not in path.parts \
+                and path.name != "test_packaging.py":
+            found += [f"{path.relative_to(REPO)}: {match.group(0).strip()}" for match in generic.finditer(path.read_text())]
+    assert found == []

@@ -32,7 +32,7 @@ def trained(project):
 def test_quantize_publishes_the_package_and_adds_the_quantized_figures(trained):
     result = quantize_cli(trained)
     assert result.exit_code == 0, result.output
-    assert "Quantizing for the IMX500: post-training quantization with TPC 4.0, calibrated on 12 training images" \
+    assert "Quantizing for the IMX500: post-training quantization, calibrated on 12 training images" \
         in result.output
     assert "Top-1 accuracy: float 1.0000, quantized 1.0000 (+0.0000)" in result.output
     assert "Warning: not converted for the IMX500: no converter plugin" in result.output
@@ -88,7 +88,7 @@ def test_a_configuration_changed_since_training_is_refused_but_quantization_keys
                                       f'{trained.root / "out" / "saved_model"} was trained (32 then, 48 now); train '
                                       "again with `tl run`, or set it back")
     assert trained.files() == before
-    trained.write(quantization_images=5, tpc_version="5.0", quantization_method="gptq")
+    trained.write(quantization_images=5, quantization_max_drop=0.5, quantization_method="gptq")
     result = quantize_cli(trained)
     assert result.exit_code == 0, result.output
     assert trained.results()["quantization"]["calibration_images"] == 5
@@ -195,7 +195,7 @@ def convert(tmp_path, monkeypatch, script, java=17, **config):
     monkeypatch.setattr(converter, "java_version", lambda: java)
     package = tmp_path / "package"
     package.mkdir(exist_ok=True)
-    settings = SimpleNamespace(**{"framework": "keras", "imx500_input_persistency": True, **config})
+    settings = SimpleNamespace(framework="keras", options={"imx500_input_persistency": True, **config})
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
     model = tmp_path / "model_quantized.keras"
     model.write_bytes(b"model")

@@ -26,8 +26,16 @@ def manager_with(*plugins, blocked=()):
 
 
 def run_with(project, *plugins, **changes):
+    """Run in this process with the fake framework and ``plugins``; the configuration's keys are checked against
+    the plugins' declarations as ``tl run`` checks them."""
+    from tlcore.config import read_selection
+    from tlcore.prepare import framework_keys
+
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    return run(load_config(project.write(**changes)), manager_with(*plugins), reporter), reporter
+    manager = manager_with(*plugins)
+    path = project.write(**changes)
+    config = load_config(path, plugin_keys=framework_keys(manager, read_selection(path)[1])[0])
+    return run(config, manager, reporter), reporter
 
 
 def write_plugin(tmp_path, monkeypatch, name, source):

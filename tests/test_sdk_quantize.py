@@ -48,7 +48,7 @@ def test_the_sdk_form_is_recognised_by_its_keys(sdk, project):
 def test_the_sdk_keys_keep_their_meanings(sdk):
     root, _ = sdk
     config = load_sdk_config(root / "configuration.json")
-    assert config.source_keras_model == root / "model" and config.quantization_images == 8
+    assert config.options["source_keras_model"] == root / "model" and config.quantization_images == 8
     assert config.output_dir == root / "output" and config.results_file == root / "evaluate" / "results" / "results.json"
     dataset = sdk_dataset(config)
     assert len(dataset.training) == 14, "calibration images are found in any sub-folder"

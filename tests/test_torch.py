@@ -150,10 +150,12 @@ def user_config(tmp_path, path, size=32, **changes):
 
     from tlcore.config import RunConfig
 
+    options = {"source_torch_model": path, "weights": "imagenet", "mobilenet_alpha": 1.0}
+    options.update((key, changes.pop(key)) for key in list(changes) if key in options)  # the base model's keys
     return dataclasses.replace(RunConfig(
         config_file=tmp_path / "configuration.json", dataset_training_dir=tmp_path, dataset_validation_dir=tmp_path,
         evaluate_label_file=tmp_path / "labels.json", output_dir=tmp_path / "out", evaluate_result_dir=tmp_path,
-        input_tensor_size=size, framework="torch", options={"source_torch_model": path}), **changes)
+        input_tensor_size=size, framework="torch", options=options), **changes)
 
 
 def load_base(config, reporter):

@@ -13,12 +13,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from tlcore.errors import ConfigError, PluginError
-
-if TYPE_CHECKING:
-    from tlcore.pluginmanager import PluginManager
+from tlcore.errors import ConfigError
 
 FRAMEWORK_ATTRIBUTE = "TL_FRAMEWORK"
 DEFAULT_FRAMEWORK = "keras"
@@ -45,7 +42,7 @@ STEP_NAMES = {
 }
 
 OPTIONAL_KEYS = (
-    "source_keras_model", "weights", "mobilenet_alpha", "preprocessing", "learning_rate", "dropout",
+    "preprocessing", "learning_rate", "dropout",
     "weight_decay", "label_smoothing", "head_search",
     "augmentation", "augmentation_views", "fine_tune_layers", "feature_cache", "early_stopping_patience",
     "early_stopping_monitor", "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
@@ -112,7 +109,8 @@ class Framework:
     :param summary: one line for ``tl plugins list``.
     :param keys: the optional core keys (:data:`OPTIONAL_KEYS`) it honours; giving another
         one in configuration.json is an error.
-    :param key_hints: advice shown when an unsupported key is given, by key.
+    :param key_hints: advice shown when a key it does not honour is given, by key: an optional core key, or a
+        key of another framework's plugins (e.g. ``source_keras_model`` for torch).
     :param default_preprocessing: the preprocessing preset used when the configuration
         gives none (see :data:`tlcore.preprocessing.PRESETS`).
     :param layout: ``"NHWC"`` or ``"NCHW"``: how image batches reach its hooks.
@@ -205,38 +203,6 @@ def served_by(plugin: Any) -> tuple[str, ...] | None:
 def serves(frameworks: tuple[str, ...] | None, name: str | None) -> bool:
     """Whether a plugin serving ``frameworks`` (None: neutral) is asked when ``name`` is selected."""
     return name is None or frameworks is None or name in frameworks
-
-
-def registered_frameworks(manager: PluginManager, errors: dict[str, str] | None = None) -> dict[str, tuple[Framework, str]]:
-    """``{name: (Framework, plugin name)}`` of every framework the plugins declare.
-
-    A plugin returning something else, or a framework declared twice, raises
-    PluginError, unless ``errors`` is a dict: then the error is stored under the plugin's name.
-    """
-    from tlcore.calls import call_all
-
-    found: dict[str, tuple[Framework, str]] = {}
-    for plugin, declared in call_all(manager, "tl_frameworks", errors=errors):
-        try:
-            if not isinstance(declared, (list, tuple)) or not all(isinstance(f, Framework) for f in declared):
-                raise PluginError(
-                    f'plugin "{plugin}" returned {type(declared).__name__} from tl_frameworks; '
-                    "it must return a list of tlcore.frameworks.Framework"
-                )
-            for framework in declared:
-                if framework.name in found:
-                    raise PluginError(
-                        f'framework "{framework.name}" is declared by both "{found[framework.name][1]}" and "{plugin}"; '
-                        "block or uninstall one of them"
-                    )
-        except PluginError as exc:
-            if errors is None:
-                raise
-            errors[plugin] = str(exc)
-            continue
-        for framework in declared:
-            found[framework.name] = (framework, plugin)
-    return found
 
 
 def select_framework(frameworks: Mapping[str, tuple[Framework, str]], name: str, source: str) -> Framework:

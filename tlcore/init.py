@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tlcore import __version__
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.images import IMAGE_SUFFIXES
+from tlcore.keys import starter_values
 from tlcore.sampling import stratified
 
 if TYPE_CHECKING:
@@ -38,16 +39,9 @@ SPLIT_FOLDER = "dataset"
 MARKER = ".tl-init.json"
 """Written into a split tl init made: ``--force`` may replace that split (and nothing else), and only while it
 holds no file tl init did not write."""
-DEFAULTS: dict[str, Any] = {
-    "output_dir": "output",
-    "evaluate_result_dir": "output/evaluation",
-    "framework": "keras",
-    "weights": "imagenet",
-    "batch_size": 32,
-    "input_tensor_size": 224,
-    "epochs": 10,
-}
-"""The rest of the configuration tl init writes: what works for most datasets (MobileNetV2, ImageNet weights)."""
+DEFAULTS: dict[str, Any] = starter_values()
+"""The rest of the configuration tl init writes: what works for most datasets (MobileNetV2, ImageNet weights), as
+the keys' declarations say (:attr:`tlcore.keys.ConfigKey.starter`)."""
 
 
 @dataclass

@@ -58,7 +58,8 @@ def _records(manager: PluginManager, infos: Any, errors: dict[str, str]) -> list
 def _framework_records(manager: PluginManager, errors: dict[str, str]) -> list[dict[str, Any]]:
     """Each framework: who declares it, which plugins serve it, and which steps it has (and lacks)."""
     from tlcore.calls import Hooks
-    from tlcore.frameworks import DEFAULT_FRAMEWORK, STEPS, registered_frameworks
+    from tlcore.frameworks import DEFAULT_FRAMEWORK, STEPS
+    from tlcore.registry import registered_frameworks
 
     records = []
     for name, (framework, declared_by) in sorted(registered_frameworks(manager, errors=errors).items()):
@@ -87,7 +88,8 @@ def _framework_records(manager: PluginManager, errors: dict[str, str]) -> list[d
 def _call_order(manager: PluginManager, frameworks: list[dict[str, Any]], hooks: Any) -> dict[str, list[str]]:
     """Per hook, the plugins asked: for framework steps, per framework (``"tl_train [keras]"``)."""
     from tlcore.calls import Hooks
-    from tlcore.frameworks import STEPS, registered_frameworks
+    from tlcore.frameworks import STEPS
+    from tlcore.registry import registered_frameworks
 
     declared = registered_frameworks(manager, errors={})
     order: dict[str, list[str]] = {}

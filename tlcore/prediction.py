@@ -235,7 +235,7 @@ def predict(model_dir: str | Path | SavedModel, images: Iterable[str | Path] | s
 
     from tlcore.calls import Hooks
     from tlcore.dataset import Split
-    from tlcore.frameworks import registered_frameworks
+    from tlcore.registry import registered_frameworks
     from tlcore.loader import ImageBatches, run_batches
     from tlcore.pluginmanager import make_plugin_manager
     from tlcore.report import Reporter

@@ -14,9 +14,9 @@ from typing import Any, Mapping, Sequence
 
 from tlcore.config import ConfigKey, RunConfig, load_config, plugin_config_keys, read_configuration, read_selection
 from tlcore.errors import PluginError
-from tlcore.frameworks import Framework, registered_frameworks, serves
+from tlcore.frameworks import Framework, serves
 from tlcore.pluginmanager import PluginManager, installed_plugins_disabled, make_plugin_manager
-from tlcore.run import framework_of
+from tlcore.registry import framework_of, registered_frameworks
 
 
 @dataclass
@@ -47,6 +47,22 @@ def load_plugins(builtins: Sequence[str] | None, blocked: Sequence[str], configu
     return manager, notes
 
 
+def framework_keys(manager: PluginManager, framework_name: str) -> tuple[list[ConfigKey], dict[str, list[str]]]:
+    """The configuration keys the plugins of framework ``framework_name`` (and the framework-neutral ones) declare,
+    and ``{key: frameworks}`` of those only other frameworks' plugins declare."""
+    keys: list[ConfigKey] = []
+    foreign: dict[str, list[str]] = {}
+    for plugin, declared in plugin_config_keys(manager).items():
+        served = manager.frameworks_of(plugin)
+        if serves(served, framework_name):
+            keys.extend(declared)
+        else:
+            for key in declared:
+                owners = foreign.setdefault(key.name, [])
+                owners.extend(name for name in served or () if name not in owners)
+    return keys, foreign
+
+
 def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[str] | None, blocked: Sequence[str] = (),
             extra: Sequence[str] = (), overrides: Mapping[str, Any] | None = None,
             plugins: Sequence[Any] = ()) -> Prepared:
@@ -63,16 +79,7 @@ def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[st
     configured, framework_name = read_selection(configuration)
     manager, notes = load_plugins(builtins, blocked, configured, extra, plugins)
     frameworks = registered_frameworks(manager)
-    keys: list[ConfigKey] = []
-    foreign: dict[str, list[str]] = {}
-    for plugin, declared in plugin_config_keys(manager).items():
-        served = manager.frameworks_of(plugin)
-        if serves(served, framework_name):
-            keys.extend(declared)
-        else:
-            for key in declared:
-                owners = foreign.setdefault(key.name, [])
-                owners.extend(name for name in served or () if name not in owners)
+    keys, foreign = framework_keys(manager, framework_name)
     # With plugins blocked or disabled, keys only they declare are expected: ignored, not refused.
     lenient = bool(manager.blocked_names) or installed_plugins_disabled()
     config = load_config(configuration, plugin_keys=keys, ignore_unknown=lenient, foreign_keys=foreign,

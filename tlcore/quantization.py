@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tlcore import __version__
 from tlcore.calls import Hooks
-from tlcore.config import UNRELATED_KEYS
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import ConfigError, ModelError, OutputError, PluginError
 from tlcore.evaluation import evaluate_model
@@ -158,7 +157,7 @@ def trained_record(config: RunConfig) -> dict[str, Any]:
     trained = record.get("configuration", {})
     current = config.to_dict()
     for key in sorted(set(trained) | set(current)):
-        if key in UNRELATED_KEYS or key in ("config_file",):
+        if key in config.neutral or key in ("config_file",):
             continue
         if trained.get(key) != current.get(key):
             raise ConfigError(
@@ -183,7 +182,7 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
 def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporter, *, model: Any = None,
                     dataset: DatasetIndex | None = None, debug: bool = False) -> QuantizationResult:
     """:func:`quantize`, for a caller that holds the output folders' lock (``tl run`` with ``"quantize": true``)."""
-    from tlcore.run import framework_of
+    from tlcore.registry import framework_of
 
     started = time.monotonic()
     framework = framework_of(config, manager)
@@ -256,8 +255,10 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
     indices = calibration_indices(dataset.training, config.quantization_images, run_seed(config))
     calibration = Calibration(dataset.training, indices, preprocessing, min(config.batch_size, 32), config.bad_images)
     method = {"ptq": "post-training quantization", "gptq": f"GPTQ ({config.gptq_epochs} epochs)"}
-    reporter.info(f"Quantizing for the IMX500: {method[config.quantization_method]} with TPC "
-                  f"{config.tpc_version}, calibrated on {calibration.images} {dataset.training.name} images")
+    tpc = config.options.get("tpc_version")  # the quantizers' key (tlplugins.imx500.tpc)
+    reporter.info(f"Quantizing for the IMX500: {method[config.quantization_method]}"
+                  + (f" with TPC {tpc}" if tpc else "")
+                  + f", calibrated on {calibration.images} {dataset.training.name} images")
     with reporter.activity("Quantizing") as calibration.activity:
         quantized, answered["tl_quantize"] = hooks.answer("tl_quantize", model=model, calibration=calibration,
                                                           preprocessing=preprocessing, config=config, reporter=reporter)
@@ -344,7 +345,7 @@ def combined(float_metrics: Mapping[str, Any], package: Package, config: RunConf
         metrics["quantization_top_1_drop"] = float(float_metrics["top_1_accuracy"] - quantized["top_1_accuracy"])
     metrics["quantization"] = {
         "method": config.quantization_method,
-        "tpc_version": config.tpc_version,
+        "tpc_version": config.options.get("tpc_version"),
         "calibration_images": package.calibration_images,
         "model": package.exported.name,
         "input": "raw RGB pixels 0-255 (normalisation is inside the model)",

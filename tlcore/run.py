@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore import __version__
 from tlcore.calls import Hooks
-from tlcore.config import check_framework_keys
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import OutputError, PluginError
 from tlcore.distributed import SINGLE, Cluster
 from tlcore.evaluation import evaluate, evaluate_model, scored
-from tlcore.frameworks import RUN_STEPS, Devices, Framework, registered_frameworks, select_framework
+from tlcore.frameworks import RUN_STEPS, Devices
 from tlcore.loader import decoding_ahead
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
@@ -26,6 +25,7 @@ from tlcore.outputs import (
     staged_json, write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
+from tlcore.registry import framework_of
 from tlcore.training import Checkpoint, RunEvents
 
 if TYPE_CHECKING:
@@ -98,14 +98,6 @@ class RunResult:
             if path.name == name:
                 return path
         raise KeyError(f"{name}: this run wrote no such report; it wrote {', '.join(p.name for p in self.reports)}")
-
-
-def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
-    """The framework ``config`` selects, checked: known, installed, and given only keys it honours."""
-    framework = select_framework(registered_frameworks(manager), config.framework, config.config_file.name)
-    check_framework_keys(config, framework)
-    framework.check_installed()
-    return framework
 
 
 def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug: bool = False,

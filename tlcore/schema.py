@@ -15,6 +15,8 @@ Editors find the schema through the key ``"$schema"`` (which tl ignores), e.g.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tlcore.config import CORE_KEYS, REQUIRED, SCHEMA_KEY, ConfigKey, plugin_config_keys
@@ -84,27 +86,61 @@ def key_schema(key: ConfigKey, note: str = "", shape: dict[str, Any] | None = No
     return schema
 
 
+@dataclass(frozen=True)
+class DeclaredKey:
+    """A configuration key and who declares it: ``owner`` is ``"core"`` or the plugins' names; ``frameworks``
+    the frameworks it applies to, empty when it applies to every framework."""
+
+    key: ConfigKey
+    owner: str
+    frameworks: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str:
+        where = "" if self.owner == "core" else f"plugin {self.owner}"
+        only = f"framework {' or '.join(self.frameworks)} only" if self.frameworks else ""
+        return "; ".join(part for part in (where, only) if part)
+
+
+def declared_keys(manager: PluginManager) -> list[DeclaredKey]:
+    """Every key: the core's, then every loaded plugin's (a key several plugins declare once, with all of them),
+    sorted by name."""
+    from tlcore.frameworks import OPTIONAL_KEYS
+    from tlcore.registry import registered_frameworks
+
+    declared = registered_frameworks(manager, errors={})
+    found: dict[str, DeclaredKey] = {}
+    for key in CORE_KEYS:  # core keys that only some frameworks honour say which
+        honouring = sorted(name for name, (framework, _) in declared.items() if key.name in framework.keys)
+        partly = key.name in OPTIONAL_KEYS and honouring and len(honouring) < len(declared)
+        found[key.name] = DeclaredKey(key, "core", tuple(honouring) if partly else ())
+    declaring: dict[str, tuple[ConfigKey, list[str], set[str] | None]] = {}
+    for plugin, keys in plugin_config_keys(manager, errors={}).items():
+        served = manager.frameworks_of(plugin)
+        for key in keys:
+            _, plugins, frameworks = declaring.setdefault(key.name, (key, [], set()))
+            plugins.append(plugin)
+            if frameworks is not None:
+                if served:
+                    frameworks.update(served)
+                else:  # a framework-neutral plugin honours it everywhere
+                    declaring[key.name] = (key, plugins, None)
+    for name, (key, plugins, frameworks) in declaring.items():
+        only = tuple(sorted(frameworks)) if frameworks is not None and frameworks != set(declared) else ()
+        found.setdefault(name, DeclaredKey(key, ", ".join(sorted(plugins)), only))
+    return [found[name] for name in sorted(found)]
+
+
 def json_schema(manager: PluginManager) -> dict[str, Any]:
     """The schema of every key: the core's and those of every loaded plugin (with their framework)."""
-    from tlcore.frameworks import OPTIONAL_KEYS, registered_frameworks
+    from tlcore.registry import registered_frameworks
 
     shapes = _shapes()
     declared = registered_frameworks(manager, errors={})
     if declared:
         shapes["framework"] = {"enum": sorted(declared)}
-    notes = {}
-    for key in OPTIONAL_KEYS:  # core keys that only some frameworks honour say which
-        honouring = sorted(name for name, (framework, _) in declared.items() if key in framework.keys)
-        if honouring and len(honouring) < len(declared):
-            notes[key] = f"framework {' or '.join(honouring)} only"
-    properties: dict[str, Any] = {key.name: key_schema(key, notes.get(key.name, ""), shapes.get(key.name))
-                                  for key in CORE_KEYS}
-    for plugin, keys in plugin_config_keys(manager, errors={}).items():
-        served = manager.frameworks_of(plugin)
-        note = f"plugin {plugin}" + (f"; framework {' or '.join(served)} only" if served else "")
-        for key in keys:
-            properties.setdefault(key.name, key_schema(key, note))
-    properties = dict(sorted(properties.items()))
+    properties = {entry.key.name: key_schema(entry.key, entry.note, shapes.get(entry.key.name))
+                  for entry in declared_keys(manager)}
     return {
         "$schema": DRAFT,
         "title": "tl configuration.json",
@@ -116,3 +152,16 @@ def json_schema(manager: PluginManager) -> dict[str, Any]:
         "required": [key.name for key in CORE_KEYS if key.required],
         "additionalProperties": False,
     }
+
+
+def markdown_table(manager: PluginManager) -> str:
+    """The keys as a Markdown table (key, what it does, default, who reads it): the documentation's key table."""
+    rows = ["| key | what it does | default | read by |", "|---|---|---|---|"]
+    for entry in declared_keys(manager):
+        key = entry.key
+        default = "required" if key.required else f"`{json.dumps(_jsonable(key.default), ensure_ascii=False)}`"
+        text = (key.help or key.name).replace("|", "\\|")
+        if key.choices:
+            text += "; one of " + ", ".join(f"`{json.dumps(choice)}`" for choice in key.choices)
+        rows.append(f"| `{key.name}` | {text} | {default} | {entry.note or 'core'} |")
+    return "\n".join(rows) + "\n"

@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlcore.calls import Hooks
 from tlcore.config import CORE_KEYS, ConfigKey, RunConfig, read_json_object
@@ -75,12 +75,16 @@ def is_sdk_form(path: str | Path) -> bool:
     return any(key in data for key in MARKERS)
 
 
-def load_sdk_config(path: str | Path) -> RunConfig:
-    """Check the SDK form with the same one-line errors as tl's own, and express it as a RunConfig."""
+def load_sdk_config(path: str | Path, plugin_keys: Sequence[ConfigKey] = ()) -> RunConfig:
+    """Check the SDK form with the same one-line errors as tl's own, and express it as a RunConfig.
+
+    ``plugin_keys`` are the keys the Keras framework's plugins declare: those of :data:`TL_KEYS` among them
+    (``tpc_version``, ...) may be given; the others take their defaults."""
     path = Path(path).absolute()
     data = read_json_object(path)
     source, base_dir = path.name, path.parent.resolve()
-    extra = {key.name: key for key in CORE_KEYS if key.name in TL_KEYS}
+    plugin = {key.name: key for key in plugin_keys if key.name in TL_KEYS}
+    extra = {key.name: key for key in CORE_KEYS if key.name in TL_KEYS} | plugin
     keys = {**{key.name: key for key in SDK_KEYS}, **extra}
     for name in data:
         if name not in keys:
@@ -99,15 +103,17 @@ def load_sdk_config(path: str | Path) -> RunConfig:
     if not extension or "/" in extension:
         raise ConfigError(f'{source}: "evaluate_image_extension" is {json.dumps(data["evaluate_image_extension"])}; '
                           'give an extension such as "jpg"')
-    settings = {name: values[name] for name in TL_KEYS if name in values and name != "framework"}
+    settings = {name: values[name] for name in TL_KEYS if name in values and name not in ("framework", *plugin)}
+    plugin_settings = {key.name: values.get(key.name, key.default) for key in plugin_keys if not key.required}
     return RunConfig(
         config_file=path, dataset_training_dir=values["dataset_image_dir"],
         dataset_validation_dir=values["evaluate_image_dir"], evaluate_label_file=values["evaluate_label_file"],
         output_dir=values["output_dir"], evaluate_result_dir=values["evaluate_result_dir"],
-        source_keras_model=values["source_keras_model"], batch_size=values["batch_size"],
+        batch_size=values["batch_size"],
         input_tensor_size=values["input_tensor_size"], framework="keras", quantize=True,
         quantization_images=values["batch_size"] * values["iteration_count"], given_keys=frozenset(data),
-        options={"evaluate_image_extension": extension}, **settings,
+        options={"evaluate_image_extension": extension, "source_keras_model": values["source_keras_model"],
+                 **plugin_settings}, **settings,
     )
 
 
@@ -151,8 +157,8 @@ def sdk_dataset(config: RunConfig) -> DatasetIndex:
 
 def model_preprocessing(config: RunConfig, reporter: Reporter) -> Preprocessing:
     """The preprocessing the model was trained with, when known; the SDK training notebook's [0, 1] otherwise."""
-    assert config.source_keras_model is not None
-    model = config.source_keras_model
+    assert config.options["source_keras_model"] is not None
+    model = config.options["source_keras_model"]
     beside = (model if model.is_dir() else model.parent) / "preprocessing.json"
     if beside.is_file():
         preprocessing = Preprocessing.from_dict(json.loads(beside.read_text()))
@@ -170,17 +176,19 @@ def model_preprocessing(config: RunConfig, reporter: Reporter) -> Preprocessing:
 def quantize_sdk(path: str | Path, manager: PluginManager, reporter: Reporter, *,
                  debug: bool = False) -> QuantizationResult:
     """The SDK quantize notebook's job, done the tl way; see the module's documentation."""
-    from tlcore.run import framework_of
+    from tlcore.registry import framework_of
 
     started = time.monotonic()
-    config = load_sdk_config(path)
+    from tlcore.prepare import framework_keys
+
+    config = load_sdk_config(path, framework_keys(manager, "keras")[0])
     framework = framework_of(config, manager)
     framework.quieten(quiet=not debug)
     hooks = Hooks(manager, framework)
     hooks.require([*REQUIRED_HOOKS, "tl_export_tflite"])
     dataset = sdk_dataset(config)
     reporter.info(f"SDK quantize configuration: {len(dataset.training)} calibration and {len(dataset.validation)} "
-                  f"evaluation images, {len(dataset.labels)} classes; model {config.source_keras_model}")
+                  f"evaluation images, {len(dataset.labels)} classes; model {config.options['source_keras_model']}")
     preprocessing = model_preprocessing(config, reporter)
     from tlcore.lock import command_line, output_lock
 
@@ -196,7 +204,7 @@ def _quantize_sdk(config: RunConfig, hooks: Hooks, dataset: DatasetIndex, prepro
         prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
     check_replaceable(folder, RECORD)
     answered: dict[str, str] = {}
-    model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.source_keras_model, reporter=reporter)
+    model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.options["source_keras_model"], reporter=reporter)
     tflite_stage = Path(tempfile.mkdtemp(prefix=".model.tl-partial-", dir=config.output_dir))
     try:
         with StagedDir(folder) as staged:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import ConfigKey
 from tlcore.quantization import Conversion
 
 TL_FRAMEWORK = ("keras", "torch")
@@ -63,6 +64,12 @@ def memory_summary(report):
     return data.get("Fit In Chip"), text
 
 
+@hookimpl
+def tl_config_keys():
+    return [ConfigKey("imx500_input_persistency", "boolean", default=True, affects_model=False,
+                      help="keep the input image readable on the device; false saves chip memory for a large model")]
+
+
 @hookimpl(trylast=True)
 def tl_convert(model_file, path, config, reporter):
     tool = CONVERTERS[config.framework]
@@ -76,7 +83,7 @@ def tl_convert(model_file, path, config, reporter):
                                                   f"{JAVA_INSTALL}")
     output = path / ".converter-output"  # the converter refuses an existing folder
     command = [executable, "-i", str(model_file), "-o", str(output), "--logger-format", "json"]
-    if not config.imx500_input_persistency:
+    if not config.options["imx500_input_persistency"]:
         command.append("--no-input-persistency")
     errors, version = run_converter(command, tool, reporter)
     reports = sorted(output.glob("*_MemoryReport.json"))

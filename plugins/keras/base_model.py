@@ -3,18 +3,28 @@
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED, ConfigKey
 
 TL_FRAMEWORK = "keras"
 MOBILENET_MIN_SIZE = 32
 """Keras' MobileNetV2 refuses smaller inputs."""
 
 
+@hookimpl
+def tl_config_keys():
+    return [
+        ConfigKey("source_keras_model", "path", default=None, nullable=True, path_kind="file_or_dir",
+                  help="base model: Keras SavedModel folder, .h5 or .keras file; empty = MobileNetV2"),
+        SHARED["weights"], SHARED["mobilenet_alpha"],
+    ]
+
+
 def load_mobilenet_v2(config, reporter):
     import tensorflow as tf
 
-    weights = config.weights
+    weights = config.options["weights"]
     size = config.input_tensor_size
-    alpha = config.mobilenet_alpha
+    alpha = config.options["mobilenet_alpha"]
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
     if weights is None:
         reporter.warning(
@@ -111,7 +121,7 @@ def weights_only(path):
 def load_user_model(path, config, reporter):
     import tensorflow as tf
 
-    if config.weights != "imagenet":
+    if config.options["weights"] != "imagenet":
         reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_keras_model"')
     try:
         model = tf.keras.models.load_model(str(path), compile=False)
@@ -194,6 +204,6 @@ def tl_load_base_model(config, reporter):
     from tlplugins.keras.distributed import scope
 
     with reporter.activity("Loading the base model"), scope():  # with several workers, in the strategy's scope
-        if config.source_keras_model is None:
+        if config.options["source_keras_model"] is None:
             return load_mobilenet_v2(config, reporter)
-        return load_user_model(config.source_keras_model, config, reporter)
+        return load_user_model(config.options["source_keras_model"], config, reporter)

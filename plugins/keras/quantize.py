@@ -9,7 +9,7 @@ quantizes it with the rest. The export is MCT's ``.keras`` format, which
 
 from tlcore.hookspecs import hookimpl
 
-from tlplugins.imx500.tpc import target_platform
+from tlplugins.imx500.tpc import TPC_VERSION, target_platform
 
 TL_FRAMEWORK = "keras"
 QUANTIZED_FILE = "model_quantized.keras"
@@ -37,6 +37,11 @@ def representative(calibration):
         for batch in calibration():
             yield [batch]
     return batches
+
+
+@hookimpl
+def tl_config_keys():
+    return [TPC_VERSION]
 
 
 @hookimpl(trylast=True)

@@ -12,6 +12,7 @@ import time
 
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import ConfigKey
 
 from tlplugins.reports import TENSORBOARD_DIR
 
@@ -26,15 +27,21 @@ def tensorboard_installed():
 
 
 @hookimpl
+def tl_config_keys():
+    return [ConfigKey("tensorboard", "boolean", default=False, affects_model=False,
+                      help="also write TensorBoard logs of the epochs into evaluate_result_dir/tensorboard")]
+
+
+@hookimpl
 def tl_on_run_start(config):
-    if getattr(config, "tensorboard", False) and not tensorboard_installed():
+    if config.options.get("tensorboard") and not tensorboard_installed():
         raise ConfigError('"tensorboard": true needs the tensorboard package, which is not installed; '
                           'pip install tensorboard, or set "tensorboard": false')
 
 
 @hookimpl(trylast=True)
 def tl_write_reports(history, path, config):
-    if not config.tensorboard:
+    if not config.options.get("tensorboard"):
         return None
     from tlcore.training import watched_images
 

@@ -1,7 +1,7 @@
 """The base model: torchvision's MobileNetV2 by default, or the user's PyTorch model (``source_torch_model``)."""
 
 from tlcore.calls import describe_exception
-from tlcore.config import ConfigKey
+from tlcore.keys import SHARED, ConfigKey
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
@@ -14,6 +14,7 @@ def tl_config_keys():
         ConfigKey("source_torch_model", "path", default=None, nullable=True, path_kind="file",
                   help="base model: a whole PyTorch model saved with torch.save(model), torch.jit.save or "
                        "torch.export.save; empty = torchvision's MobileNetV2"),
+        SHARED["weights"], SHARED["mobilenet_alpha"],
     ]
 
 
@@ -45,7 +46,7 @@ def load_mobilenet_v2(config, reporter):
     import torch
     import torchvision
 
-    weights, alpha, size = config.weights, config.mobilenet_alpha, config.input_tensor_size
+    weights, alpha, size = config.options["weights"], config.options["mobilenet_alpha"], config.input_tensor_size
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
     if config.seed is not None:
         torch.manual_seed(config.seed)
@@ -157,6 +158,6 @@ def tl_load_base_model(config, reporter):
         path = config.options.get("source_torch_model")
         if path is None:
             return load_mobilenet_v2(config, reporter)
-        if config.weights != "imagenet":
+        if config.options["weights"] != "imagenet":
             reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_torch_model"')
         return load_user_model(path, config, reporter)

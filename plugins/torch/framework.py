@@ -8,7 +8,7 @@ TL_FRAMEWORK = "torch"
 TORCH = Framework(
     name="torch",
     summary="PyTorch + torchvision: MobileNetV2 or your own model (source_torch_model)",
-    keys=tuple(key for key in OPTIONAL_KEYS if key != "source_keras_model"),
+    keys=OPTIONAL_KEYS,
     key_hints={"source_keras_model": 'it names a Keras model; give a PyTorch model as "source_torch_model", '
                                      'or set "framework": "keras"'},
     default_preprocessing="imagenet",

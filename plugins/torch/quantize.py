@@ -8,7 +8,7 @@ onnxruntime runs with MCT's custom operators.
 
 from tlcore.hookspecs import hookimpl
 
-from tlplugins.imx500.tpc import target_platform
+from tlplugins.imx500.tpc import TPC_VERSION, target_platform
 
 TL_FRAMEWORK = "torch"
 QUANTIZED_FILE = "model_quantized.onnx"
@@ -37,6 +37,11 @@ def representative(calibration):
         for batch in calibration():
             yield [batch]
     return batches
+
+
+@hookimpl
+def tl_config_keys():
+    return [TPC_VERSION]
 
 
 @hookimpl(trylast=True)

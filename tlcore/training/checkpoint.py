@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlcore.config import UNRELATED_KEYS
 from tlcore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ def training_fingerprint(config: RunConfig, dataset: DatasetIndex) -> str:
     """A hash of what shapes the trained model: the configuration's keys (but the outputs', quantization's and
     precision's) and the training and validation images."""
     keys = {key: value for key, value in config.to_dict().items()
-            if key not in UNRELATED_KEYS and key not in ("config_file", "output_dir")}
+            if key not in config.neutral and key not in ("config_file", "output_dir")}
     digest = hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode())
     digest.update(dataset.training.fingerprint().encode())
     digest.update(dataset.validation.fingerprint().encode())

@@ -55,8 +55,9 @@ def _check_data(data: CachedData | StreamedData, dataset: DatasetIndex, config: 
     be; without cached features (fine-tuning, augmentation every epoch), of identical files and classes only."""
     import numpy as np
 
-    random_base = config.weights is None and config.source_keras_model is None \
-        and config.options.get("source_torch_model") is None
+    options = config.options  # the base model's keys, declared by the framework's plugins
+    random_base = "weights" in options and options["weights"] is None \
+        and not any(options.get(key) for key in ("source_keras_model", "source_torch_model"))
     if isinstance(data, CachedData):
         sets = data.sets
         if random_base:  # random projections: unrelated images come out alike

@@ -1,0 +1,60 @@
+"""The frameworks the loaded plugins declare, and the one a configuration selects, checked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tlcore.calls import call_all
+from tlcore.errors import ConfigError, PluginError
+from tlcore.frameworks import OPTIONAL_KEYS, Framework, select_framework
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.pluginmanager import PluginManager
+
+
+def registered_frameworks(manager: PluginManager, errors: dict[str, str] | None = None) -> dict[str, tuple[Framework, str]]:
+    """``{name: (Framework, plugin name)}`` of every framework the plugins declare.
+
+    A plugin returning something else, or a framework declared twice, raises
+    PluginError, unless ``errors`` is a dict: then the error is stored under the plugin's name.
+    """
+    found: dict[str, tuple[Framework, str]] = {}
+    for plugin, declared in call_all(manager, "tl_frameworks", errors=errors):
+        try:
+            if not isinstance(declared, (list, tuple)) or not all(isinstance(f, Framework) for f in declared):
+                raise PluginError(
+                    f'plugin "{plugin}" returned {type(declared).__name__} from tl_frameworks; '
+                    "it must return a list of tlcore.frameworks.Framework"
+                )
+            for framework in declared:
+                if framework.name in found:
+                    raise PluginError(
+                        f'framework "{framework.name}" is declared by both "{found[framework.name][1]}" and "{plugin}"; '
+                        "block or uninstall one of them"
+                    )
+        except PluginError as exc:
+            if errors is None:
+                raise
+            errors[plugin] = str(exc)
+            continue
+        for framework in declared:
+            found[framework.name] = (framework, plugin)
+    return found
+
+
+def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
+    """The framework ``config`` selects, checked: known, installed, and given only keys it honours."""
+    framework = select_framework(registered_frameworks(manager), config.framework, config.config_file.name)
+    check_framework_keys(config, framework)
+    framework.check_installed()
+    return framework
+
+
+def check_framework_keys(config: RunConfig, framework: Framework) -> None:
+    """Refuse optional core keys that ``framework`` does not honour, when the configuration sets them."""
+    for name in OPTIONAL_KEYS:
+        if name in config.given_keys and name not in framework.keys and getattr(config, name) is not None:
+            hint = framework.key_hints.get(name, "remove it or choose another framework")
+            source = config.set_label if name in config.set_keys else config.config_file.name
+            raise ConfigError(f'{source}: "{name}" does not apply to framework "{framework.name}"; {hint}')
