@@ -34,6 +34,7 @@ def entry():
     """The ``tl`` command (and ``python -m tlcli``): :func:`main`, and then, when a framework was loaded, the
     process ends at once. Every output is written, flushed and closed by then; what is left to tear down
     is the framework's runtime, about a second of a short run's wall time."""
+    code: str | int | None
     try:
         main()
         code = 0

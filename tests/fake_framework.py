@@ -15,7 +15,7 @@ import time
 
 from tlcore.frameworks import Framework
 from tlcore.hookspecs import hookimpl
-from tlcore.training import fit
+from tlcore.training import StepResult, fit
 
 TL_FRAMEWORK = "fake"
 FAR = 1e3
@@ -95,15 +95,15 @@ class CentroidSteps:
         self.centroids, self.cached, self.rate, self.weights = centroids, cached, learning_rate, class_weights
 
     def measure(self, inputs, labels):
-        """``(mean cross-entropy, number correct)`` of a batch, and its features."""
+        """The batch's mean cross-entropy and number correct, and its features."""
         import numpy as np
 
         features = inputs if self.cached else mean_colour(inputs)
         predicted = scores(self.centroids, features)
         loss = -np.log(predicted[np.arange(len(labels)), labels] + 1e-7).mean()
-        return (loss, int((predicted.argmax(axis=1) == labels).sum())), features
+        return StepResult(float(loss), int((predicted.argmax(axis=1) == labels).sum())), features
 
-    def train(self, inputs, labels):
+    def train(self, inputs, labels, keys=None):  # no randomness: the images' keys are not needed
         result, features = self.measure(inputs, labels)
         for feature, label in zip(features, labels, strict=True):
             weight = 1.0 if self.weights is None else self.weights[label]

@@ -371,7 +371,7 @@ for count in (5, 1):
     alone, split = steps_on(images, labels, False), steps_on(images, labels, True)
     assert distributed.strategy().num_replicas_in_sync == 2
     for one, two in zip(alone[:2], split[:2]):
-        assert abs(one[0] - two[0]) < 1e-5 and one[1] == two[1], (count, alone[:2], split[:2])
+        assert abs(one.loss - two.loss) < 1e-5 and one.correct == two.correct, (count, alone[:2], split[:2])
     assert split[2].shape == alone[2].shape and np.allclose(split[2], alone[2], atol=1e-5), count
     assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(alone[3], split[3])), count
 print("same steps")

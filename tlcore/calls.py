@@ -68,7 +68,7 @@ class Hooks:
     def __init__(self, manager: PluginManager, framework: Framework | None = None):
         self.manager = manager
         self.framework = framework
-        self._noise = framework.message_noise if framework is not None else ()
+        self._noise = framework.quiet.message_noise if framework is not None else ()
 
     @property
     def framework_name(self) -> str | None:

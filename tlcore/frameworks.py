@@ -102,6 +102,43 @@ def gpu_description(index: int, name: str, capability: tuple[int, int] | None) -
 
 
 @dataclass(frozen=True)
+class Quieting:
+    """How a framework's libraries are kept quiet in a run without ``--debug`` (:meth:`Framework.quieten`).
+
+    :param env: environment variables set before the framework is imported (e.g. ``TF_CPP_MIN_LOG_LEVEL``).
+    :param loggers: :mod:`logging` loggers that show errors only.
+    :param message_noise: regular expressions removed from its libraries' error messages.
+    """
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    loggers: tuple[str, ...] = ()
+    message_noise: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
+
+    def apply(self, quiet: bool = True) -> None:
+        """Silence the libraries' start-up and log chatter, or with ``quiet=False`` let it through again (a later
+        ``--debug`` call in the same process).
+
+        Loggers get a filter that drops records below ERROR, rather than a level: libraries set their logger's
+        level when first used (TensorFlow sets INFO in an interactive shell such as a notebook), after this ran.
+        """
+        import logging
+        import os
+
+        if quiet:
+            for name, value in self.env.items():
+                os.environ.setdefault(name, value)
+        for name in self.loggers:
+            logger = logging.getLogger(name)
+            if quiet and _errors_only not in logger.filters:
+                logger.addFilter(_errors_only)
+            elif not quiet:
+                logger.removeFilter(_errors_only)
+
+
+@dataclass(frozen=True)
 class Framework:
     """What the core needs to know of a framework, beyond its plugins' hooks.
 
@@ -117,9 +154,7 @@ class Framework:
     :param model_format: what ``saved_model/`` holds, for the user.
     :param requires: modules it imports; a missing one is a one-line error at start-up.
     :param install: how to install them.
-    :param quiet_env: environment variables set before it is imported, unless ``--debug``.
-    :param quiet_loggers: :mod:`logging` loggers that show errors only, unless ``--debug``.
-    :param message_noise: regular expressions removed from its libraries' error messages.
+    :param quiet: how its libraries are kept quiet, unless ``--debug`` (a :class:`Quieting`).
     """
 
     name: str
@@ -131,9 +166,7 @@ class Framework:
     model_format: str = ""
     requires: tuple[str, ...] = ()
     install: str = ""
-    quiet_env: Mapping[str, str] = field(default_factory=dict)
-    quiet_loggers: tuple[str, ...] = ()
-    message_noise: tuple[str, ...] = ()
+    quiet: Quieting = field(default_factory=Quieting)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
@@ -144,7 +177,6 @@ class Framework:
         if unknown:
             raise ValueError(f"Framework {self.name!r}: keys {unknown} are not optional core keys {OPTIONAL_KEYS}")
         object.__setattr__(self, "key_hints", MappingProxyType(dict(self.key_hints)))
-        object.__setattr__(self, "quiet_env", MappingProxyType(dict(self.quiet_env)))
 
     def missing_modules(self) -> list[str]:
         """The modules of :attr:`requires` that cannot be imported (found without importing them)."""
@@ -159,24 +191,8 @@ class Framework:
 
     def quieten(self, quiet: bool = True) -> None:
         """Silence the framework's own start-up and log chatter (``tl run`` without ``--debug``), or with
-        ``quiet=False`` let it through again (a later ``--debug`` call in the same process).
-
-        Its loggers get a filter that drops records below ERROR, rather than a level: libraries
-        set their logger's level when first used (TensorFlow sets INFO in an interactive shell
-        such as a notebook), after this has run.
-        """
-        import logging
-        import os
-
-        if quiet:
-            for name, value in self.quiet_env.items():
-                os.environ.setdefault(name, value)
-        for name in self.quiet_loggers:
-            logger = logging.getLogger(name)
-            if quiet and _errors_only not in logger.filters:
-                logger.addFilter(_errors_only)
-            elif not quiet:
-                logger.removeFilter(_errors_only)
+        ``quiet=False`` let it through again: :meth:`Quieting.apply` of :attr:`quiet`."""
+        self.quiet.apply(quiet)
 
 
 def _errors_only(record: Any) -> bool:

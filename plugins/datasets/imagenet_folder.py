@@ -29,7 +29,7 @@ def load_labels(path):
         raise DatasetError(str(exc)) from None
     if not data:
         raise DatasetError(f'labels file {path} is empty; list each class as "name": id')
-    by_id = {}
+    by_id: dict[int, str] = {}
     for name, label in data.items():
         if not isinstance(label, int) or isinstance(label, bool):
             raise DatasetError(f'labels file {path}: id of "{name}" is {label!r}; ids must be integers')
@@ -59,7 +59,10 @@ def _unreadable(error):
 
 def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
     """Index ``root/<class>/<image>``; every class folder must be in ``labels``."""
-    samples, skipped, ignored, links = [], [], [], []
+    samples: list[tuple[Path, int]] = []
+    skipped: list[tuple[str, str]] = []
+    ignored: list[str] = []
+    links: list[str] = []
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError as exc:

@@ -114,6 +114,7 @@ def run_converter(command, tool, reporter):
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    start_new_session=True)
         try:
+            assert process.stdout is not None  # stdout=PIPE
             for raw in process.stdout:
                 if reporter.debug:
                     reporter.info(raw.rstrip())

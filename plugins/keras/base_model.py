@@ -157,8 +157,8 @@ def load_user_model(path, config, reporter):
         raise ModelError(f"{path} expects {channels}-channel images; tl feeds RGB images (3 channels)")
     if height is None:
         check_input_size(model, path, size)
-    shape = f"{height}x{width}x{channels}" if height else f"any size x {channels}"
-    reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {shape})")
+    shown = f"{height}x{width}x{channels}" if height else f"any size x {channels}"
+    reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {shown})")
     return model
 
 

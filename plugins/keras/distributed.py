@@ -183,7 +183,7 @@ def meet(index, workers, timeout):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"worker 0 did not answer at {workers[0]}") from None
                 time.sleep(0.2)
-    joined = {}
+    joined: dict[int, socket.socket] = {}
     with socket.create_server(("", int(port))) as server:
         server.settimeout(0.2)
         while len(joined) < len(workers) - 1:

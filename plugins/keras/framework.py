@@ -2,7 +2,7 @@
 
 import weakref
 
-from tlcore.frameworks import OPTIONAL_KEYS, Framework
+from tlcore.frameworks import OPTIONAL_KEYS, Framework, Quieting
 from tlcore.hookspecs import hookimpl
 
 TL_FRAMEWORK = "keras"
@@ -18,16 +18,18 @@ KERAS = Framework(
     requires=("tensorflow",),
     install="install tl again (pip install -e .), which installs TensorFlow 2.15",
     # TF 2.15 logs harmless CUDA-factory clashes as errors; MCT (quantization) reports through tqdm
-    quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
-    quiet_loggers=("tensorflow", "Model Compression Toolkit"),
-    message_noise=(  # TensorFlow's wrapping of an error raised inside a graph: the error itself is what to show
-        r"\{\{function_node [^}]*\}\}\s*",
-        r"Graph execution error:\s*",
-        r"(?m)^Detected at node .* defined at \(most recent call last\):\n(?:(?:[ \t]+.*)?\n)*",
+    quiet=Quieting(
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
+        loggers=("tensorflow", "Model Compression Toolkit"),
+        message_noise=(  # TensorFlow's wrapping of an error raised inside a graph: the error itself is what to show
+            r"\{\{function_node [^}]*\}\}\s*",
+            r"Graph execution error:\s*",
+            r"(?m)^Detected at node .* defined at \(most recent call last\):\n(?:(?:[ \t]+.*)?\n)*",
+        ),
     ),
 )
 
-_inference = weakref.WeakKeyDictionary()
+_inference: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @hookimpl
@@ -43,7 +45,9 @@ def inference(model):
         reference = weakref.ref(model)  # weak, so that the cache entry goes with the model
 
         def call(images):
-            return reference()(images, training=False)
+            live = reference()
+            assert live is not None  # the cache entry goes with the model
+            return live(images, training=False)
 
         _inference[model] = tf.function(call, input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
     return _inference[model]

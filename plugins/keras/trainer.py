@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
-from tlcore.training import fit
+from tlcore.training import StepResult, fit
 
 from tlplugins.keras.framework import inference
 
@@ -176,18 +176,20 @@ class KerasSteps:
         return (uniform >= self.rate).astype(np.float32)
 
     def train(self, images, labels, keys=None):
-        return self._guarded(self._train, images, labels, self._mask(len(labels), keys))
+        return self._guarded(self._train, images, labels, self._mask(len(labels), keys))  # keys: per-image dropout
 
     def test(self, images, labels):
         return self._guarded(self._test, images, labels)
 
     def _guarded(self, step, *args):
         if self.cluster.size == 1:
-            return tuple(value.numpy() for value in step(*args))
+            loss, right = step(*args)
+            return StepResult(float(loss.numpy()), float(right.numpy()))
         import tensorflow as tf
 
         try:
-            return tuple(value.numpy() for value in step(*args))
+            loss, right = step(*args)
+            return StepResult(float(loss.numpy()), float(right.numpy()))
         except tf.errors.OpError as exc:  # a collective failed: another worker is gone or too slow
             raise self.cluster.lost("training step", exc) from None
 

@@ -66,7 +66,7 @@ def write_events(history, folder, watched="validation"):
     from tensorboard.summary.writer.record_writer import RecordWriter
 
     now = time.time()
-    runs = {"train": [], watched: []}
+    runs: dict[str, list[tuple[int, str, float]]] = {"train": [], watched: []}
     for index, epoch in enumerate(history):
         step = int(epoch.get("epoch", index + 1))
         for name, value in epoch.items():

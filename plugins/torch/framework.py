@@ -1,6 +1,6 @@
 """The torch framework: what the core needs to know of it, and prediction."""
 
-from tlcore.frameworks import OPTIONAL_KEYS, Framework
+from tlcore.frameworks import OPTIONAL_KEYS, Framework, Quieting
 from tlcore.hookspecs import hookimpl
 
 TL_FRAMEWORK = "torch"
@@ -18,8 +18,10 @@ TORCH = Framework(
     requires=("torch", "torchvision"),
     install="install the torch extra: pip install -e '.[torch]'",
     # MCT (quantization) imports TensorFlow and reports through tqdm and its own logger
-    quiet_env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
-    quiet_loggers=("tensorflow", "Model Compression Toolkit"),
+    quiet=Quieting(
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_DISABLE": "1"},
+        loggers=("tensorflow", "Model Compression Toolkit"),
+    ),
 )
 
 
@@ -39,7 +41,7 @@ def tl_devices(config):
     gpus = local_gpus()
     if not gpus:
         return Devices()
-    capabilities = [tuple(torch.cuda.get_device_capability(index)) for index in gpus]
+    capabilities = [torch.cuda.get_device_capability(index) for index in gpus]
     spread = f"data-parallel over {len(gpus)} GPUs (torch.nn.DataParallel)" if len(gpus) > 1 else ""
     return Devices(tuple(gpu_description(index, torch.cuda.get_device_name(index), capability)
                          for index, capability in zip(gpus, capabilities, strict=True)),

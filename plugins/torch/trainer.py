@@ -11,12 +11,12 @@ import hashlib
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
-from tlcore.training import fit
+from tlcore.training import StepResult, fit
 
 TL_FRAMEWORK = "torch"
 
 
-_CLASSES = {}
+_CLASSES: dict[str, type] = {}
 
 
 def classifier_modules():
@@ -207,7 +207,7 @@ class TorchSteps:
             all_reduce_sum([parameter.grad for parameter in self.parameters], self.cluster)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach()), int((scores.argmax(dim=1) == labels).sum())
+        return StepResult(float(loss.detach()), int((scores.argmax(dim=1) == labels).sum()))
 
     def test(self, inputs, labels):
         import torch
@@ -216,7 +216,7 @@ class TorchSteps:
         with torch.inference_mode():
             inputs, labels = self.device.tensor(inputs), self.device.tensor(labels)
             scores = self._logits(inputs)
-            return float(self._loss(scores, labels)), int((scores.argmax(dim=1) == labels).sum())
+            return StepResult(float(self._loss(scores, labels)), int((scores.argmax(dim=1) == labels).sum()))
 
     def set_learning_rate(self, rate):
         for group in self.optimizer.param_groups:

@@ -18,7 +18,7 @@ The package, one concern per module: :mod:`~tlcore.training.schedule` (phases, l
 """
 
 from tlcore.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_FOLDER, Checkpoint, training_fingerprint
-from tlcore.training.contract import Steps, Trainable, spread
+from tlcore.training.contract import StepResult, Steps, Trainable, spread
 from tlcore.training.data import (
     CachedData, StreamedData, class_weights, holdout_indices, training_data, watched_images,
 )
@@ -29,7 +29,7 @@ from tlcore.training.schedule import LearningRate, Phase, phases, total_epochs, 
 
 __all__ = [
     "CHECKPOINT_FILE", "CHECKPOINT_FOLDER", "CachedData", "Checkpoint", "LearningRate", "Phase", "RunEvents",
-    "Steps", "StreamedData", "Trainable", "TrainingLoop", "announce_training", "class_weights", "fit",
+    "StepResult", "Steps", "StreamedData", "Trainable", "TrainingLoop", "announce_training", "class_weights", "fit",
     "holdout_indices", "phases", "run_epochs", "spread", "total_epochs", "training_data", "training_fingerprint",
     "two_phase", "watched_images",
 ]

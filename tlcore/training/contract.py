@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:
     from tlcore.distributed import Cluster
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a training or test step returns for a batch."""
+
+    loss: float
+    """The batch's mean loss (with several workers: this worker's share of it, see :class:`Steps`)."""
+    correct: float
+    """How many of the batch's images the model got right."""
+    images: int | None = None
+    """The batch's size, when it is not ``len(labels)``: a step :func:`spread` over workers that each had only
+    their part of it."""
 
 
 class Steps(Protocol):
@@ -15,15 +29,19 @@ class Steps(Protocol):
     also have ``state()``/``load_state(state)``: weights and optimizer state, picklable, which a checkpoint
     keeps so that a resumed run continues exactly (without them it resumes the weights only).
 
+    ``train`` gets each image's random key (:func:`tlcore.sampling.sample_keys`, uint64): a step that draws
+    dropout per image draws it from its key (:func:`tlcore.sampling.sample_uniform`), so that a run gives the
+    same result on one worker or several; steps without per-image randomness ignore them.
+
     With several workers (``events.cluster``), ``train`` and ``test`` get this worker's part of each
-    batch and return ``(its share of the batch's mean loss, its number correct)``: the framework divides
+    batch and return its share of the batch's mean loss and its number correct: the framework divides
     its part's loss by the whole batch's size (or weight) and adds the gradients up over the workers with
     its engine's all-reduce before the update, so that every worker takes the same step.
     """
 
-    def train(self, images: Any, labels: Any) -> tuple[float, float]: ...
+    def train(self, images: Any, labels: Any, keys: Any) -> StepResult: ...
 
-    def test(self, images: Any, labels: Any) -> tuple[float, float]: ...
+    def test(self, images: Any, labels: Any) -> StepResult: ...
 
     def set_learning_rate(self, rate: float) -> None: ...
 
@@ -32,23 +50,22 @@ class Steps(Protocol):
     def restore(self, state: Any) -> None: ...
 
 
-def spread(cluster: Cluster, step: Callable[..., tuple[float, float]],
-           parted: bool = False) -> Callable[..., tuple[float, ...]]:
+def spread(cluster: Cluster, step: Callable[..., StepResult], parted: bool = False) -> Callable[..., StepResult]:
     """A step over a whole batch, done by all the workers: each gives ``step`` its part of the batch, and
     gets back its share of the batch's mean loss (the framework's steps add the gradients up over the
     workers); the shares and the right answers are added up, so every worker sees the batch's figures.
-    ``parted``: each worker is given only its part (:class:`StreamedData`), and the step also returns the
-    batch's size, added up over the workers."""
+    ``parted``: each worker is given only its part (:class:`StreamedData`), and the result also has the
+    batch's size (:attr:`StepResult.images`), added up over the workers."""
 
-    def spread_step(inputs: Any, labels: Any, *keys: Any) -> tuple[float, ...]:
+    def spread_step(inputs: Any, labels: Any, *keys: Any) -> StepResult:
         if parted:
-            share, correct = step(inputs, labels, *keys)
-            loss, right, count = cluster.sum([share, correct, len(labels)])
-            return loss, right, int(count)
+            result = step(inputs, labels, *keys)
+            loss, right, count = cluster.sum([result.loss, result.correct, len(labels)])
+            return StepResult(loss, right, int(count))
         part = cluster.part(len(labels))
-        share, correct = step(inputs[part], labels[part], *(key[part] for key in keys))
-        loss, right = cluster.sum([share, correct])
-        return loss, right
+        result = step(inputs[part], labels[part], *(key[part] for key in keys))
+        loss, right = cluster.sum([result.loss, result.correct])
+        return StepResult(loss, right)
 
     return spread_step
 

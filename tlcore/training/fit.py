@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from dataclasses import replace
@@ -189,10 +188,8 @@ def fit(trainable: Trainable, dataset: DatasetIndex, preprocessing: Preprocessin
                                  "epochs": total_epochs(config), "history": list(events.history), "best": loop.best,
                                  "steps": state, "search": chosen})
 
-        keyed = "keys" in inspect.signature(steps.train).parameters  # steps that draw dropout per image
-
-        def batches(epoch: int, data: StreamedData | CachedData = data, keyed: bool = keyed) -> Iterator[Any]:
-            return data.training(epoch, keys=keyed)
+        def batches(epoch: int, data: StreamedData | CachedData = data) -> Iterator[Any]:
+            return data.training(epoch, keys=True)  # each image's key: steps draw its dropout from it
 
         began = time.monotonic()
         run_epochs(loop, batches, data.validation, train_step, test_step, rate, steps.set_learning_rate,

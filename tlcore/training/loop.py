@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
+    from tlcore.training.contract import StepResult
     from tlcore.report import Progress, Reporter
     from tlcore.training.events import RunEvents
     from tlcore.training.schedule import LearningRate
@@ -129,27 +130,26 @@ class TrainingLoop:
 
 def run_epochs(loop: TrainingLoop, train_batches: Callable[[int], Iterator[tuple[Any, Any]]],
                validation_batches: Callable[[], Iterator[tuple[Any, Any]]],
-               train_step: Callable[..., tuple[float, ...]],
-               test_step: Callable[..., tuple[float, ...]],
+               train_step: Callable[..., StepResult],
+               test_step: Callable[..., StepResult],
                learning_rate: LearningRate | None = None,
                set_learning_rate: Callable[[float], None] | None = None, *, first_step: int = 0,
                after_epoch: Callable[[int, int], None] | None = None) -> None:
     """The usual loop over ``loop``'s epochs: ``train_batches(epoch)`` through ``train_step``,
-    then ``validation_batches()`` through ``test_step``; each step returns ``(mean loss, correct)``, or
-    ``(mean loss, correct, images)`` when it was given a part of the batch (:func:`spread` ``parted``).
+    then ``validation_batches()`` through ``test_step``; each step returns a :class:`StepResult`.
     With a varying ``learning_rate``, ``set_learning_rate`` is called before every training step
     (counted from ``first_step``). ``after_epoch(epoch, steps done)`` follows every epoch."""
     step = first_step
     for epoch in loop:
-        for batch in train_batches(epoch):  # (images, labels), or (images, labels, per-image keys)
+        for batch in train_batches(epoch):  # (images, labels, per-image keys)
             if learning_rate is not None and learning_rate.varies and set_learning_rate is not None:
                 set_learning_rate(learning_rate(step))
-            result = train_step(*batch)  # (loss, correct), or a step spread over parts adds the batch's size
+            result = train_step(*batch)
             step += 1
-            loop.trained(int(result[2]) if len(result) > 2 else len(batch[1]), result[0], result[1])
+            loop.trained(len(batch[1]) if result.images is None else result.images, result.loss, result.correct)
         for images, labels in validation_batches():
             result = test_step(images, labels)
-            loop.validated(int(result[2]) if len(result) > 2 else len(labels), result[0], result[1])
+            loop.validated(len(labels) if result.images is None else result.images, result.loss, result.correct)
         loop.end_epoch()
         if after_epoch is not None:
             after_epoch(epoch, step)
