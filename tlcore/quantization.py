@@ -157,8 +157,8 @@ def trained_record(config: RunConfig) -> dict[str, Any]:
     trained = record.get("configuration", {})
     current = config.to_dict()
     for key in sorted(set(trained) | set(current)):
-        if key in config.neutral or key in ("config_file",):
-            continue
+        if key in config.neutral or key in ("config_file",) or key not in current:
+            continue  # a key of a plugin not loaded now (blocked, say) says nothing about this model
         if trained.get(key) != current.get(key):
             raise ConfigError(
                 f'{config.config_file.name}: "{key}" changed since the model in {config.saved_model_dir} was trained '
