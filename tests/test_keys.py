@@ -27,8 +27,10 @@ def test_built_in_plugins_declare_the_keys_only_they_read():
     for name, plugins in PLUGIN_KEYS.items():
         assert owners[name] == plugins
     assert not set(PLUGIN_KEYS) & {key.name for key in CORE_KEYS}, "not core keys as well"
-    for key in SHARED_KEYS:
-        assert owners[key.name] == "keras.base_model, torch.base_model", "a shared key: each reader declares it"
+    shared = {"weights": "keras.base_model, torch.base_model", "mobilenet_alpha": "keras.base_model, torch.base_model",
+              "distribute": "keras.distributed, torch.distributed",
+              "worker_timeout": "keras.distributed, torch.distributed"}
+    assert {key.name: owners[key.name] for key in SHARED_KEYS} == shared, "a shared key: each reader declares it"
 
 
 def test_a_blocked_plugins_key_is_ignored_with_a_note_and_its_feature_is_off(project):

@@ -165,8 +165,6 @@ class RunConfig:
     data_check: bool = True
     head_search: bool | str = "auto"
     """``"auto"``, true or false as configured; a framework whose keys do not include it never searches."""
-    distribute: str = "auto"
-    worker_timeout: int = 300
     mixed_precision: bool | str = "auto"
     """``"auto"``, true or false as configured; a run resolves ``"auto"`` to a bool for the devices it has."""
     augmentation: tuple = ()

@@ -46,7 +46,7 @@ OPTIONAL_KEYS = (
     "weight_decay", "label_smoothing", "head_search",
     "augmentation", "augmentation_views", "fine_tune_layers", "feature_cache", "early_stopping_patience",
     "early_stopping_monitor", "holdout_fraction", "learning_rate_schedule", "warmup_epochs", "class_weight", "fine_tune_epochs",
-    "fine_tune_learning_rate", "mixed_precision", "distribute", "worker_timeout",
+    "fine_tune_learning_rate", "mixed_precision",
 )
 """Core configuration keys a framework may or may not honour; the others apply to every framework."""
 

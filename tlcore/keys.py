@@ -267,12 +267,6 @@ CORE_KEYS = (
               help="choose learning_rate, weight_decay, label_smoothing and epochs (those the configuration does not "
                    "set) by cross-validation on the training images' cached features: auto (when the base is "
                    "frozen and features are computed once), true, or false (the configured values exactly)"),
-    ConfigKey("distribute", "string", default="auto", choices=("auto", "mirrored", "multi_worker"),
-              help="devices and workers: auto (the engine's environment when it is set: torchrun's variables, or "
-                   "TF_CONFIG; else all local GPUs, or the CPU), mirrored (one process on every local device) or "
-                   "multi_worker (that environment is required)"),
-    ConfigKey("worker_timeout", "integer", default=300, minimum=5, maximum=86400,
-              help="seconds a worker waits for the others (to start, or at a step) before the run stops"),
     ConfigKey("mixed_precision", "any", affects_model=False, default="auto", convert=_mixed_precision,
               help='float16 compute, float32 weights: "auto" (on GPUs that benefit, with tensor cores), true or '
                    "false; the saved model is float32 either way"),
@@ -337,9 +331,16 @@ SHARED_KEYS = (
                    "weights file"),
     ConfigKey("mobilenet_alpha", "number", default=1.0, choices=MOBILENET_ALPHAS,
               help="width multiplier of the default MobileNetV2"),
+    ConfigKey("distribute", "string", default="auto", choices=("auto", "mirrored", "multi_worker"),
+              help="devices and workers: auto (the engine's environment when it is set: torchrun's variables, or "
+                   "TF_CONFIG; else all local GPUs, or the CPU), mirrored (one process on every local device) or "
+                   "multi_worker (that environment is required)"),
+    ConfigKey("worker_timeout", "integer", default=300, minimum=5, maximum=86400,
+              help="seconds a worker waits for the others (to start, or at a step) before the run stops"),
 )
 """Keys several plugins read: each returns the ones it honours from ``tl_config_keys`` (the base models of both
-framework packs read these two)."""
+framework packs read ``weights`` and ``mobilenet_alpha``, their workers' plugins ``distribute`` and
+``worker_timeout``)."""
 
 SHARED = {key.name: key for key in SHARED_KEYS}
 

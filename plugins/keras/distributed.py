@@ -21,6 +21,7 @@ import os
 from tlcore.calls import describe_exception
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED
 
 TL_FRAMEWORK = "keras"
 
@@ -68,7 +69,7 @@ def spread_locally(config):
     global _strategy
 
     if _strategy is None:
-        _strategy = mirrored(every_device=config.distribute == "mirrored")
+        _strategy = mirrored(every_device=config.options["distribute"] == "mirrored")
     return _strategy
 
 
@@ -120,17 +121,22 @@ def read_tf_config(text):
     return index, workers
 
 
+@hookimpl
+def tl_config_keys():
+    return [SHARED["distribute"], SHARED["worker_timeout"]]
+
+
 @hookimpl(trylast=True)
 def tl_cluster(config, reporter):
     global _strategy
 
     _strategy = None
     text = os.environ.get("TF_CONFIG", "").strip()
-    if config.distribute == "mirrored" and text:
+    if config.options["distribute"] == "mirrored" and text:
         raise ConfigError('"distribute" is "mirrored" (one process on this machine\'s devices), but TF_CONFIG is set; '
                           'set "distribute": "auto" or "multi_worker" to join the workers it lists, or unset TF_CONFIG')
     if not text:
-        if config.distribute == "multi_worker":
+        if config.options["distribute"] == "multi_worker":
             raise ConfigError(f'"distribute" is "multi_worker", but TF_CONFIG is not set; set it on every worker '
                               f'({EXAMPLE}), or set "distribute": "auto"')
         return None  # alone: the devices step (tl_devices) sets up a MirroredStrategy for several devices
@@ -141,10 +147,10 @@ def tl_cluster(config, reporter):
 
     from tlcore.distributed import Cluster, WorkerError
 
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.worker_timeout)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.options["worker_timeout"])
     with reporter.activity(f"Worker {index} of {len(workers)}: waiting for the other workers"):
         try:
-            meet(index, workers, config.worker_timeout)
+            meet(index, workers, config.options["worker_timeout"])
             _strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
             cluster = Cluster(index, len(workers), "tf.distribute (MultiWorkerMirroredStrategy)", ", ".join(workers),
                               KerasCollectives(_strategy, len(workers)))
@@ -152,7 +158,7 @@ def tl_cluster(config, reporter):
         except (OSError, TimeoutError, tf.errors.OpError, RuntimeError) as exc:
             _strategy = None
             raise WorkerError(f"worker {index} of {len(workers)}: the other workers did not all join within "
-                              f"{config.worker_timeout} s ({describe_exception(exc)}); start every worker with the "
+                              f"{config.options['worker_timeout']} s ({describe_exception(exc)}); start every worker with the "
                               'same TF_CONFIG worker list, or raise "worker_timeout"') from None
     return cluster
 

@@ -10,6 +10,7 @@ import os
 
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED
 
 TL_FRAMEWORK = "torch"
 
@@ -47,15 +48,20 @@ def local_gpus():
     return list(range(count))
 
 
+@hookimpl
+def tl_config_keys():
+    return [SHARED["distribute"], SHARED["worker_timeout"]]
+
+
 @hookimpl(trylast=True)
 def tl_cluster(config, reporter):
     given = [name for name in ENVIRONMENT if os.environ.get(name)]
-    if given and config.distribute == "mirrored":
+    if given and config.options["distribute"] == "mirrored":
         raise ConfigError(f'"distribute" is "mirrored" (one process on this machine\'s devices), but torchrun\'s '
                           f'environment is set ({", ".join(given)}); set "distribute": "auto" or "multi_worker" to '
                           "join the workers, or unset it")
     if not given:
-        if config.distribute == "multi_worker":
+        if config.options["distribute"] == "multi_worker":
             raise ConfigError('"distribute" is "multi_worker", but torchrun\'s environment (RANK, WORLD_SIZE, '
                               "MASTER_ADDR, MASTER_PORT) is not set; start every worker with torchrun "
                               '(torchrun --nnodes=N --nproc-per-node=1 ... -m tlcli run), or set "distribute": "auto"')
@@ -70,7 +76,7 @@ def tl_cluster(config, reporter):
     address = os.environ["MASTER_ADDR"]
     if size == 1:
         return None
-    return join(rank, size, address, port, config.worker_timeout, reporter)
+    return join(rank, size, address, port, config.options["worker_timeout"], reporter)
 
 
 def _store(rank, size, address, port, timeout):
