@@ -1,6 +1,7 @@
 """How every tl command ends: one line for an error, exit codes 2/1, 130 for Ctrl-C and 143 for SIGTERM, a
 traceback only with ``--debug``; and signals that stop the command whichever thread the kernel hands them to."""
 
+import os
 import signal
 import sys
 import threading
@@ -40,7 +41,6 @@ def _signals_wake_the_main_thread():
     if not hasattr(signal, "pthread_kill") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    import os
 
     read, write = os.pipe()
     os.set_blocking(write, False)

@@ -1,7 +1,11 @@
 """``tl``: transfer-learn an image classifier from a configuration file."""
 
 import atexit
+import gc
+import logging
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -18,8 +22,6 @@ from tlcli.predict import predict
 def _quiet_shutdown():
     """After the command has ended, silence finalizers that fail while the interpreter is torn down:
     TensorFlow's traced functions (held by MCT) print "Exception ignored in AtomicFunction.__del__"."""
-    import gc
-
     gc.collect()
     sys.unraisablehook = lambda unraisable: None
 
@@ -42,8 +44,6 @@ def entry():
         code = done.code
     if not any(name in sys.modules for name in HEAVY):
         sys.exit(code)
-    import logging
-    import os
 
     if isinstance(code, str):  # sys.exit("message"): the interpreter would print it and exit with 1
         print(code, file=sys.stderr)
@@ -72,8 +72,6 @@ CONFIGURATION_ARGUMENT = click.argument("configuration", metavar="[CONFIGURATION
 
 def configuration_path(configuration):
     """The configuration file to use; without an argument, ./configuration.json, as the SDK keeps it."""
-    from pathlib import Path
-
     from tlcore.errors import ConfigError
 
     path = Path(configuration)

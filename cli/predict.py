@@ -1,7 +1,9 @@
 """``tl predict``: the top labels, with scores, of images, with a model tl saved."""
 
 import csv
+import io
 import json
+import os
 import sys
 
 import click
@@ -72,8 +74,6 @@ def table_lines(results):
 
 def csv_text(results):
     """``path,rank,label,score``: a header, then one row per image and rank (1 = best)."""
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "rank", "label", "score"])
@@ -85,8 +85,6 @@ def csv_text(results):
 
 def _write(text):
     """Print the results; a reader that stops early (``| head``) is not an error."""
-    import os
-
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -1,5 +1,7 @@
 """The dataset index: plain Python, so checking a dataset needs no framework."""
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -33,9 +35,6 @@ class Split:
 
     def fingerprint(self):
         """A hash of the split's images (path, label id, size, modification time): equal while they are unchanged."""
-        import hashlib
-        import os
-
         digest = hashlib.sha256()
         for path, label in self.samples:
             stat = os.stat(path)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -223,8 +224,6 @@ def _spread_features(compute, dataset, preprocessing, config, reporter, cluster,
     worker, :data:`GATHER_BYTES` at a time: in memory, or, past :data:`MEMORY_LIMIT_BYTES` (or with
     ``"feature_cache": "disk"``), in a temporary file of this machine's that is gone when the run ends (it is
     unlinked at once: the mapping keeps it while the run needs it). No cache is kept between runs."""
-    import tempfile
-
     import numpy as np
 
     on_disk = not in_memory(config.feature_cache, size)

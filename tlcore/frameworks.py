@@ -11,6 +11,8 @@ neutral ones, so a step is never answered by another framework's code.
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -83,8 +85,6 @@ class Devices:
 
 def cpu_description() -> str:
     """``"CPU (N cores)"``: the cores this process may use."""
-    import os
-
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -124,9 +124,6 @@ class Quieting:
         Loggers get a filter that drops records below ERROR, rather than a level: libraries set their logger's
         level when first used (TensorFlow sets INFO in an interactive shell such as a notebook), after this ran.
         """
-        import logging
-        import os
-
         if quiet:
             for name, value in self.env.items():
                 os.environ.setdefault(name, value)
@@ -196,8 +193,6 @@ class Framework:
 
 
 def _errors_only(record: Any) -> bool:
-    import logging
-
     return bool(record.levelno >= logging.ERROR)
 
 

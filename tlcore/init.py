@@ -20,6 +20,7 @@ import json
 import os
 import shlex
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,8 +130,6 @@ def init(dataset: str | Path, reporter: Reporter | None = None, *, folder: str |
 
 
 def _check_writable(folder: Path) -> None:
-    import tempfile
-
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".tl-write-check-"):
             pass
@@ -359,8 +358,6 @@ def _warn_left_out(scan: _Scan, source: Path, reporter: Reporter) -> None:
 
 def _can_link(image: Path, folder: Path) -> bool:
     """Whether hard links to the images can be made in ``folder`` (same file system, allowed)."""
-    import tempfile
-
     probe = Path(tempfile.mkdtemp(prefix=".tl-link-check-", dir=folder))
     try:
         os.link(image, probe / "image")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -231,8 +232,6 @@ def predict(model_dir: str | Path | SavedModel, images: Iterable[str | Path] | s
         clean for the results).
     :returns: one :class:`Prediction` per decoded image, best label first.
     """
-    import sys
-
     from tlcore.calls import Hooks
     from tlcore.dataset import Split
     from tlcore.registry import registered_frameworks

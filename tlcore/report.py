@@ -1,5 +1,6 @@
 """Messages and live progress for the terminal (or a notebook, or a log file)."""
 
+import os
 import sys
 import threading
 import time
@@ -215,8 +216,6 @@ class Reporter:
 def quiet_native_stderr(reporter):
     """Hide what native libraries (TensorFlow's converters) print straight to file descriptor 2, unless
     ``reporter.debug``; Python's own warnings and errors are unaffected once the block ends."""
-    import os
-
     if reporter.debug:
         yield
         return

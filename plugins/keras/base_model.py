@@ -1,5 +1,8 @@
 """The base model: MobileNetV2 (no top) by default, or the user's Keras model."""
 
+import json
+import zipfile
+
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -61,9 +64,6 @@ def load_mobilenet_v2(config, reporter):
 
 def saving_keras_version(path):
     """The Keras version recorded in an .h5 or .keras model file, or None."""
-    import json
-    import zipfile
-
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:

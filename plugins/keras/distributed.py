@@ -17,6 +17,9 @@ scope (:func:`scope`).
 import contextlib
 import json
 import os
+import pickle
+import socket
+import time
 
 from tlcore.calls import describe_exception
 from tlcore.errors import ConfigError
@@ -171,9 +174,6 @@ def meet(index, workers, timeout):
     meet here first, in Python: worker 0 listens on its own address (before TensorFlow's server takes it),
     the others call it until it answers, and it lets them all go once every one has called.
     """
-    import socket
-    import time
-
     deadline = time.monotonic() + timeout
     host, _, port = workers[0].rpartition(":")
     if index != 0:
@@ -236,8 +236,6 @@ class KerasCollectives:
         return self.strategy.gather(values, axis=0).numpy()[::self.local]  # replicas are numbered worker by worker
 
     def all_gather(self, value):
-        import pickle
-
         import numpy as np
 
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

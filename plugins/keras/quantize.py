@@ -7,6 +7,8 @@ quantizes it with the rest. The export is MCT's ``.keras`` format, which
 ``imxconv-tf`` converts and ``mct_quantizers.keras_load_quantized_model`` loads.
 """
 
+import warnings
+
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.imx500.tpc import TPC_VERSION, target_platform
@@ -71,8 +73,6 @@ def tl_quantize(model, calibration, preprocessing, config):
 
 @hookimpl(trylast=True)
 def tl_export_quantized(model, path, reporter):
-    import warnings
-
     import model_compression_toolkit as mct
 
     file = path / QUANTIZED_FILE

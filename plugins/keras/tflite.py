@@ -6,6 +6,8 @@ with the preprocessing inside: it takes raw RGB pixels as uint8 (0-255) and retu
 float scores.
 """
 
+import os
+
 from tlcore.hookspecs import hookimpl
 
 TL_FRAMEWORK = "keras"
@@ -49,8 +51,6 @@ class TFLiteModel:
     """A TFLite model run by TensorFlow's interpreter; integer input is quantized with its scale and zero point."""
 
     def __init__(self, file, reporter):
-        import os
-
         import tensorflow as tf
 
         from tlcore.report import quiet_native_stderr

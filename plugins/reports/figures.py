@@ -5,6 +5,8 @@ matplotlib draws them off-screen (a ``Figure`` on an Agg canvas: no window, no g
 that cannot be drawn is a warning, not a failed run: the model and the other reports are still published.
 """
 
+import math
+import warnings
 from contextlib import contextmanager
 
 from tlcore.hookspecs import hookimpl
@@ -84,8 +86,6 @@ def new_figure(width, height):
 
 
 def save(figure, file):
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Glyph missing from font" for names in scripts the font lacks
         figure.savefig(file, dpi=DPI, format="png")
@@ -174,8 +174,6 @@ def curves_figure(history, metrics, watched="validation"):
 
 def finite(value):
     """``value`` as a float, or None when it is missing, not a number or infinite (a gap in the curve)."""
-    import math
-
     try:
         value = float(value)
     except (TypeError, ValueError):

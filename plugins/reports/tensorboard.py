@@ -8,6 +8,7 @@ need no TensorFlow: it works the same for every framework, and TensorFlow is nev
 """
 
 import importlib.util
+import math
 import time
 
 from tlcore.errors import ConfigError
@@ -60,8 +61,6 @@ def tag_of(name):
 def write_events(history, folder, watched="validation"):
     """One event file per run folder (``train``, and ``watched`` for the ``val_*`` values), one scalar per
     value and epoch."""
-    import math
-
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
 

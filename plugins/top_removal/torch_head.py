@@ -7,6 +7,8 @@ LogSoftmax, Flatten, Identity) are removed, so the model returns the features
 its head took. A plain ``nn.Sequential`` loses its classifying tail the same way.
 """
 
+from collections import OrderedDict
+
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
@@ -27,8 +29,6 @@ def describe(modules):
 
 def trim(sequence):
     """``(kept, removed)``: an ``nn.Sequential`` split before its trailing classifying layers."""
-    from collections import OrderedDict
-
     import torch.nn as nn
 
     children = list(sequence.named_children())

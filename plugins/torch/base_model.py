@@ -1,5 +1,8 @@
 """The base model: torchvision's MobileNetV2 by default, or the user's PyTorch model (``source_torch_model``)."""
 
+import math
+import zipfile
+
 from tlcore.calls import describe_exception
 from tlcore.keys import SHARED, ConfigKey
 from tlcore.errors import ModelError
@@ -27,8 +30,6 @@ def random_initialise(model, size, seed=None):
     about a thousandfold on the way through, so the last convolution is then scaled
     to give features of unit size on noise images (no data is used).
     """
-    import math
-
     import torch
 
     generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
@@ -104,8 +105,6 @@ def load_weights_file(model, path, alpha):
 
 def load_user_model(path, config, reporter):
     """A whole model: TorchScript (torch.jit.save), a torch.export program (.pt2), or a pickled nn.Module."""
-    import zipfile
-
     import torch
 
     model = None

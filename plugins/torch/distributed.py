@@ -7,6 +7,7 @@ features, summing the epoch's metrics) and the trainer's gradient all-reduce go 
 """
 
 import os
+from datetime import timedelta
 
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
@@ -85,8 +86,6 @@ def _store(rank, size, address, port, timeout):
     meets under a prefix of its own: the store outlives the workers, and the addresses the previous attempt's
     workers published there are stale. The attempt is counted in the store, as every worker joins, not taken
     from TORCHELASTIC_RESTART_COUNT: on several machines the agents' counts can differ."""
-    from datetime import timedelta
-
     import torch.distributed as dist
 
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
@@ -97,8 +96,6 @@ def _store(rank, size, address, port, timeout):
 
 def join(rank, size, address, port, timeout, reporter):
     """Join the process group: every worker waits here (at most ``timeout`` seconds) for all the others."""
-    from datetime import timedelta
-
     import torch
     import torch.distributed as dist
 

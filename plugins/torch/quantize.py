@@ -6,6 +6,10 @@ it with the rest. The export is MCT's ONNX, which ``imxconv-pt`` converts and
 onnxruntime runs with MCT's custom operators.
 """
 
+import functools
+import importlib.util
+import warnings
+
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.imx500.tpc import TPC_VERSION, target_platform
@@ -46,8 +50,6 @@ def tl_config_keys():
 
 @hookimpl(trylast=True)
 def tl_quantize(model, calibration, preprocessing, config):
-    import importlib.util
-
     missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
     if missing:
         from tlcore.errors import ConfigError
@@ -87,9 +89,6 @@ class Quantized:
 
 @hookimpl(trylast=True)
 def tl_export_quantized(model, path, reporter):
-    import functools
-    import warnings
-
     import torch
 
     import model_compression_toolkit as mct

@@ -4,6 +4,8 @@
 images (N x 3 x H x W, any N) and returns softmax scores, without tl.
 """
 
+import warnings
+
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -16,8 +18,6 @@ MODULE_FILE = "model.pth"
 
 @hookimpl(trylast=True)
 def tl_save_model(model, path, config, reporter):
-    import warnings
-
     import torch
 
     size = config.input_tensor_size
@@ -37,8 +37,6 @@ def tl_save_model(model, path, config, reporter):
 @hookimpl(trylast=True)
 def tl_load_model(path, reporter):
     """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``."""
-    import warnings
-
     import torch
 
     from tlplugins.torch.quantize import QUANTIZED_FILE, load_quantized
