@@ -41,10 +41,18 @@ def test_every_hook_has_a_docstring_saying_how_results_combine():
         doc = inspect.getdoc(function) or ""
         options = getattr(function, f"{hookspecs.PROJECT_NAME}_spec")
         if options.get("firstresult"):
-            assert "Stops at first non-None result" in doc, name
+            assert "*Answer hook" in doc and "first non-None result wins" in doc, name
         else:
-            assert "Observer" in doc or "Every plugin is asked" in doc, name
-        assert ":returns:" in doc or "Observer" in doc, name
+            assert "*Observer*" in doc or "*Collecting*" in doc, name
+        assert "- Returns:" in doc or "*Observer*" in doc, name
+
+
+def test_the_hook_reference_is_made_from_the_specifications_docstrings():
+    """docs/hooks.md below its marker is the docstrings of tlcore/hookspecs.py, in their order."""
+    from tlcore.hookdocs import page
+
+    assert HOOK_DOCS == page(HOOK_DOCS), "run: python -m tlcore.hookdocs docs/hooks.md"
+    assert list(hook_specs()) == re.findall(r"^## (tl_\w+)\(", HOOK_DOCS, re.M)
 
 
 def test_answer_hooks_are_exactly_the_firstresult_hooks():
