@@ -1,13 +1,20 @@
 """``tl config``: help with configuration.json (its JSON Schema, for editors)."""
 
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
 from tlcli.plugins import builtin_plugins, plugin_option
 
 
-def _manager(extra):
+if TYPE_CHECKING:
+    from tlcore.pluginmanager import PluginManager
+
+
+def _manager(extra: Sequence[str]) -> PluginManager:
     """The plugins whose keys are described: the installed ones and ``-p MODULE``s, which must load."""
     from tlcore.errors import PluginError
     from tlcore.pluginmanager import make_plugin_manager
@@ -20,13 +27,13 @@ def _manager(extra):
 
 
 @click.group()
-def config():
+def config() -> None:
     """Help with configuration.json."""
 
 
 @config.command("schema")
 @plugin_option
-def schema(extra):
+def schema(extra: Sequence[str]) -> None:
     """Print a JSON Schema of every configuration key (plugins' keys included), for editors.
 
     \b
@@ -46,7 +53,7 @@ def schema(extra):
 @config.command("keys")
 @click.option("--markdown", is_flag=True, help="A Markdown table (the documentation's key table is this).")
 @plugin_option
-def keys(markdown, extra):
+def keys(markdown: bool, extra: Sequence[str]) -> None:
     """List every configuration key: what it does, its default, and the part of tl (or plugin) that reads it.
 
     \b

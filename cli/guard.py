@@ -1,11 +1,14 @@
 """How every tl command ends: one line for an error, exit codes 2/1, 130 for Ctrl-C and 143 for SIGTERM, a
 traceback only with ``--debug``; and signals that stop the command whichever thread the kernel hands them to."""
 
+from __future__ import annotations
+
 import os
 import signal
 import sys
 import threading
 from contextlib import contextmanager
+from typing import Any, Iterator
 
 import click
 
@@ -19,17 +22,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C."""
 
 
-def fresh_line():
+def fresh_line() -> str:
     """On a terminal, end a progress line drawn in place before a message (elsewhere nothing is needed)."""
     return "\n" if sys.stderr.isatty() else ""
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
 @contextmanager
-def _signals_wake_the_main_thread():
+def _signals_wake_the_main_thread() -> Iterator[None]:
     """Make Ctrl-C and SIGTERM stop a main thread that waits in a blocking call.
 
     The kernel hands a process's signal to any of its threads that does not block it: with a framework's thread
@@ -55,7 +58,7 @@ def _signals_wake_the_main_thread():
     main_thread = threading.get_ident()
     wanted = {signal.SIGINT, signal.SIGTERM}
 
-    def watch():
+    def watch() -> None:
         while data := os.read(read, 64):
             if wanted.intersection(data):
                 signal.pthread_kill(main_thread, signal.SIGURG)
@@ -71,7 +74,7 @@ def _signals_wake_the_main_thread():
 
 
 @contextmanager
-def guarded(debug, outputs):
+def guarded(debug: bool, outputs: str) -> Iterator[None]:
     """Run a command's body the way every tl command ends: one line for an error, exit codes 2/1,
     130 for Ctrl-C and 143 for SIGTERM, a traceback only with ``--debug``.
 

@@ -1,5 +1,7 @@
 """``tl init``: a starting configuration.json for a dataset, and a validation split when there is none."""
 
+from __future__ import annotations
+
 import click
 
 
@@ -12,7 +14,7 @@ import click
               help="Seed of the split: the same seed makes the same split.")
 @click.option("--force", is_flag=True,
               help="Replace configuration.json, and a split an earlier tl init made (nothing else).")
-def init(dataset, split, seed, force):
+def init(dataset: str, split: float | None, seed: int, force: bool) -> None:
     """Write a starting configuration.json here for the images in DATASET_DIR.
 
     DATASET_DIR holds training/ and validation/ (one folder per class in each, as the

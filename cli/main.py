@@ -1,11 +1,15 @@
 """``tl``: transfer-learn an image classifier from a configuration file."""
 
+from __future__ import annotations
+
 import atexit
 import gc
 import logging
 import os
 import sys
 from pathlib import Path
+
+from typing import TYPE_CHECKING, Any, Sequence
 
 import click
 
@@ -19,7 +23,12 @@ from tlcli.plugins import builtin_plugins, plugin_option, plugins
 from tlcli.predict import predict
 
 
-def _quiet_shutdown():
+if TYPE_CHECKING:
+    from tlcore.prepare import Prepared
+    from tlcore.report import Reporter
+
+
+def _quiet_shutdown() -> None:
     """After the command has ended, silence finalizers that fail while the interpreter is torn down:
     TensorFlow's traced functions (held by MCT) print "Exception ignored in AtomicFunction.__del__"."""
     gc.collect()
@@ -32,7 +41,7 @@ HEAVY = ("tensorflow", "torch")
 """Frameworks whose teardown at interpreter exit takes about a second (TensorFlow's runtime, its thread pools)."""
 
 
-def entry():
+def entry() -> None:
     """The ``tl`` command (and ``python -m tlcli``): :func:`main`, and then, when a framework was loaded, the
     process ends at once. Every output is written, flushed and closed by then; what is left to tear down
     is the framework's runtime, about a second of a short run's wall time."""
@@ -58,7 +67,7 @@ def entry():
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="tl")
-def main():
+def main() -> None:
     """Transfer-learn image classifiers: train a new head on a base model (Keras or PyTorch).
 
     Start with `tl run` (it reads ./configuration.json); see what is installed with
@@ -70,7 +79,7 @@ CONFIGURATION_ARGUMENT = click.argument("configuration", metavar="[CONFIGURATION
                                         default="configuration.json")
 
 
-def configuration_path(configuration):
+def configuration_path(configuration: str) -> Path:
     """The configuration file to use; without an argument, ./configuration.json, as the SDK keeps it."""
     from tlcore.errors import ConfigError
 
@@ -91,7 +100,7 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALU
                                "folder, not the configuration's.")
 
 
-def parse_overrides(items):
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     from tlcore.config import parse_override
 
     return dict(parse_override(item) for item in items)
@@ -105,7 +114,8 @@ def parse_overrides(items):
 @click.option("--resume", is_flag=True,
               help="Continue the run that was interrupted in this output_dir from its last finished epoch.")
 @debug_option
-def run(configuration, overrides, blocked, extra, resume, debug):
+def run(configuration: str, overrides: Sequence[str], blocked: Sequence[str], extra: Sequence[str], resume: bool,
+        debug: bool) -> None:
     """Train, save and evaluate as CONFIGURATION.json says (default: ./configuration.json).
 
     Writes output_dir/saved_model (the framework's model format, with labels.json
@@ -127,7 +137,8 @@ def run(configuration, overrides, blocked, extra, resume, debug):
 @block_option
 @plugin_option
 @debug_option
-def quantize(configuration, overrides, blocked, extra, debug):
+def quantize(configuration: str, overrides: Sequence[str], blocked: Sequence[str], extra: Sequence[str],
+             debug: bool) -> None:
     """Quantize the model `tl run` trained for CONFIGURATION.json for the IMX500.
 
     Calibrates on training images (quantization_images), evaluates the quantized
@@ -158,7 +169,8 @@ def quantize(configuration, overrides, blocked, extra, debug):
 @block_option
 @plugin_option
 @debug_option
-def check(configuration, overrides, blocked, extra, debug):
+def check(configuration: str, overrides: Sequence[str], blocked: Sequence[str], extra: Sequence[str],
+          debug: bool) -> None:
     """Check the dataset of CONFIGURATION.json, without training.
 
     Looks, on the base model's features of the images, for the same picture twice
@@ -174,7 +186,7 @@ def check(configuration, overrides, blocked, extra, debug):
         check_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
-def _quantize_sdk(path, blocked, extra, debug):
+def _quantize_sdk(path: Path, blocked: Sequence[str], extra: Sequence[str], debug: bool) -> None:
     from tlcore.config import read_selection
     from tlcore.prepare import load_plugins
     from tlcore.report import Reporter
@@ -188,7 +200,8 @@ def _quantize_sdk(path, blocked, extra, debug):
     quantize_sdk(path, manager, reporter, debug=debug)
 
 
-def _start(path, overrides, blocked, extra, debug):
+def _start(path: Path, overrides: Sequence[str], blocked: Sequence[str], extra: Sequence[str],
+           debug: bool) -> tuple[Prepared, Reporter]:
     """The plugins and the checked configuration of a command's run, and its reporter, after the header line and
     any warnings about them."""
     from tlcore.prepare import prepare
@@ -202,7 +215,7 @@ def _start(path, overrides, blocked, extra, debug):
     return prepared, reporter
 
 
-def _header(reporter, prepared):
+def _header(reporter: Reporter, prepared: Prepared) -> None:
     """Like pytest's header: the version, the configuration, the framework, and plugins that are not the built-ins."""
     config, manager = prepared.config, prepared.manager
     reporter.info(f"tl {__version__}: {config.config_file} (framework {prepared.framework.name})")

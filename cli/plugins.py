@@ -1,20 +1,23 @@
 """``tl plugins``: what is installed, what it implements, which frameworks it serves, in which order it is asked."""
 
+from __future__ import annotations
+
 import json
+from typing import Any, Sequence
 
 import click
 
-from tlcore.pluginmanager import DISABLE_ENV
+from tlcore.pluginmanager import DISABLE_ENV, PluginManager
 
 
-def builtin_plugins():
+def builtin_plugins() -> tuple[str, ...]:
     """Module names of the built-in plugins."""
     from tlplugins import BUILTIN_PLUGINS
 
-    return BUILTIN_PLUGINS
+    return tuple(BUILTIN_PLUGINS)
 
 
-def load_plugins(blocked=(), extra=()):
+def load_plugins(blocked: Sequence[str] = (), extra: Sequence[str] = ()) -> PluginManager:
     from tlcore.pluginmanager import make_plugin_manager
 
     return make_plugin_manager(builtin_plugins(), blocked=blocked, extra=extra)
@@ -27,11 +30,11 @@ plugin_option = click.option(
 
 
 @click.group()
-def plugins():
+def plugins() -> None:
     """See the plugins tl has found."""
 
 
-def _source(record):
+def _source(record: dict[str, Any]) -> str:
     if record["builtin"]:
         return "built-in"
     if record["distribution"]:
@@ -39,7 +42,8 @@ def _source(record):
     return "-p " + record["module"]
 
 
-def _print_table(records, frameworks, order):
+def _print_table(records: list[dict[str, Any]], frameworks: list[dict[str, Any]],
+                 order: dict[str, list[str]] | None) -> None:
     rows = [("NAME", "FROM", "FRAMEWORK", "HOOKS")]
     for record in records:
         if record["blocked"]:
@@ -80,7 +84,7 @@ def _print_table(records, frameworks, order):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--hook", "hook_name", metavar="NAME", help="Only plugins implementing this hook, in call order.")
 @plugin_option
-def list_plugins(as_json, hook_name, extra):
+def list_plugins(as_json: bool, hook_name: str | None, extra: Sequence[str]) -> None:
     """List every plugin, the frameworks and their steps, and the configuration keys plugins add."""
     from tlcore.listing import describe
 

@@ -1,14 +1,20 @@
 """``tl predict``: the top labels, with scores, of images, with a model tl saved."""
 
+from __future__ import annotations
+
 import csv
 import io
 import json
 import os
 import sys
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
 from tlcli.plugins import builtin_plugins, plugin_option
+
+if TYPE_CHECKING:
+    from tlcore.prediction import Prediction
 
 
 @click.command()
@@ -23,7 +29,8 @@ from tlcli.plugins import builtin_plugins, plugin_option
 @click.option("--block", "blocked", multiple=True, metavar="PLUGIN", help="Do not load this plugin (repeatable).")
 @plugin_option
 @click.option("--debug", is_flag=True, help="Show full tracebacks and the framework's own log messages.")
-def predict(model_dir, images, top_k, as_json, as_csv, quantized, blocked, extra, debug):
+def predict(model_dir: str, images: Sequence[str], top_k: int, as_json: bool, as_csv: bool, quantized: bool,
+            blocked: Sequence[str], extra: Sequence[str], debug: bool) -> None:
     """Print the top labels, with scores, of images, with a model tl saved.
 
     MODEL_DIR is output_dir/saved_model (the folder `tl run` wrote), its output_dir,
@@ -64,7 +71,7 @@ def predict(model_dir, images, top_k, as_json, as_csv, quantized, blocked, extra
         _write(text)
 
 
-def table_lines(results):
+def table_lines(results: Sequence[Prediction]) -> list[str]:
     """One line per image: its path, then a column per rank of ``label (score)``, aligned."""
     rows = [[result.path, *(f"{label} ({score:.3f})" for label, score in result.predictions)] for result in results]
     columns = max(len(row) for row in rows)
@@ -72,7 +79,7 @@ def table_lines(results):
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def csv_text(results):
+def csv_text(results: Sequence[Prediction]) -> str:
     """``path,rank,label,score``: a header, then one row per image and rank (1 = best)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -83,7 +90,7 @@ def csv_text(results):
     return buffer.getvalue()
 
 
-def _write(text):
+def _write(text: str) -> None:
     """Print the results; a reader that stops early (``| head``) is not an error."""
     try:
         sys.stdout.write(text)

@@ -1,21 +1,27 @@
 """configuration.json read and checked against the keys (:mod:`tlcore.keys`): the validated ``RunConfig``."""
 
+from __future__ import annotations
+
 import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from tlcore.errors import ConfigError
 from tlcore.frameworks import DEFAULT_FRAMEWORK
 from tlcore.keys import CORE_KEYS, NEUTRAL_CORE_KEYS, REQUIRED, SCHEMA_KEY, SHARED_KEYS, ConfigKey, plugin_names
 from tlcore.paths import type_name
 
+if TYPE_CHECKING:
+    from tlcore.frameworks import Framework
+    from tlcore.pluginmanager import PluginManager
+
 __all__ = ["CORE_KEYS", "REQUIRED", "SCHEMA_KEY", "SHARED_KEYS", "ConfigKey", "RunConfig", "load_config",
            "plugin_config_keys", "read_configuration"]
 
-def plugin_config_keys(manager, errors=None):
+def plugin_config_keys(manager: PluginManager, errors: dict[str, str] | None = None) -> dict[str, list[ConfigKey]]:
     """The :class:`ConfigKey` s every plugin declares (``tl_config_keys``), checked.
 
     A plugin returning something else raises PluginError naming it, unless ``errors``
@@ -67,7 +73,7 @@ class Configuration:
     """Where the overrides came from, in messages: ``--set``, or ``keyword argument`` (the Python API)."""
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.path.name
 
 
@@ -75,14 +81,14 @@ class SetText(str):
     """A value typed on the command line (``--set key=TEXT``), not yet read: :func:`read_configuration`
     reads it as a JSON literal, else takes it as text. Plain values (the Python API's) are used as they are."""
 
-    def value(self):
+    def value(self) -> Any:
         try:
             return json.loads(self)
         except (ValueError, RecursionError):  # not JSON (or nested too deep): the text itself
             return str(self)
 
 
-def parse_override(text):
+def parse_override(text: str) -> tuple[str, SetText]:
     """``key=value`` of ``--set``: ``(key, value)``, the value a :class:`SetText` (read as a JSON literal, else
     as text, when the configuration is read)."""
     key, equals, value = text.partition("=")
@@ -91,7 +97,8 @@ def parse_override(text):
     return key.strip(), SetText(value)
 
 
-def read_configuration(source, overrides=None):
+def read_configuration(source: str | Path | Mapping[str, Any],
+                       overrides: Mapping[str, Any] | None = None) -> Configuration:
     """A :class:`Configuration` from a configuration file's path, or from a dict (whose relative paths
     start at the current folder), with ``overrides`` (key -> value; a :class:`SetText` is read as ``--set``
     reads it) on top."""
@@ -107,14 +114,14 @@ def read_configuration(source, overrides=None):
     return Configuration(data=data, path=path, overridden=frozenset(overrides), texts=texts, override_label=label)
 
 
-def _as_typed(key_type, name, value, texts):
+def _as_typed(key_type: str, name: str, value: Any, texts: Mapping[str, str]) -> Any:
     """``value`` of a text key given with ``--set``: the typed text when it read as another JSON value."""
     if key_type in ("string", "path") and name in texts and value is not None and not isinstance(value, str):
         return texts[name]
     return value
 
 
-def read_selection(configuration):
+def read_selection(configuration: Configuration | str | Path) -> tuple[tuple[str, ...], str]:
     """``(block_plugins, framework)`` of a configuration (a :class:`Configuration` or a file's path), read
     before plugins are loaded.
 
@@ -126,7 +133,7 @@ def read_selection(configuration):
         configuration = read_configuration(configuration)
     data = configuration.data
 
-    def source(key):
+    def source(key: str) -> str:
         return configuration.override_label if key in configuration.overridden else configuration.name
 
     try:
@@ -202,15 +209,15 @@ class RunConfig:
     """The keys the trained model does not depend on (:attr:`tlcore.keys.ConfigKey.affects_model` false): they may
     change between training and quantizing or resuming."""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     @property
-    def saved_model_dir(self):
+    def saved_model_dir(self) -> Path:
         return self.output_dir / "saved_model"
 
     @property
-    def results_file(self):
+    def results_file(self) -> Path:
         return self.evaluate_result_dir / "results.json"
 
     @property
@@ -218,14 +225,14 @@ class RunConfig:
         """Every key the trained model does not depend on: the core's and the plugins' (:attr:`neutral_keys`)."""
         return self.neutral_keys | NEUTRAL_CORE_KEYS
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: every key with its resolved value."""
         data = {key.name: _jsonable(getattr(self, key.name)) for key in CORE_KEYS}
         data.update((name, _jsonable(value)) for name, value in self.options.items())
         return data
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, tuple):
@@ -235,7 +242,7 @@ def _jsonable(value):
     return value
 
 
-def read_json_object(path, what="configuration file"):
+def read_json_object(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
     """Read a UTF-8 JSON object from ``path`` with one-line errors; duplicate keys are refused."""
     path = Path(path)
     if not path.exists():
@@ -253,7 +260,7 @@ def read_json_object(path, what="configuration file"):
             f"{path.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
         ) from None
 
-    def no_duplicates(pairs):
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen = {}
         for key, value in pairs:
             if key in seen:
@@ -275,7 +282,9 @@ def read_json_object(path, what="configuration file"):
     return data
 
 
-def load_config(path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None):
+def load_config(path: str | Path | Configuration, plugin_keys: Iterable[ConfigKey] = (), ignore_unknown: bool = False, *,
+                foreign_keys: Mapping[str, Sequence[str]] | None = None,
+                frameworks: Mapping[str, tuple[Framework, str]] | None = None) -> RunConfig:
     """Read, check and resolve configuration.json (or a :class:`Configuration`); raise ConfigError on the
     first problem.
 
@@ -295,8 +304,11 @@ def load_config(path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None
                             texts=configuration.texts, override_label=configuration.override_label)
 
 
-def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreign_keys=None, frameworks=None,
-                     overridden=frozenset(), texts=None, override_label="--set"):
+def config_from_dict(data: Mapping[str, Any], path: str | Path, plugin_keys: Iterable[ConfigKey] = (),
+                     ignore_unknown: bool = False, *, foreign_keys: Mapping[str, Sequence[str]] | None = None,
+                     frameworks: Mapping[str, tuple[Framework, str]] | None = None,
+                     overridden: frozenset[str] = frozenset(), texts: Mapping[str, str] | None = None,
+                     override_label: str = "--set") -> RunConfig:
     """:func:`load_config` for ``data`` already read; relative paths start at ``path``'s folder, except in
     the ``overridden`` keys (``--set``), whose relative paths start at the current folder. ``texts`` are
     the typed texts of ``--set`` values (see :attr:`Configuration.texts`)."""
@@ -391,7 +403,7 @@ def config_from_dict(data, path, plugin_keys=(), ignore_unknown=False, *, foreig
                      **core)
 
 
-def _framework_hint(frameworks, name, key):
+def _framework_hint(frameworks: Mapping[str, tuple[Framework, str]] | None, name: str, key: str) -> str:
     """What framework ``name`` (of ``frameworks``, ``{name: (Framework, plugin)}``) says to a configuration that
     sets ``key``, which it does not honour; "" when it says nothing."""
     if not isinstance(frameworks, Mapping) or not isinstance(frameworks.get(name), tuple):

@@ -20,7 +20,7 @@ from tlcore.errors import ConfigError
 from tlcore.frameworks import DEFAULT_FRAMEWORK
 from tlcore.paths import resolve_path, type_name
 
-def plugin_names(value):
+def plugin_names(value: Any) -> tuple[str, ...]:
     """``block_plugins`` as a tuple; ValueError if it is not a list of names."""
     if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
         raise ValueError('must be a list of plugin names, e.g. ["metrics.per_class"]')
@@ -73,15 +73,15 @@ class ConfigKey:
     """What ``tl init`` writes for this key in a new configuration: :data:`OMITTED` (nothing), :data:`DEFAULT`
     (the default) or a value."""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"ConfigKey {self.name!r}: type must be one of {TYPES}")
 
     @property
-    def required(self):
+    def required(self) -> bool:
         return self.default is REQUIRED
 
-    def describe(self):
+    def describe(self) -> str:
         """A short human description: type, limits and default."""
         text = self.type
         if self.choices:
@@ -95,7 +95,7 @@ class ConfigKey:
         text += ", required" if self.required else f", default {json.dumps(self.default)}"
         return text
 
-    def check(self, value, base_dir, source):
+    def check(self, value: Any, base_dir: Path, source: str) -> Any:
         """Return the checked (and converted) value, or raise ConfigError."""
         where = f'{source}: "{self.name}"'
         if value is None:
@@ -129,7 +129,7 @@ class ConfigKey:
             raise ConfigError(f"{where} is {value}; it must be at most {self.maximum:g}")
         return self._converted(value, base_dir, where)
 
-    def _converted(self, value, base_dir, where):
+    def _converted(self, value: Any, base_dir: Path, where: str) -> Any:
         if self.convert is None:
             return value
         try:
@@ -138,7 +138,7 @@ class ConfigKey:
             raise ConfigError(f"{where} {exc}") from None
 
 
-def _weights(value, base_dir):
+def _weights(value: Any, base_dir: Path) -> str | Path:
     if value == "imagenet":
         return value
     if not isinstance(value, str):
@@ -148,13 +148,13 @@ def _weights(value, base_dir):
     return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
 
 
-def _mixed_precision(value, base_dir):
+def _mixed_precision(value: Any, base_dir: Path) -> bool | str:
     if value == "auto" or isinstance(value, bool):
         return value
     raise ValueError(f'is {json.dumps(value)}; use "auto" (on where the device benefits), true or false')
 
 
-def _preprocessing(value, base_dir):
+def _preprocessing(value: Any, base_dir: Path) -> str | dict[str, Any]:
     """A preset name, or ``{"mean": [r, g, b], "std": [r, g, b], "channel_order": "RGB"}`` in pixel units."""
     from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
 
@@ -183,7 +183,7 @@ def _preprocessing(value, base_dir):
     return {"mean": [float(v) for v in value["mean"]], "std": [float(v) for v in value["std"]], "channel_order": order}
 
 
-def _augmentation(value, base_dir):
+def _augmentation(value: Any, base_dir: Path) -> tuple[str, ...]:
     from tlcore.images import AUGMENTATIONS
 
     for item in value:
@@ -197,20 +197,20 @@ def _augmentation(value, base_dir):
 MAX_VIEWS = 8
 
 
-def _views(value, base_dir):
+def _views(value: Any, base_dir: Path) -> int | str:
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VIEWS):
         return value
     raise ValueError(f'is {json.dumps(value)}; use "auto" or a number of views from 0 to {MAX_VIEWS}')
 
 
-def _head_search(value, base_dir):
+def _head_search(value: Any, base_dir: Path) -> bool | str:
     if value == "auto" or isinstance(value, bool):
         return value
     raise ValueError(f'is {json.dumps(value)}; use "auto" (when the base is frozen and features are computed once), '
                      "true or false")
 
 
-def _class_weight(value, base_dir):
+def _class_weight(value: Any, base_dir: Path) -> str | dict[str, float]:
     if value == "balanced":
         return value
     if isinstance(value, str):

@@ -75,14 +75,14 @@ def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[st
     :param overrides: key -> value replacing the configuration's (``--set``), checked like them.
     :param plugins: plugin objects (or modules) to register for this run only.
     """
-    configuration = read_configuration(configuration, overrides)
-    configured, framework_name = read_selection(configuration)
+    read = read_configuration(configuration, overrides)
+    configured, framework_name = read_selection(read)
     manager, notes = load_plugins(builtins, blocked, configured, extra, plugins)
     frameworks = registered_frameworks(manager)
     keys, foreign = framework_keys(manager, framework_name)
     # With plugins blocked or disabled, keys only they declare are expected: ignored, not refused.
     lenient = bool(manager.blocked_names) or installed_plugins_disabled()
-    config = load_config(configuration, plugin_keys=keys, ignore_unknown=lenient, foreign_keys=foreign,
+    config = load_config(read, plugin_keys=keys, ignore_unknown=lenient, foreign_keys=foreign,
                          frameworks=frameworks)
     framework = framework_of(config, manager)
     notes += [f'configuration key "{key}" is not used by any loaded plugin (a blocked or disabled plugin may use it)'
