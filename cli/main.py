@@ -9,23 +9,19 @@ import os
 import sys
 from pathlib import Path
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import click
 
 from tlcore import __version__
-from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
 from tlcli.config import config
 from tlcli.guard import guarded
 from tlcli.init import init
-from tlcli.plugins import builtin_plugins, plugin_option, plugins
+from tlcli.plugins import plugin_option, plugins
 from tlcli.predict import predict
 
 
-if TYPE_CHECKING:
-    from tlcore.prepare import Prepared
-    from tlcore.report import Reporter
 
 
 def _quiet_shutdown() -> None:
@@ -124,11 +120,11 @@ def run(configuration: str, overrides: Sequence[str], blocked: Sequence[str], ex
     state is saved in output_dir/.tl-checkpoint/ (removed when the run ends), so an
     interrupted run continues with --resume.
     """
-    from tlcore.run import run as run_flow
+    from tlcore.api import train
 
     with guarded(debug, "saved_model and results.json"):
-        prepared, reporter = _start(configuration_path(configuration), overrides, blocked, extra, debug)
-        run_flow(prepared.config, prepared.manager, reporter, debug=debug, resume=resume)
+        train(configuration_path(configuration), plugins=extra, block=blocked, resume=resume, debug=debug,
+              **parse_overrides(overrides))
 
 
 @main.command()
@@ -147,20 +143,16 @@ def quantize(configuration: str, overrides: Sequence[str], blocked: Sequence[str
     results.json. The configuration of the AITRIOS SDK's quantize notebook works too
     (it writes model.tflite, model_quantized.tflite and results.json as the notebook did).
     """
+    from tlcore.api import quantize as quantize_model
     from tlcore.errors import ConfigError
-    from tlcore.quantization import quantize as quantize_flow
     from tlcore.sdk_quantize import is_sdk_form
 
     with guarded(debug, "output_dir/imx500 and results.json"):
         path = configuration_path(configuration)
-        if is_sdk_form(path):
-            if overrides:
-                raise ConfigError(f"{path.name} is the SDK quantize notebook's configuration; --set works with tl's "
-                                  "own configuration: edit the file instead")
-            _quantize_sdk(path, blocked, extra, debug)
-            return
-        prepared, reporter = _start(path, overrides, blocked, extra, debug)
-        quantize_flow(prepared.config, prepared.manager, reporter, debug=debug)
+        if is_sdk_form(path) and overrides:
+            raise ConfigError(f"{path.name} is the SDK quantize notebook's configuration; --set works with tl's "
+                              "own configuration: edit the file instead")
+        quantize_model(path, plugins=extra, block=blocked, debug=debug, **parse_overrides(overrides))
 
 
 @main.command()
@@ -179,55 +171,11 @@ def check(configuration: str, overrides: Sequence[str], blocked: Sequence[str], 
     imbalance. Writes data_health.csv and data_health.json to evaluate_result_dir;
     the dataset is never changed. Exits 0 when it only has findings.
     """
-    from tlcore.run import check as check_flow
+    from tlcore.api import check as check_dataset
 
     with guarded(debug, "data_health.csv and data_health.json"):
-        prepared, reporter = _start(configuration_path(configuration), overrides, blocked, extra, debug)
-        check_flow(prepared.config, prepared.manager, reporter, debug=debug)
-
-
-def _quantize_sdk(path: Path, blocked: Sequence[str], extra: Sequence[str], debug: bool) -> None:
-    from tlcore.config import read_selection
-    from tlcore.prepare import load_plugins
-    from tlcore.report import Reporter
-    from tlcore.sdk_quantize import quantize_sdk
-
-    manager, notes = load_plugins(builtin_plugins(), blocked, read_selection(path)[0], extra)
-    reporter = Reporter(debug=debug)
-    reporter.info(f"tl {__version__}: {path.absolute()} (the SDK's quantize configuration, framework keras)")
-    for note in notes:
-        reporter.warning(note)
-    quantize_sdk(path, manager, reporter, debug=debug)
-
-
-def _start(path: Path, overrides: Sequence[str], blocked: Sequence[str], extra: Sequence[str],
-           debug: bool) -> tuple[Prepared, Reporter]:
-    """The plugins and the checked configuration of a command's run, and its reporter, after the header line and
-    any warnings about them."""
-    from tlcore.prepare import prepare
-    from tlcore.report import Reporter
-
-    prepared = prepare(path, builtin_plugins(), blocked, extra, overrides=parse_overrides(overrides))
-    reporter = Reporter(debug=debug)
-    _header(reporter, prepared)
-    for note in prepared.notes:
-        reporter.warning(note)
-    return prepared, reporter
-
-
-def _header(reporter: Reporter, prepared: Prepared) -> None:
-    """Like pytest's header: the version, the configuration, the framework, and plugins that are not the built-ins."""
-    config, manager = prepared.config, prepared.manager
-    reporter.info(f"tl {__version__}: {config.config_file} (framework {prepared.framework.name})")
-    added = [info for info in manager.describe() if not info.builtin and not info.blocked]
-    if added:
-        reporter.info("Plugins: " + ", ".join(
-            f"{info.name} ({info.distribution} {info.version})" if info.distribution else info.name for info in added
-        ))
-    if manager.blocked_names:
-        reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
-    if installed_plugins_disabled():
-        reporter.info(f"Installed plugins are disabled ({DISABLE_ENV} is set)")
+        check_dataset(configuration_path(configuration), plugins=extra, block=blocked, debug=debug,
+                      **parse_overrides(overrides))
 
 
 main.add_command(plugins)

@@ -28,7 +28,7 @@ def plain(function):
 
 
 def test_every_public_function_is_documented():
-    assert set(FUNCTIONS) == {"train", "quantize", "predict", "list_plugins"}
+    assert set(FUNCTIONS) == {"train", "quantize", "check", "predict", "list_plugins"}
     assert set(FUNCTIONS) <= set(documented())
     assert "hookimpl" in documented()
 

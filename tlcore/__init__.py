@@ -1,6 +1,6 @@
 """tl core: the framework-agnostic orchestrator of a transfer-learning run.
 
-Nothing in this package imports TensorFlow, PyTorch or the built-in ``plugins`` package:
+Nothing in this package imports TensorFlow, PyTorch or the built-in plugins (``tlplugins``):
 every framework-specific step is a pluggy hook answered by a plugin. The Python API
 (:mod:`tlcore.api`) is available here, loaded on first use::
 
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "quantize", "predict", "list_plugins", "hookimpl", "TLError", "RunResult",
+__all__ = ["train", "quantize", "check", "predict", "list_plugins", "hookimpl", "TLError", "RunResult",
            "QuantizationResult", "Prediction", "__version__"]
 
 if TYPE_CHECKING:
-    from tlcore.api import list_plugins, predict, quantize, train
+    from tlcore.api import check, list_plugins, predict, quantize, train
     from tlcore.errors import TLError
     from tlcore.hookspecs import hookimpl
     from tlcore.prediction import Prediction
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "train": "tlcore.api",
     "quantize": "tlcore.api",
+    "check": "tlcore.api",
     "predict": "tlcore.api",
     "list_plugins": "tlcore.api",
     "hookimpl": "tlcore.hookspecs",

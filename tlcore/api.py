@@ -24,16 +24,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
+    from tlcore.health import HealthReport
     from tlcore.prediction import Prediction
     from tlcore.quantization import QuantizationResult
     from tlcore.run import RunResult
 
 
 def _header(prepared: Any, reporter: Any) -> None:
+    """Like pytest's header: the version, the configuration, the framework, the plugins that are not the built-ins
+    and the blocked ones; then any warnings about them."""
     from tlcore import __version__
+    from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
 
-    config = prepared.config
+    config, manager = prepared.config, prepared.manager
     reporter.info(f"tl {__version__}: {config.config_file} (framework {prepared.framework.name})")
+    added = [info for info in manager.describe() if not info.builtin and not info.blocked]
+    if added:
+        reporter.info("Plugins: " + ", ".join(
+            f"{info.name} ({info.distribution} {info.version})" if info.distribution else info.name for info in added
+        ))
+    if manager.blocked_names:
+        reporter.info("Blocked: " + ", ".join(sorted(manager.blocked_names)))
+    if installed_plugins_disabled():
+        reporter.info(f"Installed plugins are disabled ({DISABLE_ENV} is set)")
     for note in prepared.notes:
         reporter.warning(note)
 
@@ -76,13 +89,32 @@ def quantize(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] =
         from tlcore.errors import ConfigError
         if overrides:
             raise ConfigError("keyword arguments work with tl's own configuration, not the SDK quantize notebook's")
+        from tlcore import __version__
+
         manager, notes = load_plugins(None, block, read_selection(config)[0], (), plugins)
+        reporter.info(f"tl {__version__}: {Path(config).absolute()} (the SDK's quantize configuration, framework keras)")
         for note in notes:
             reporter.warning(note)
         return quantize_sdk(config, manager, reporter, debug=debug)
     prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
     _header(prepared, reporter)
     return quantize_model(prepared.config, prepared.manager, reporter, debug=debug)
+
+
+def check(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = (), block: Sequence[str] = (),
+          debug: bool = False, **overrides: Any) -> HealthReport:
+    """Check the dataset of ``config`` without training, like ``tl check``: the same picture twice, likely wrong
+    labels, too few images and imbalance, on the base model's features. Writes ``data_health.csv`` and
+    ``data_health.json`` to ``evaluate_result_dir`` and returns the :class:`tlcore.health.HealthReport`; the
+    arguments are :func:`train`'s (but ``resume``)."""
+    from tlcore.prepare import prepare
+    from tlcore.report import Reporter
+    from tlcore.run import check as check_flow
+
+    prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
+    reporter = Reporter(debug=debug)
+    _header(prepared, reporter)
+    return check_flow(prepared.config, prepared.manager, reporter, debug=debug)
 
 
 def predict(model_dir: str | Path, images: str | Path | Iterable[str | Path], top_k: int = 5, *,

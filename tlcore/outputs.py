@@ -13,7 +13,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from tlcore.errors import OutputError
 
@@ -229,3 +229,24 @@ def _umask():
             os.umask(mask)
             _UMASK.append(mask)
     return _UMASK[0]
+
+
+def publish_together(results_file: Path, results: Any, moves: Iterable[Callable[[], None]], what: str,
+                     after: Iterable[Callable[[], None]] = ()) -> None:
+    """How every command publishes: ``results`` (results.json's content) is staged beside ``results_file`` and
+    synced, then each of ``moves`` (a staged folder's ``publish``, a ``os.replace``) runs and results.json
+    replaces the old one last, then ``after`` runs (removing what only an unfinished command needs), with Ctrl-C
+    and SIGTERM held until all of it is done. A failure leaves the earlier outputs as they were and says so
+    about ``what``."""
+    staged = staged_json(results_file, results)
+    try:
+        with signals_deferred():
+            for move in moves:
+                move()
+            os.replace(staged, results_file)
+            for then in after:
+                then()
+    except OSError as exc:
+        raise OutputError(f"cannot write {what}: {exc}; earlier outputs are unchanged") from None
+    finally:
+        staged.unlink(missing_ok=True)

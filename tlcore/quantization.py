@@ -13,7 +13,6 @@ published together: ``output_dir/imx500/`` and the quantized figures in results.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from tlcore import __version__
 from tlcore.calls import Hooks
 from tlcore.dataset import DatasetIndex
-from tlcore.errors import ConfigError, ModelError, OutputError, PluginError
+from tlcore.errors import ConfigError, ModelError, PluginError
 from tlcore.evaluation import evaluate_model
 from tlcore.loader import ImageBatches
-from tlcore.outputs import MARKER, StagedDir, check_replaceable, signals_deferred, staged_json, write_json_atomic
+from tlcore.outputs import MARKER, StagedDir, check_replaceable, publish_together, write_json_atomic
 from tlcore.preprocessing import Preprocessing
 from tlcore.sampling import run_seed, stratified
 
@@ -182,15 +181,10 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
 def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporter, *, model: Any = None,
                     dataset: DatasetIndex | None = None, debug: bool = False) -> QuantizationResult:
     """:func:`quantize`, for a caller that holds the output folders' lock (``tl run`` with ``"quantize": true``)."""
-    from tlcore.registry import framework_of
+    from tlcore.registry import open_hooks
 
     started = time.monotonic()
-    framework = framework_of(config, manager)
-    framework.quieten(quiet=not debug)
-    hooks = Hooks(manager, framework)
-    hooks.require(REQUIRED_HOOKS)
-    if config.tflite:
-        hooks.require(["tl_export_tflite"])
+    hooks = open_hooks(config, manager, [*REQUIRED_HOOKS, *(["tl_export_tflite"] if config.tflite else [])], debug=debug)
     record = trained_record(config)
     answered: dict[str, str] = {}
     if dataset is None:
@@ -219,17 +213,8 @@ def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporte
                 "model.tflite": preprocessing.to_dict(), "model_quantized.tflite": raw_input(preprocessing).to_dict()}})
         report_drop(reporter, metrics, config)
         write_package_files(staged.path, dataset, preprocessing, config, metrics, package, answered, hooks)
-        results = staged_json(config.results_file, {**_existing_results(config), **metrics})
-        try:
-            with signals_deferred():
-                staged.publish()
-                if config.tflite:
-                    tflite.publish()
-                os.replace(results, config.results_file)
-        except OSError as exc:
-            raise OutputError(f"cannot write the quantized model: {exc}; earlier outputs are unchanged") from None
-        finally:
-            results.unlink(missing_ok=True)
+        publish_together(config.results_file, {**_existing_results(config), **metrics},
+                         [staged.publish, *([tflite.publish] if config.tflite else [])], "the quantized model")
     report_package(reporter, folder, package)
     return QuantizationResult(metrics=metrics, folder=folder, model_file=folder / package.exported.name,
                               conversion=package.conversion, seconds=time.monotonic() - started, plugins=answered)

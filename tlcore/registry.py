@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
-from tlcore.calls import call_all
+from tlcore.calls import Hooks, call_all
 from tlcore.errors import ConfigError, PluginError
 from tlcore.frameworks import OPTIONAL_KEYS, Framework, select_framework
 
@@ -58,3 +58,14 @@ def check_framework_keys(config: RunConfig, framework: Framework) -> None:
             hint = framework.key_hints.get(name, "remove it or choose another framework")
             source = config.set_label if name in config.set_keys else config.config_file.name
             raise ConfigError(f'{source}: "{name}" does not apply to framework "{framework.name}"; {hint}')
+
+
+def open_hooks(config: RunConfig, manager: PluginManager, required: Sequence[str], *, debug: bool = False) -> Hooks:
+    """How every command that runs a framework begins (``tl run``, ``tl quantize`` and the SDK's, ``tl check``):
+    the framework ``config`` selects, checked, its libraries quietened unless ``debug``, and the hooks of its
+    plugins and the neutral ones, with ``required`` hooks answered by some plugin (else a one-line error)."""
+    framework = framework_of(config, manager)
+    framework.quieten(quiet=not debug)
+    hooks = Hooks(manager, framework)
+    hooks.require(required)
+    return hooks

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -21,11 +20,11 @@ from tlcore.frameworks import RUN_STEPS, Devices
 from tlcore.loader import decoding_ahead
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
-    MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, remove_if_empty, signals_deferred,
-    staged_json, write_json_atomic,
+    MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, publish_together, remove_if_empty,
+    write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
-from tlcore.registry import framework_of
+from tlcore.registry import open_hooks
 from tlcore.training import Checkpoint, RunEvents
 
 if TYPE_CHECKING:
@@ -110,14 +109,12 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
     published carries the result as its ``result`` attribute.
     """
     started = time.monotonic()
-    framework = framework_of(config, manager)
-    framework.quieten(quiet=not debug)
-    hooks = Hooks(manager, framework)
-    hooks.require(REQUIRED_HOOKS)
+    required = list(REQUIRED_HOOKS)
     if config.quantize:
         from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
 
-        hooks.require(QUANTIZE_HOOKS)
+        required += QUANTIZE_HOOKS
+    hooks = open_hooks(config, manager, required, debug=debug)
     cluster = join_cluster(hooks, config, reporter)
     try:
         if not cluster.chief:  # the chief writes (and locks) the outputs; this worker trains its part
@@ -338,18 +335,8 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
             "reports": written,
             "metrics": metrics,
         })
-        results = staged_json(config.results_file, metrics)
-        try:
-            with signals_deferred():
-                staged.publish()
-                reports.publish()
-                os.replace(results, config.results_file)
-                if events.checkpoint is not None:
-                    events.checkpoint.remove()  # the run is complete: nothing to resume
-        except OSError as exc:
-            raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
-        finally:
-            results.unlink(missing_ok=True)
+        publish_together(config.results_file, metrics, [staged.publish, reports.publish], "the outputs",
+                         after=[events.checkpoint.remove] if events.checkpoint is not None else [])  # nothing to resume
     return metrics, classifier, written
 
 
@@ -357,10 +344,7 @@ def check(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debu
     """``tl check``: the data check alone. The base computes the images' features (reusing or filling the feature
     cache), the head search and out-of-fold heads run on them, and ``data_health.csv`` and ``data_health.json``
     are written to ``evaluate_result_dir``; no model is trained or saved, and the dataset is never changed."""
-    framework = framework_of(config, manager)
-    framework.quieten(quiet=not debug)
-    hooks = Hooks(manager, framework)
-    hooks.require(("tl_load_dataset", *RUN_STEPS[:3]))
+    hooks = open_hooks(config, manager, ("tl_load_dataset", *RUN_STEPS[:3]), debug=debug)
     config = replace(config, data_check=True)
     with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
                      command_line(), reporter):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import functools
 import os
 import shutil
 import tempfile
@@ -35,12 +36,15 @@ from tlcore.config import CORE_KEYS, ConfigKey, RunConfig, read_json_object
 from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.evaluation import evaluate_model
-from tlcore.outputs import StagedDir, check_replaceable, prepare_output_dir, signals_deferred, staged_json
+from tlcore.lock import command_line, output_lock
+from tlcore.outputs import StagedDir, check_replaceable, prepare_output_dir, publish_together
+from tlcore.prepare import framework_keys
 from tlcore.preprocessing import Preprocessing
 from tlcore.quantization import (
     PACKAGE_FOLDER, RECORD, REQUIRED_HOOKS, QuantizationResult, combined, make_package, raw_input, report_drop,
     report_package, tflite_models, write_package_files,
 )
+from tlcore.registry import open_hooks
 
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
@@ -176,22 +180,13 @@ def model_preprocessing(config: RunConfig, reporter: Reporter) -> Preprocessing:
 def quantize_sdk(path: str | Path, manager: PluginManager, reporter: Reporter, *,
                  debug: bool = False) -> QuantizationResult:
     """The SDK quantize notebook's job, done the tl way; see the module's documentation."""
-    from tlcore.registry import framework_of
-
     started = time.monotonic()
-    from tlcore.prepare import framework_keys
-
     config = load_sdk_config(path, framework_keys(manager, "keras")[0])
-    framework = framework_of(config, manager)
-    framework.quieten(quiet=not debug)
-    hooks = Hooks(manager, framework)
-    hooks.require([*REQUIRED_HOOKS, "tl_export_tflite"])
+    hooks = open_hooks(config, manager, [*REQUIRED_HOOKS, "tl_export_tflite"], debug=debug)
     dataset = sdk_dataset(config)
     reporter.info(f"SDK quantize configuration: {len(dataset.training)} calibration and {len(dataset.validation)} "
                   f"evaluation images, {len(dataset.labels)} classes; model {config.options['source_keras_model']}")
     preprocessing = model_preprocessing(config, reporter)
-    from tlcore.lock import command_line, output_lock
-
     with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
                      command_line(), reporter):
         return _quantize_sdk(config, hooks, dataset, preprocessing, reporter, started)
@@ -244,16 +239,11 @@ def _publish(staged: StagedDir, tflite_stage: Path, config: RunConfig, results: 
     """Move the package, both TFLite models and results.json into place together."""
     from tlcore.outputs import flush
 
-    staged_results = staged_json(config.results_file, results)
     try:
         for file in tflite_stage.iterdir():
             flush(file)
-        with signals_deferred():
-            staged.publish()
-            for name in ("model.tflite", "model_quantized.tflite"):
-                os.replace(tflite_stage / name, config.output_dir / name)
-            os.replace(staged_results, config.results_file)
     except OSError as exc:
         raise OutputError(f"cannot write the outputs: {exc}; earlier outputs are unchanged") from None
-    finally:
-        staged_results.unlink(missing_ok=True)
+    moves = [functools.partial(os.replace, tflite_stage / name, config.output_dir / name)
+             for name in ("model.tflite", "model_quantized.tflite")]
+    publish_together(config.results_file, results, [staged.publish, *moves], "the outputs")
