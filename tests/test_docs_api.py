@@ -12,7 +12,7 @@ from tests.conftest import REPO
 DOC = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
 HEADING = re.compile(r"^### `tlcore\.(\w+)(\(.*\))? ?(?:-> (.+))?`$", re.M)
 FUNCTIONS = [name for name in tlcore.__all__ if inspect.isfunction(getattr(tlcore, name))]
-CLASSES = ["RunResult", "QuantizationResult", "Prediction"]
+CLASSES = ["RunResult", "QuantizationResult", "HealthReport", "Prediction"]
 
 
 def documented():
@@ -59,7 +59,7 @@ def test_every_documented_attribute_exists_and_every_field_is_documented(name):
 
 def test_the_classes_documented_are_the_ones_returned():
     returned = {documented()[name][1] for name in FUNCTIONS}
-    assert returned == {"RunResult", "QuantizationResult", "list[Prediction]", "dict[str, Any]"}
+    assert returned == {"RunResult", "QuantizationResult", "HealthReport", "list[Prediction]", "dict[str, Any]"}
 
 
 def test_the_repository_notebook_is_valid_and_has_no_outputs():

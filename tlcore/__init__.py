@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["train", "quantize", "check", "predict", "list_plugins", "hookimpl", "TLError", "RunResult",
-           "QuantizationResult", "Prediction", "__version__"]
+           "QuantizationResult", "HealthReport", "Prediction", "__version__"]
 
 if TYPE_CHECKING:
     from tlcore.api import check, list_plugins, predict, quantize, train
     from tlcore.errors import TLError
+    from tlcore.health import HealthReport
     from tlcore.hookspecs import hookimpl
     from tlcore.prediction import Prediction
     from tlcore.quantization import QuantizationResult
@@ -38,6 +39,7 @@ _LAZY = {
     "TLError": "tlcore.errors",
     "RunResult": "tlcore.run",
     "QuantizationResult": "tlcore.quantization",
+    "HealthReport": "tlcore.health",
     "Prediction": "tlcore.prediction",
 }
 
