@@ -1,7 +1,7 @@
 """The hook reference, ``docs/hooks.md``, made from the hook specifications' docstrings (:mod:`tlcore.hookspecs`).
 
 The page's introduction is written by hand, above :data:`MARKER`; every hook's section below it is generated,
-in the order of the specifications (the order a run calls the hooks). After changing a docstring::
+in the order a run calls the hooks. After changing a docstring::
 
     python -m tlcore.hookdocs docs/hooks.md
 
@@ -17,14 +17,18 @@ from typing import Any, Callable
 
 from tlcore import hookspecs
 
-MARKER = "<!-- The sections below are generated from tlcore/hookspecs.py: python -m tlcore.hookdocs docs/hooks.md -->"
+MARKER = "<!-- The sections below are generated from tlcore/hookspecs/: python -m tlcore.hookdocs docs/hooks.md -->"
 
 
 def hook_specs() -> dict[str, Callable[..., Any]]:
-    """Every hook specification, by name, in the order they are defined."""
+    """Every hook specification, by name, in the order a run calls them: module by module
+    (:data:`tlcore.hookspecs.SPEC_MODULES`), each in the order it defines them."""
     marker = f"{hookspecs.PROJECT_NAME}_spec"
-    return {name: function for name, function in vars(hookspecs).items()
-            if callable(function) and hasattr(function, marker)}
+    found: dict[str, Callable[..., Any]] = {}
+    for module in hookspecs.SPEC_MODULES:
+        specs = [function for function in vars(module).values() if callable(function) and hasattr(function, marker)]
+        found.update((function.__name__, function) for function in sorted(specs, key=lambda f: f.__code__.co_firstlineno))
+    return found
 
 
 def reference() -> str:
