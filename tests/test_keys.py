@@ -102,3 +102,21 @@ def test_an_unknown_plugin_for_the_key_list_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["config", "keys", "-p", "tl_no_such_plugin_module"])
     assert result.exit_code != 0
     assert one_line_error(result).startswith("Error: ")
+
+
+def test_each_core_key_is_a_typed_field_of_the_checked_configuration_with_the_declared_default():
+    """A core key is declared in CORE_KEYS and read as ``config.<name>``: the two never drift apart."""
+    import dataclasses
+
+    from tlcore.config import RunConfig
+
+    fields = {field.name: field for field in dataclasses.fields(RunConfig)}
+    for key in CORE_KEYS:
+        assert key.name in fields, f"RunConfig has no field {key.name}"
+        default = fields[key.name].default
+        if key.required or key.type == "path":
+            continue  # required, or resolved from the configuration's folder
+        expected = tuple(key.default) if isinstance(key.default, list) else key.default
+        assert default == expected, f"{key.name}: RunConfig says {default!r}, the declaration {key.default!r}"
+    not_keys = {"config_file", "given_keys", "set_keys", "set_label", "ignored_keys", "options", "neutral_keys"}
+    assert set(fields) - not_keys == {key.name for key in CORE_KEYS}, "a field that is no key, or a plugin's key"
