@@ -1,4 +1,8 @@
-"""``tl``: transfer-learn an image classifier from a configuration file."""
+"""``tl``: transfer-learn an image classifier from a configuration file.
+
+Each command imports the parts of :mod:`tlcore` it runs (the Python API) inside its function, so that
+``tl --help`` and ``tl plugins list`` answer in a fraction of a second; frameworks load only when a run needs one.
+"""
 
 from __future__ import annotations
 

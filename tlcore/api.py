@@ -23,6 +23,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from tlcore import __version__
+from tlcore.config import read_selection
+from tlcore.listing import describe
+from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled, make_plugin_manager
+from tlcore.prediction import predict as predict_images
+from tlcore.prepare import load_plugins, prepare
+from tlcore.quantization import quantize as quantize_model
+from tlcore.report import Reporter
+from tlcore.run import check as check_flow, run
+from tlcore.sdk_quantize import is_sdk_form, quantize_sdk
+
 if TYPE_CHECKING:
     from tlcore.health import HealthReport
     from tlcore.prediction import Prediction
@@ -33,9 +44,6 @@ if TYPE_CHECKING:
 def _header(prepared: Any, reporter: Any) -> None:
     """Like pytest's header: the version, the configuration, the framework, the plugins that are not the built-ins
     and the blocked ones; then any warnings about them."""
-    from tlcore import __version__
-    from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled
-
     config, manager = prepared.config, prepared.manager
     reporter.info(f"tl {__version__}: {config.config_file} (framework {prepared.framework.name})")
     added = [info for info in manager.describe() if not info.builtin and not info.blocked]
@@ -64,10 +72,6 @@ def train(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = ()
     :param debug: show the frameworks' own log messages.
     :param overrides: configuration keys for this call (``epochs=5``), checked like the file's.
     """
-    from tlcore.prepare import prepare
-    from tlcore.report import Reporter
-    from tlcore.run import run
-
     prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
     reporter = Reporter(debug=debug)
     _header(prepared, reporter)
@@ -78,12 +82,6 @@ def quantize(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] =
              debug: bool = False, **overrides: Any) -> QuantizationResult:
     """Quantize the model ``train`` saved for ``config`` for the IMX500, like ``tl quantize``; a path to
     the AITRIOS SDK quantize notebook's configuration works too."""
-    from tlcore.config import read_selection
-    from tlcore.prepare import load_plugins, prepare
-    from tlcore.quantization import quantize as quantize_model
-    from tlcore.report import Reporter
-    from tlcore.sdk_quantize import is_sdk_form, quantize_sdk
-
     reporter = Reporter(debug=debug)
     if not isinstance(config, Mapping) and is_sdk_form(config):
         from tlcore.errors import ConfigError
@@ -107,10 +105,6 @@ def check(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] = ()
     labels, too few images and imbalance, on the base model's features. Writes ``data_health.csv`` and
     ``data_health.json`` to ``evaluate_result_dir`` and returns the :class:`tlcore.health.HealthReport`; the
     arguments are :func:`train`'s (but ``resume``)."""
-    from tlcore.prepare import prepare
-    from tlcore.report import Reporter
-    from tlcore.run import check as check_flow
-
     prepared = prepare(config, None, block, overrides=overrides, plugins=plugins)
     reporter = Reporter(debug=debug)
     _header(prepared, reporter)
@@ -126,16 +120,10 @@ def predict(model_dir: str | Path, images: str | Path | Iterable[str | Path], to
     :returns: one :class:`tlcore.prediction.Prediction` (``path``, ``predictions``: ``(label, score)`` best
         first) per image that could be decoded, in the order given.
     """
-    from tlcore.pluginmanager import make_plugin_manager
-    from tlcore.prediction import predict as predict_images
-
     images = [images] if isinstance(images, (str, Path)) else list(images)
     return predict_images(model_dir, images, top_k, quantized=quantized, manager=make_plugin_manager(objects=plugins))
 
 
 def list_plugins(*, plugins: Sequence[Any] = ()) -> dict[str, Any]:
     """What ``tl plugins list --json`` prints: ``plugins``, ``frameworks`` (with their steps), ``call_order``."""
-    from tlcore.listing import describe
-    from tlcore.pluginmanager import make_plugin_manager
-
     return describe(make_plugin_manager(objects=plugins))

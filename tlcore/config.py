@@ -9,9 +9,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from tlcore.errors import ConfigError
+from tlcore.calls import call_all
+from tlcore.errors import ConfigError, PluginError
 from tlcore.frameworks import DEFAULT_FRAMEWORK
-from tlcore.keys import CORE_KEYS, NEUTRAL_CORE_KEYS, REQUIRED, SCHEMA_KEY, SHARED_KEYS, ConfigKey, plugin_names
+from tlcore.keys import CORE_KEYS, ConfigKey, NEUTRAL_CORE_KEYS, REQUIRED, SCHEMA_KEY, SHARED_KEYS, plugin_names
 from tlcore.paths import type_name
 
 if TYPE_CHECKING:
@@ -27,9 +28,6 @@ def plugin_config_keys(manager: PluginManager, errors: dict[str, str] | None = N
     A plugin returning something else raises PluginError naming it, unless ``errors``
     is a dict: then the error is stored there under the plugin's name.
     """
-    from tlcore.calls import call_all
-    from tlcore.errors import PluginError
-
     keys = {}
     for plugin, declared in call_all(manager, "tl_config_keys", errors=errors):
         try:

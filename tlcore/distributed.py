@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+from tlcore.calls import describe_exception
 from tlcore.errors import TLError
 
 class WorkerError(TLError):
@@ -110,8 +111,6 @@ class Cluster:
     def lost(self, what: str, error: BaseException) -> WorkerError:
         """The error to raise when the engine's ``what`` (a collective) failed with ``error``: another
         worker stopped, or did not answer within ``worker_timeout``."""
-        from tlcore.calls import describe_exception
-
         others = f"worker {1 - self.rank}" if self.size == 2 else f"one of the other {self.size - 1} workers"
         return WorkerError(f"{self.name}: {others} stopped or did not answer in time ({what} over {self.engine} "
                            f"at {self.where}: {describe_exception(error)}); the run stops on every worker: see the "

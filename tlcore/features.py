@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from tlcore.distributed import SINGLE, Cluster
-from tlcore.loader import ImageBatches, run_batches
+from tlcore.distributed import Cluster, SINGLE
+from tlcore.images import VIEW_AUGMENTATIONS
+from tlcore.loader import ImageBatches, Views, report_undecodable, run_batches
 from tlcore.outputs import StagedDir, require_free_space
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
     from tlcore.config import RunConfig
     from tlcore.dataset import DatasetIndex
-    from tlcore.loader import Views
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Reporter
 
@@ -122,9 +122,6 @@ def view_count(config: RunConfig, dataset: DatasetIndex) -> int:
 
 def augmented_views(config: RunConfig, dataset: DatasetIndex, seed: int, frozen: bool | None = None) -> Views | None:
     """The training images' augmented views to compute once (:class:`tlcore.loader.Views`), or None."""
-    from tlcore.images import VIEW_AUGMENTATIONS
-    from tlcore.loader import Views
-
     count = view_count(config, dataset)
     if not count or not can_cache(config, frozen, count):
         return None
@@ -282,8 +279,6 @@ def _extract(compute, split, preprocessing, config, out, reporter, order=None, v
 
 
 def _report_cached(split, bad, config, reporter):
-    from tlcore.loader import report_undecodable
-
     if bad and config.bad_images == "error":
         from tlcore.errors import DatasetError
 

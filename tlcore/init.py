@@ -23,16 +23,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tlcore import __version__
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.images import IMAGE_SUFFIXES
 from tlcore.keys import starter_values
+from tlcore.outputs import StagedDir, require_free_space, signals_deferred, write_json_atomic
+from tlcore.paths import refuse_symlinks
+from tlcore.report import Reporter
 from tlcore.sampling import stratified
-
-if TYPE_CHECKING:
-    from tlcore.report import Reporter
 
 CONFIGURATION = "configuration.json"
 LABELS = "labels.json"
@@ -86,8 +86,6 @@ def init(dataset: str | Path, reporter: Reporter | None = None, *, folder: str |
     :raises DatasetError: (exit code 2) for a dataset without usable classes.
     :raises OutputError: (exit code 1) when something would be replaced, or cannot be written.
     """
-    from tlcore.report import Reporter
-
     reporter = reporter or Reporter()
     typed = str(dataset)
     dataset = Path(os.path.normpath(Path(dataset).expanduser().absolute()))
@@ -176,9 +174,6 @@ def _read_labels(path: Path) -> dict[str, int]:
 
 
 def _sdk_layout(dataset: Path, configuration: Path, reporter: Reporter) -> Written:
-    from tlcore.outputs import write_json_atomic
-    from tlcore.paths import refuse_symlinks
-
     refuse_symlinks(dataset, "tl init")  # the configuration names it, and tl run refuses links in configured paths
     training, validation = dataset / "training", dataset / "validation"
     names = [entry.name for entry in _class_folders(training)]
@@ -219,8 +214,6 @@ def _sdk_layout(dataset: Path, configuration: Path, reporter: Reporter) -> Writt
 
 def _split(dataset: Path, source: Path, folder: Path, configuration: Path, share: float, seed: int, force: bool,
            reporter: Reporter) -> Written:
-    from tlcore.outputs import require_free_space
-
     real = source.resolve()
     target = _target(dataset, real, folder)
     _check_replaceable(target, force)
@@ -370,8 +363,6 @@ def _can_link(image: Path, folder: Path) -> bool:
 
 def _write_split(target: Path, plan: list[tuple[Path, str]], labels: dict[str, int], record: dict[str, Any],
                  link: bool, reporter: Reporter, written: Written) -> None:
-    from tlcore.outputs import StagedDir, signals_deferred
-
     verb = "linking" if link else "copying"
     try:
         with StagedDir(target) as staged:
@@ -409,8 +400,6 @@ def _write_split(target: Path, plan: list[tuple[Path, str]], labels: dict[str, i
 
 
 def _write_configuration(configuration: Path, written: Written, seed: int) -> None:
-    from tlcore.outputs import write_json_atomic
-
     folder = configuration.parent
     values = {
         "dataset_training_dir": _relative(written.training, folder),

@@ -18,7 +18,9 @@ from typing import Any, Callable
 
 from tlcore.errors import ConfigError
 from tlcore.frameworks import DEFAULT_FRAMEWORK
+from tlcore.images import AUGMENTATIONS
 from tlcore.paths import resolve_path, type_name
+from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
 
 def plugin_names(value: Any) -> tuple[str, ...]:
     """``block_plugins`` as a tuple; ValueError if it is not a list of names."""
@@ -156,8 +158,6 @@ def _mixed_precision(value: Any, base_dir: Path) -> bool | str:
 
 def _preprocessing(value: Any, base_dir: Path) -> str | dict[str, Any]:
     """A preset name, or ``{"mean": [r, g, b], "std": [r, g, b], "channel_order": "RGB"}`` in pixel units."""
-    from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
-
     if isinstance(value, str):
         if value not in PRESETS:
             close = difflib.get_close_matches(value, list(PRESETS), n=1)
@@ -184,8 +184,6 @@ def _preprocessing(value: Any, base_dir: Path) -> str | dict[str, Any]:
 
 
 def _augmentation(value: Any, base_dir: Path) -> tuple[str, ...]:
-    from tlcore.images import AUGMENTATIONS
-
     for item in value:
         if item not in AUGMENTATIONS:
             close = difflib.get_close_matches(str(item), AUGMENTATIONS, n=1)

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tlcore.calls import Hooks
 from tlcore.config import plugin_config_keys
+from tlcore.frameworks import DEFAULT_FRAMEWORK, STEPS
+from tlcore.pluginmanager import installed_plugins_disabled
+from tlcore.registry import registered_frameworks
+from tlcore.run import ANSWER_HOOKS
 
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
@@ -16,9 +21,6 @@ if TYPE_CHECKING:
 def describe(manager: PluginManager, hook_name: str | None = None) -> dict[str, Any]:
     """``{"plugins", "frameworks", "call_order", "installed_plugins_disabled"}`` of ``manager``: every plugin
     (or, with ``hook_name``, those implementing that hook, in call order)."""
-    from tlcore.pluginmanager import installed_plugins_disabled
-    from tlcore.run import ANSWER_HOOKS
-
     infos = manager.describe()
     hooks: Any = ANSWER_HOOKS
     if hook_name:
@@ -57,10 +59,6 @@ def _records(manager: PluginManager, infos: Any, errors: dict[str, str]) -> list
 
 def _framework_records(manager: PluginManager, errors: dict[str, str]) -> list[dict[str, Any]]:
     """Each framework: who declares it, which plugins serve it, and which steps it has (and lacks)."""
-    from tlcore.calls import Hooks
-    from tlcore.frameworks import DEFAULT_FRAMEWORK, STEPS
-    from tlcore.registry import registered_frameworks
-
     records = []
     for name, (framework, declared_by) in sorted(registered_frameworks(manager, errors=errors).items()):
         hooks = Hooks(manager, framework)
@@ -87,10 +85,6 @@ def _framework_records(manager: PluginManager, errors: dict[str, str]) -> list[d
 
 def _call_order(manager: PluginManager, frameworks: list[dict[str, Any]], hooks: Any) -> dict[str, list[str]]:
     """Per hook, the plugins asked: for framework steps, per framework (``"tl_train [keras]"``)."""
-    from tlcore.calls import Hooks
-    from tlcore.frameworks import STEPS
-    from tlcore.registry import registered_frameworks
-
     declared = registered_frameworks(manager, errors={})
     order: dict[str, list[str]] = {}
     for hook in hooks:

@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from tlcore.calls import Hooks
+from tlcore.dataset import Split
 from tlcore.errors import ConfigError, DatasetError, ModelError, PluginError
 from tlcore.images import IMAGE_SUFFIXES
+from tlcore.loader import ImageBatches, run_batches
+from tlcore.pluginmanager import make_plugin_manager
+from tlcore.preprocessing import Preprocessing
+from tlcore.registry import registered_frameworks
+from tlcore.report import Reporter
 
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
-    from tlcore.preprocessing import Preprocessing
-    from tlcore.report import Reporter
 
 FLOAT_FOLDER = "saved_model"
 QUANTIZED_FOLDER = "imx500"
@@ -91,8 +96,6 @@ class SavedModel:
 
     def preprocessing(self) -> Preprocessing:
         """How pixels become this model's input, from ``preprocessing.json`` (raw pixels for a quantized model)."""
-        from tlcore.preprocessing import Preprocessing
-
         data = self._json("preprocessing.json")
         try:
             return Preprocessing.from_dict(data)
@@ -232,13 +235,6 @@ def predict(model_dir: str | Path | SavedModel, images: Iterable[str | Path] | s
         clean for the results).
     :returns: one :class:`Prediction` per decoded image, best label first.
     """
-    from tlcore.calls import Hooks
-    from tlcore.dataset import Split
-    from tlcore.registry import registered_frameworks
-    from tlcore.loader import ImageBatches, run_batches
-    from tlcore.pluginmanager import make_plugin_manager
-    from tlcore.report import Reporter
-
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ConfigError(f"top_k is {top_k!r}; ask for 1 or more labels")
     saved = model_dir if isinstance(model_dir, SavedModel) else find_model(model_dir, quantized)

@@ -26,8 +26,10 @@ from tlcore.dataset import DatasetIndex
 from tlcore.errors import ConfigError, ModelError, PluginError
 from tlcore.evaluation import evaluate_model
 from tlcore.loader import ImageBatches
+from tlcore.lock import command_line, output_lock
 from tlcore.outputs import MARKER, StagedDir, check_replaceable, publish_together, write_json_atomic
 from tlcore.preprocessing import Preprocessing
+from tlcore.registry import open_hooks
 from tlcore.sampling import run_seed, stratified
 
 if TYPE_CHECKING:
@@ -171,8 +173,6 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
              dataset: DatasetIndex | None = None, debug: bool = False) -> QuantizationResult:
     """Quantize the model ``tl run`` saved for ``config`` (or ``model``, fresh from training), evaluate it,
     convert it, and publish ``output_dir/imx500`` with the quantized figures added to results.json."""
-    from tlcore.lock import command_line, output_lock
-
     with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
                      command_line(), reporter):
         return quantize_locked(config, manager, reporter, model=model, dataset=dataset, debug=debug)
@@ -181,8 +181,6 @@ def quantize(config: RunConfig, manager: PluginManager, reporter: Reporter, *, m
 def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporter, *, model: Any = None,
                     dataset: DatasetIndex | None = None, debug: bool = False) -> QuantizationResult:
     """:func:`quantize`, for a caller that holds the output folders' lock (``tl run`` with ``"quantize": true``)."""
-    from tlcore.registry import open_hooks
-
     started = time.monotonic()
     hooks = open_hooks(config, manager, [*REQUIRED_HOOKS, *(["tl_export_tflite"] if config.tflite else [])], debug=debug)
     record = trained_record(config)

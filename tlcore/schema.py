@@ -19,7 +19,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tlcore.config import CORE_KEYS, REQUIRED, SCHEMA_KEY, ConfigKey, plugin_config_keys
+from tlcore.config import CORE_KEYS, ConfigKey, REQUIRED, SCHEMA_KEY, plugin_config_keys
+from tlcore.frameworks import OPTIONAL_KEYS
+from tlcore.images import AUGMENTATIONS
+from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
+from tlcore.registry import registered_frameworks
 
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
@@ -31,9 +35,6 @@ JSON_TYPES = {"integer": "integer", "number": "number", "string": "string", "boo
 
 def _shapes() -> dict[str, dict[str, Any]]:
     """What the core's keys of type ``list`` and ``any`` hold (their checks are code: the schema says the same)."""
-    from tlcore.images import AUGMENTATIONS
-    from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
-
     three = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
     return {
         "weights": {"anyOf": [{"enum": ["imagenet", None]},
@@ -105,9 +106,6 @@ class DeclaredKey:
 def declared_keys(manager: PluginManager) -> list[DeclaredKey]:
     """Every key: the core's, then every loaded plugin's (a key several plugins declare once, with all of them),
     sorted by name."""
-    from tlcore.frameworks import OPTIONAL_KEYS
-    from tlcore.registry import registered_frameworks
-
     declared = registered_frameworks(manager, errors={})
     found: dict[str, DeclaredKey] = {}
     for key in CORE_KEYS:  # core keys that only some frameworks honour say which
@@ -133,8 +131,6 @@ def declared_keys(manager: PluginManager) -> list[DeclaredKey]:
 
 def json_schema(manager: PluginManager) -> dict[str, Any]:
     """The schema of every key: the core's and those of every loaded plugin (with their framework)."""
-    from tlcore.registry import registered_frameworks
-
     shapes = _shapes()
     declared = registered_frameworks(manager, errors={})
     if declared:

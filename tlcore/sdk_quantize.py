@@ -37,12 +37,11 @@ from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.evaluation import evaluate_model
 from tlcore.lock import command_line, output_lock
-from tlcore.outputs import StagedDir, check_replaceable, prepare_output_dir, publish_together
+from tlcore.outputs import StagedDir, check_replaceable, flush, prepare_output_dir, publish_together
 from tlcore.prepare import framework_keys
 from tlcore.preprocessing import Preprocessing
 from tlcore.quantization import (
-    PACKAGE_FOLDER, RECORD, REQUIRED_HOOKS, QuantizationResult, combined, make_package, raw_input, report_drop,
-    report_package, tflite_models, write_package_files,
+    PACKAGE_FOLDER, QuantizationResult, RECORD, REQUIRED_HOOKS, combined, make_package, raw_input, report_drop, report_package, tflite_models, write_package_files,
 )
 from tlcore.registry import open_hooks
 
@@ -237,8 +236,6 @@ def _quantize_sdk(config: RunConfig, hooks: Hooks, dataset: DatasetIndex, prepro
 
 def _publish(staged: StagedDir, tflite_stage: Path, config: RunConfig, results: dict[str, Any]) -> None:
     """Move the package, both TFLite models and results.json into place together."""
-    from tlcore.outputs import flush
-
     try:
         for file in tflite_stage.iterdir():
             flush(file)

@@ -8,6 +8,8 @@ from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED, ConfigKey
 
+from tlplugins.keras.distributed import scope
+
 TL_FRAMEWORK = "keras"
 MOBILENET_MIN_SIZE = 32
 """Keras' MobileNetV2 refuses smaller inputs."""
@@ -201,7 +203,6 @@ def tl_load_base_model(config, reporter):
     # float16 compute with float32 weights in the layers built from here on (a user's model keeps the dtypes
     # it was saved with); set every run, so that a run after a mixed-precision one is float32 again
     tf.keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision is True else "float32")
-    from tlplugins.keras.distributed import scope
 
     with reporter.activity("Loading the base model"), scope():  # with several workers, in the strategy's scope
         if config.options["source_keras_model"] is None:

@@ -22,6 +22,7 @@ import socket
 import time
 
 from tlcore.calls import describe_exception
+from tlcore.distributed import Cluster, WorkerError
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED
@@ -147,8 +148,6 @@ def tl_cluster(config, reporter):
     if len(workers) == 1:
         return None
     import tensorflow as tf
-
-    from tlcore.distributed import Cluster, WorkerError
 
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=config.options["worker_timeout"])
     with reporter.activity(f"Worker {index} of {len(workers)}: waiting for the other workers"):

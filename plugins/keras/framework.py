@@ -2,8 +2,11 @@
 
 import weakref
 
-from tlcore.frameworks import OPTIONAL_KEYS, Framework, Quieting
+from tlcore.frameworks import Devices, Framework, MIXED_PRECISION_CAPABILITY, OPTIONAL_KEYS, Quieting, gpu_description
 from tlcore.hookspecs import hookimpl
+
+from tlplugins.keras.distributed import spread_locally
+from tlplugins.keras.tflite import TFLiteModel
 
 TL_FRAMEWORK = "keras"
 
@@ -60,9 +63,6 @@ def tl_devices(config):
     alone: :func:`tlplugins.keras.distributed.spread_locally`)."""
     import tensorflow as tf
 
-    from tlplugins.keras.distributed import spread_locally
-    from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
-
     spread = ""
     distributed = spread_locally(config)
     if isinstance(distributed, tf.distribute.MirroredStrategy):
@@ -82,8 +82,6 @@ def tl_devices(config):
 
 @hookimpl(trylast=True)
 def tl_predict(model, images):
-    from tlplugins.keras.tflite import TFLiteModel
-
     if isinstance(model, TFLiteModel):
         return model.predict(images)
     return inference(model)(images).numpy()

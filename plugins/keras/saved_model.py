@@ -4,6 +4,10 @@ from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
+from tlplugins.keras.distributed import strategy
+from tlplugins.keras.quantize import QUANTIZED_FILE, load_quantized
+from tlplugins.keras.tflite import TFLiteModel
+
 TL_FRAMEWORK = "keras"
 
 
@@ -11,8 +15,6 @@ def float32_model(model):
     """``model`` itself, or with mixed precision (or several workers) a copy computing in float32 with the same
     weights: the saved model is float32 (what MCT quantizes, and what runs everywhere)."""
     import tensorflow as tf
-
-    from tlplugins.keras.distributed import strategy
 
     if strategy() is None and all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
         return model  # (with several workers, always a copy: plain variables, saved by the chief alone)
@@ -65,9 +67,6 @@ def tl_load_model(path, reporter):
     """The float SavedModel of ``saved_model/`` (or an .h5 / .keras file), the quantized model of
     ``imx500/``, or a ``.tflite`` file."""
     import tensorflow as tf
-
-    from tlplugins.keras.quantize import QUANTIZED_FILE, load_quantized
-    from tlplugins.keras.tflite import TFLiteModel
 
     quantized = path / QUANTIZED_FILE
     with reporter.activity("Loading the model"):

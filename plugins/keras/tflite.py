@@ -9,6 +9,9 @@ float scores.
 import os
 
 from tlcore.hookspecs import hookimpl
+from tlcore.report import quiet_native_stderr
+
+from tlplugins.keras.quantize import taking_raw_pixels
 
 TL_FRAMEWORK = "keras"
 FLOAT_FILE = "model.tflite"
@@ -19,10 +22,6 @@ QUANTIZED_FILE = "model_quantized.tflite"
 def tl_export_tflite(model, calibration, preprocessing, path, reporter):
     import numpy as np
     import tensorflow as tf
-
-    from tlcore.report import quiet_native_stderr
-
-    from tlplugins.keras.quantize import taking_raw_pixels
 
     with reporter.activity("Writing the TFLite models") as activity, quiet_native_stderr(reporter):
         activity.stage(FLOAT_FILE)
@@ -52,8 +51,6 @@ class TFLiteModel:
 
     def __init__(self, file, reporter):
         import tensorflow as tf
-
-        from tlcore.report import quiet_native_stderr
 
         with quiet_native_stderr(reporter):  # "Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = tf.lite.Interpreter(model_path=str(file), num_threads=os.cpu_count())

@@ -13,6 +13,7 @@ from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
 from tlcore.training import StepResult, fit
 
+from tlplugins.keras.distributed import local_part, local_replicas, scope, strategy
 from tlplugins.keras.framework import inference
 
 TL_FRAMEWORK = "keras"
@@ -76,8 +77,6 @@ class KerasSteps:
     def __init__(self, classifier, cached, learning_rate, class_weights, dim, cluster, label_smoothing=0.0,
                  weight_decay=0.0):
         import tensorflow as tf
-
-        from tlplugins.keras.distributed import local_part, local_replicas, scope, strategy
 
         self.model = classifier.head if cached else classifier.model
         self.dim = dim
@@ -208,8 +207,6 @@ class KerasSteps:
         return {"weights": self.snapshot(), "optimizer": [variable.numpy() for variable in self.optimizer.variables]}
 
     def load_state(self, state):
-        from tlplugins.keras.distributed import scope
-
         self.restore(state["weights"])
         if state["optimizer"]:
             with scope():
@@ -223,8 +220,6 @@ def _in_replica(model, cluster):
     in a replica, reading BatchNorm's statistics takes no collective, so workers may extract different numbers of
     batches."""
     import tensorflow as tf
-
-    from tlplugins.keras.distributed import local_part, local_replicas, strategy
 
     distributed, replicas = strategy(), local_replicas(cluster.size)
 
@@ -251,7 +246,6 @@ class KerasTrainable:
         self.dim = int(classifier.features.output_shape[-1])
         self.name = extractor.name
         self.layers = len(extractor.layers)
-        from tlplugins.keras.distributed import strategy
 
         self._features = inference(classifier.features) if strategy() is None else _in_replica(classifier.features,
                                                                                                 cluster)
@@ -278,8 +272,6 @@ class KerasTrainable:
 @hookimpl(trylast=True)
 def tl_train(model, dataset, preprocessing, config, reporter, events):
     import tensorflow as tf
-
-    from tlplugins.keras.distributed import scope, strategy
 
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)

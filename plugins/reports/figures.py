@@ -10,6 +10,7 @@ import warnings
 from contextlib import contextmanager
 
 from tlcore.hookspecs import hookimpl
+from tlcore.training import watched_images
 
 from tlplugins.metrics.confusion import confusion_matrix
 from tlplugins.reports import CONFUSION_PNG, CURVES_PNG, MAX_DRAWN_CLASSES
@@ -29,8 +30,6 @@ FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "S
 
 @hookimpl(trylast=True)
 def tl_write_reports(predictions, metrics, history, path, config, reporter):
-    from tlcore.training import watched_images
-
     written = []
     drawings = ((CONFUSION_PNG, lambda: confusion_figure(predictions)),
                 (CURVES_PNG, lambda: curves_figure(history, metrics, watched_images(config))))

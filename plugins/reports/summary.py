@@ -16,14 +16,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tlcore import __version__
-from tlcore.health import HEALTH_CSV, HEALTH_JSON
+from tlcore.health import HEALTH_CSV, HEALTH_JSON, KINDS
 from tlcore.hookspecs import hookimpl
+from tlcore.training import watched_images
 
 from tlplugins.metrics.confusion import confusion_matrix
 from tlplugins.reports import (
-    CONFUSION_JSON, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, MAX_DRAWN_CLASSES, MISCLASSIFIED_CSV, SUMMARY_HTML,
-    TENSORBOARD_DIR,
+    CONFUSION_JSON, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, MAX_DRAWN_CLASSES, MISCLASSIFIED_CSV, SUMMARY_HTML, TENSORBOARD_DIR,
 )
+from tlplugins.reports.tables import misclassified
 
 MAX_LISTED_MISTAKES = 100
 """The page shows this many misclassified images; misclassified.csv has them all."""
@@ -78,7 +79,6 @@ class Page:
     def __init__(self, predictions, metrics, history, dataset, path, config, health=None):
         self.predictions, self.metrics, self.history = predictions, metrics, list(history)
         self.dataset, self.path, self.config, self.health = dataset, path, config, health
-        from tlcore.training import watched_images
 
         self.watched = watched_images(config)  # what the epochs' val_* measure: "validation", or "hold-out"
         self.home = Path(config.evaluate_result_dir)
@@ -245,8 +245,6 @@ class Page:
         )
 
     def mistakes(self):
-        from tlplugins.reports.tables import misclassified
-
         found = misclassified(self.predictions)
         total = len(self.predictions)
         parts = ['<h2 id="misclassified">Misclassified images</h2>']
@@ -276,7 +274,6 @@ class Page:
         images (both of a duplicate pair); absent when the run did not check the data."""
         if self.health is None:
             return ""
-        from tlcore.health import KINDS
 
         parts = ['<h2 id="data-health">Data health</h2>']
         checked = self.health.checked.get("images", {})

@@ -14,6 +14,7 @@ import time
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import ConfigKey
+from tlcore.training import watched_images
 
 from tlplugins.reports import TENSORBOARD_DIR
 
@@ -44,7 +45,6 @@ def tl_on_run_start(config):
 def tl_write_reports(history, path, config):
     if not config.options.get("tensorboard"):
         return None
-    from tlcore.training import watched_images
 
     write_events(history, path / TENSORBOARD_DIR, "holdout" if watched_images(config) == "hold-out" else "validation")
     return [TENSORBOARD_DIR]

@@ -9,6 +9,8 @@ features, summing the epoch's metrics) and the trainer's gradient all-reduce go 
 import os
 from datetime import timedelta
 
+from tlcore.calls import describe_exception
+from tlcore.distributed import Cluster, WorkerError
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED
@@ -98,9 +100,6 @@ def join(rank, size, address, port, timeout, reporter):
     """Join the process group: every worker waits here (at most ``timeout`` seconds) for all the others."""
     import torch
     import torch.distributed as dist
-
-    from tlcore.calls import describe_exception
-    from tlcore.distributed import Cluster, WorkerError
 
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":  # NCCL needs each worker on its own GPU

@@ -1,7 +1,9 @@
 """The torch framework: what the core needs to know of it, and prediction."""
 
-from tlcore.frameworks import OPTIONAL_KEYS, Framework, Quieting
+from tlcore.frameworks import Devices, Framework, MIXED_PRECISION_CAPABILITY, OPTIONAL_KEYS, Quieting, gpu_description
 from tlcore.hookspecs import hookimpl
+
+from tlplugins.torch.distributed import local_gpus
 
 TL_FRAMEWORK = "torch"
 
@@ -34,9 +36,6 @@ def tl_frameworks():
 def tl_devices(config):
     """The GPUs this process uses (:func:`tlplugins.torch.distributed.local_gpus`), else the CPU."""
     import torch
-
-    from tlplugins.torch.distributed import local_gpus
-    from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, Devices, gpu_description
 
     gpus = local_gpus()
     if not gpus:

@@ -10,6 +10,8 @@ from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
+from tlplugins.torch.quantize import QUANTIZED_FILE, load_quantized
+
 TL_FRAMEWORK = "torch"
 MODEL_FILE = "model.pt2"
 MODULE_FILE = "model.pth"
@@ -38,8 +40,6 @@ def tl_save_model(model, path, config, reporter):
 def tl_load_model(path, reporter):
     """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``."""
     import torch
-
-    from tlplugins.torch.quantize import QUANTIZED_FILE, load_quantized
 
     if (path / QUANTIZED_FILE).is_file():
         with reporter.activity("Loading the model"):

@@ -13,6 +13,8 @@ from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
 from tlcore.training import StepResult, fit
 
+from tlplugins.torch.distributed import all_reduce_sum, local_gpus
+
 TL_FRAMEWORK = "torch"
 
 
@@ -111,8 +113,6 @@ class Device:
     def __init__(self, mixed):
         import torch
 
-        from tlplugins.torch.distributed import local_gpus
-
         self.gpus = local_gpus()
         self.torch = torch.device(f"cuda:{self.gpus[0]}" if self.gpus else "cpu")
         self.mixed = mixed
@@ -179,7 +179,6 @@ class TorchSteps:
 
         if self.cluster.size == 1:
             return self.loss_of(scores, labels)
-        from tlplugins.torch.distributed import all_reduce_sum
 
         total = torch.nn.functional.cross_entropy(scores, labels, weight=self.weight, reduction="sum",
                                                   label_smoothing=self.label_smoothing)
