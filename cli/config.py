@@ -9,7 +9,6 @@ import click
 
 from tlcli.plugins import builtin_plugins, plugin_option
 
-
 if TYPE_CHECKING:
     from tlcore.pluginmanager import PluginManager
 
@@ -43,8 +42,9 @@ def schema(extra: Sequence[str]) -> None:
     VS Code, PyCharm and other editors then complete the keys and check the values.
     The schema describes the plugins installed now: make it again after installing one.
     """
-    from tlcli.guard import guarded
     from tlcore.schema import json_schema
+
+    from tlcli.guard import guarded
 
     with guarded(False, "the schema"):
         click.echo(json.dumps(json_schema(_manager(extra)), indent=2, ensure_ascii=False))
@@ -59,8 +59,9 @@ def keys(markdown: bool, extra: Sequence[str]) -> None:
     \b
     The keys of the plugins installed now are included; -p MODULE adds a plugin's.
     """
-    from tlcli.guard import guarded
     from tlcore.schema import declared_keys, markdown_table
+
+    from tlcli.guard import guarded
 
     with guarded(False, "the key list"):
         manager = _manager(extra)

@@ -29,9 +29,10 @@ def init(dataset: str, split: float | None, seed: int, force: bool) -> None:
       tl init flowers --split 0.2      # flowers/<class>/*.jpg
       tl init sdk/dataset              # sdk/dataset/{training,validation}/<class>/*.jpg
     """
-    from tlcli.guard import guarded
     from tlcore.init import init as init_folder
     from tlcore.report import Reporter
+
+    from tlcli.guard import guarded
 
     with guarded(False, "configuration.json"):
         init_folder(dataset, Reporter(), split=split, seed=seed, force=force)

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-
 from typing import Any, Sequence
 
 import click
@@ -24,8 +23,6 @@ from tlcli.guard import guarded
 from tlcli.init import init
 from tlcli.plugins import plugin_option, plugins
 from tlcli.predict import predict
-
-
 
 
 def _quiet_shutdown() -> None:

@@ -48,10 +48,11 @@ def predict(model_dir: str, images: Sequence[str], top_k: int, as_json: bool, as
       tl predict output/saved_model photos/ --top-k 3 --json > predictions.json
       tl predict output photos/ --quantized --csv
     """
-    from tlcli.guard import guarded
     from tlcore.prediction import predict as predict_images
     from tlcore.prepare import load_plugins
     from tlcore.report import Reporter
+
+    from tlcli.guard import guarded
 
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")

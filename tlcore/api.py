@@ -31,7 +31,8 @@ from tlcore.prediction import predict as predict_images
 from tlcore.prepare import load_plugins, prepare
 from tlcore.quantization import quantize as quantize_model
 from tlcore.report import Reporter
-from tlcore.run import check as check_flow, run
+from tlcore.run import check as check_flow
+from tlcore.run import run
 from tlcore.sdk_quantize import is_sdk_form, quantize_sdk
 
 if TYPE_CHECKING:

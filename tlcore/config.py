@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from tlcore.calls import call_all
 from tlcore.errors import ConfigError, PluginError
 from tlcore.frameworks import DEFAULT_FRAMEWORK
-from tlcore.keys import CORE_KEYS, ConfigKey, NEUTRAL_CORE_KEYS, REQUIRED, SCHEMA_KEY, SHARED_KEYS, plugin_names
+from tlcore.keys import CORE_KEYS, NEUTRAL_CORE_KEYS, REQUIRED, SCHEMA_KEY, SHARED_KEYS, ConfigKey, plugin_names
 from tlcore.paths import type_name
 
 if TYPE_CHECKING:

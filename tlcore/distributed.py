@@ -27,6 +27,7 @@ from typing import Any, Protocol, Sequence
 from tlcore.calls import describe_exception
 from tlcore.errors import TLError
 
+
 class WorkerError(TLError):
     """Another worker stopped, or could not be reached in time: the run stops on every worker."""
 

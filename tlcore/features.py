@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from tlcore.distributed import Cluster, SINGLE
+from tlcore.distributed import SINGLE, Cluster
 from tlcore.images import VIEW_AUGMENTATIONS
 from tlcore.loader import ImageBatches, Views, report_undecodable, run_batches
 from tlcore.outputs import StagedDir, require_free_space

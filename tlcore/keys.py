@@ -22,6 +22,7 @@ from tlcore.images import AUGMENTATIONS
 from tlcore.paths import resolve_path, type_name
 from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
 
+
 def plugin_names(value: Any) -> tuple[str, ...]:
     """``block_plugins`` as a tuple; ValueError if it is not a list of names."""
     if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):

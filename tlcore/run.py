@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from tlcore import __version__
 from tlcore.calls import Hooks
 from tlcore.dataset import DatasetIndex
-from tlcore.errors import OutputError, PluginError
 from tlcore.distributed import SINGLE, Cluster
+from tlcore.errors import OutputError, PluginError
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Devices
 from tlcore.loader import decoding_ahead
@@ -30,8 +30,8 @@ from tlcore.training import Checkpoint, RunEvents
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
     from tlcore.health import HealthReport
-    from tlcore.quantization import QuantizationResult
     from tlcore.pluginmanager import PluginManager
+    from tlcore.quantization import QuantizationResult
     from tlcore.report import Reporter
 
 ANSWER_HOOKS = ("tl_cluster", "tl_load_dataset", "tl_devices", *RUN_STEPS[:-1], "tl_load_model", "tl_predict", "tl_quantize",

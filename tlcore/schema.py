@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tlcore.config import CORE_KEYS, ConfigKey, REQUIRED, SCHEMA_KEY, plugin_config_keys
+from tlcore.config import CORE_KEYS, REQUIRED, SCHEMA_KEY, ConfigKey, plugin_config_keys
 from tlcore.frameworks import OPTIONAL_KEYS
 from tlcore.images import AUGMENTATIONS
 from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS

@@ -21,8 +21,8 @@ SDK training notebook's; it says which.
 from __future__ import annotations
 
 import difflib
-import json
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -41,7 +41,8 @@ from tlcore.outputs import StagedDir, check_replaceable, flush, prepare_output_d
 from tlcore.prepare import framework_keys
 from tlcore.preprocessing import Preprocessing
 from tlcore.quantization import (
-    PACKAGE_FOLDER, QuantizationResult, RECORD, REQUIRED_HOOKS, combined, make_package, raw_input, report_drop, report_package, tflite_models, write_package_files,
+    PACKAGE_FOLDER, RECORD, REQUIRED_HOOKS, QuantizationResult, combined, make_package, raw_input, report_drop,
+    report_package, tflite_models, write_package_files,
 )
 from tlcore.registry import open_hooks
 

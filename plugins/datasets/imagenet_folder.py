@@ -5,8 +5,11 @@ truncated, or non-image files are skipped with a warning that names them
 (``"bad_images": "skip"``, the default) or stop the run (``"error"``).
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tlcore.config import read_json_object
 from tlcore.dataset import DatasetIndex, Split
@@ -15,6 +18,10 @@ from tlcore.hookspecs import hookimpl
 from tlcore.images import IMAGE_SUFFIXES
 
 from tlplugins.datasets.probe import probe
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.report import Reporter
 
 SHOWN = 5
 MAX_LABEL_ID = 65535
@@ -137,7 +144,7 @@ def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
 
 
 @hookimpl(trylast=True)
-def tl_load_dataset(config, reporter):
+def tl_load_dataset(config: RunConfig, reporter: Reporter) -> DatasetIndex | None:
     labels = load_labels(config.evaluate_label_file)
     if config.dataset_validation_dir == config.dataset_training_dir:
         reporter.warning(

@@ -5,6 +5,8 @@ Java 17 or later. Without them, tl still quantizes and exports, and says in one
 line what to install.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
@@ -13,11 +15,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import ConfigKey
 from tlcore.quantization import Conversion
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = ("keras", "torch")
 CONVERTERS = {"keras": "imxconv-tf", "torch": "imxconv-pt"}
@@ -65,13 +72,13 @@ def memory_summary(report):
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [ConfigKey("imx500_input_persistency", "boolean", default=True, affects_model=False,
                       help="keep the input image readable on the device; false saves chip memory for a large model")]
 
 
 @hookimpl(trylast=True)
-def tl_convert(model_file, path, config, reporter):
+def tl_convert(model_file: Path, path: Path, config: RunConfig, reporter: Reporter) -> Conversion | None:
     tool = CONVERTERS[config.framework]
     executable = find_converter(tool)
     if executable is None:

@@ -7,8 +7,16 @@ quantization (a warning otherwise), and a layer it does not list is a warning.
 The head tl adds (pooling, dropout, dense, softmax) is always supported.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = ("keras", "torch")
 
@@ -91,7 +99,7 @@ def torch_findings(model):
 
 
 @hookimpl(trylast=True)
-def tl_check_model(model, config, reporter):
+def tl_check_model(model: Any, config: RunConfig, reporter: Reporter) -> None:
     if config.framework == "keras":
         findings = keras_findings(model)
     elif hasattr(model, "named_modules"):

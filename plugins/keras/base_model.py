@@ -1,7 +1,10 @@
 """The base model: MobileNetV2 (no top) by default, or the user's Keras model."""
 
+from __future__ import annotations
+
 import json
 import zipfile
+from typing import TYPE_CHECKING, Any
 
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
@@ -10,13 +13,17 @@ from tlcore.keys import SHARED, ConfigKey
 
 from tlplugins.keras.distributed import scope
 
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.report import Reporter
+
 TL_FRAMEWORK = "keras"
 MOBILENET_MIN_SIZE = 32
 """Keras' MobileNetV2 refuses smaller inputs."""
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [
         ConfigKey("source_keras_model", "path", default=None, nullable=True, path_kind="file_or_dir",
                   help="base model: Keras SavedModel folder, .h5 or .keras file; empty = MobileNetV2"),
@@ -194,7 +201,7 @@ def check_input_size(model, path, size):
 
 
 @hookimpl(trylast=True)
-def tl_load_base_model(config, reporter):
+def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
     import tensorflow as tf
 
     # A run starts here: drop what earlier runs in this process (a notebook kernel) left in Keras' global

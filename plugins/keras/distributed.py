@@ -14,18 +14,25 @@ and the gradient all-reduce of the trainer's steps; the model's variables are cr
 scope (:func:`scope`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import pickle
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from tlcore.calls import describe_exception
 from tlcore.distributed import Cluster, WorkerError
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED
+
+if TYPE_CHECKING:
+    from tlcore.config import ConfigKey, RunConfig
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
 
@@ -126,12 +133,12 @@ def read_tf_config(text):
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [SHARED["distribute"], SHARED["worker_timeout"]]
 
 
 @hookimpl(trylast=True)
-def tl_cluster(config, reporter):
+def tl_cluster(config: RunConfig, reporter: Reporter) -> Cluster | None:
     global _strategy
 
     _strategy = None

@@ -1,12 +1,20 @@
 """The keras framework: what the core needs to know of it, and prediction."""
 
-import weakref
+from __future__ import annotations
 
-from tlcore.frameworks import Devices, Framework, MIXED_PRECISION_CAPABILITY, OPTIONAL_KEYS, Quieting, gpu_description
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, OPTIONAL_KEYS, Devices, Framework, Quieting, gpu_description
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.keras.distributed import spread_locally
 from tlplugins.keras.tflite import TFLiteModel
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tlcore.config import RunConfig
 
 TL_FRAMEWORK = "keras"
 
@@ -36,7 +44,7 @@ _inference: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @hookimpl
-def tl_frameworks():
+def tl_frameworks() -> list[Framework]:
     return [KERAS]
 
 
@@ -57,7 +65,7 @@ def inference(model):
 
 
 @hookimpl(trylast=True)
-def tl_devices(config):
+def tl_devices(config: RunConfig) -> Devices | None:
     """The GPUs the run computes on (all of them with a strategy, else the first, where TensorFlow places
     operations), else the CPU; and the strategy's devices when it mirrors over several (set up here for a run
     alone: :func:`tlplugins.keras.distributed.spread_locally`)."""
@@ -81,7 +89,7 @@ def tl_devices(config):
 
 
 @hookimpl(trylast=True)
-def tl_predict(model, images):
+def tl_predict(model: Any, images: np.ndarray) -> np.ndarray | None:
     if isinstance(model, TFLiteModel):
         return model.predict(images)
     return inference(model)(images).numpy()

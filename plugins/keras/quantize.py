@@ -7,11 +7,22 @@ quantizes it with the rest. The export is MCT's ``.keras`` format, which
 ``imxconv-tf`` converts and ``mct_quantizers.keras_load_quantized_model`` loads.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING, Any
 
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.imx500.tpc import TPC_VERSION, target_platform
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.config import ConfigKey, RunConfig
+    from tlcore.preprocessing import Preprocessing
+    from tlcore.quantization import Calibration
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
 QUANTIZED_FILE = "model_quantized.keras"
@@ -42,12 +53,12 @@ def representative(calibration):
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [TPC_VERSION]
 
 
 @hookimpl(trylast=True)
-def tl_quantize(model, calibration, preprocessing, config):
+def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessing, config: RunConfig) -> Any:
     import model_compression_toolkit as mct
 
     raw = taking_raw_pixels(model, preprocessing)
@@ -72,7 +83,7 @@ def tl_quantize(model, calibration, preprocessing, config):
 
 
 @hookimpl(trylast=True)
-def tl_export_quantized(model, path, reporter):
+def tl_export_quantized(model: Any, path: Path, reporter: Reporter) -> Path | None:
     import model_compression_toolkit as mct
 
     file = path / QUANTIZED_FILE

@@ -1,5 +1,9 @@
 """Saving the trained classifier as a TensorFlow SavedModel (Keras format inside), and loading it back."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -7,6 +11,11 @@ from tlcore.hookspecs import hookimpl
 from tlplugins.keras.distributed import strategy
 from tlplugins.keras.quantize import QUANTIZED_FILE, load_quantized
 from tlplugins.keras.tflite import TFLiteModel
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
 
@@ -45,7 +54,7 @@ def _all_layers(model):
 
 
 @hookimpl(trylast=True)
-def tl_save_model(model, path, reporter):
+def tl_save_model(model: Any, path: Path, reporter: Reporter) -> Any:
     import tensorflow as tf
 
     model = float32_model(model)
@@ -63,7 +72,7 @@ def tl_save_model(model, path, reporter):
 
 
 @hookimpl(trylast=True)
-def tl_load_model(path, reporter):
+def tl_load_model(path: Path, reporter: Reporter) -> Any:
     """The float SavedModel of ``saved_model/`` (or an .h5 / .keras file), the quantized model of
     ``imx500/``, or a ``.tflite`` file."""
     import tensorflow as tf

@@ -6,12 +6,22 @@ with the preprocessing inside: it takes raw RGB pixels as uint8 (0-255) and retu
 float scores.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore.hookspecs import hookimpl
 from tlcore.report import quiet_native_stderr
 
 from tlplugins.keras.quantize import taking_raw_pixels
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.preprocessing import Preprocessing
+    from tlcore.quantization import Calibration
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
 FLOAT_FILE = "model.tflite"
@@ -19,7 +29,8 @@ QUANTIZED_FILE = "model_quantized.tflite"
 
 
 @hookimpl(trylast=True)
-def tl_export_tflite(model, calibration, preprocessing, path, reporter):
+def tl_export_tflite(model: Any, calibration: Calibration, preprocessing: Preprocessing, path: Path,
+                     reporter: Reporter) -> Mapping[str, Path] | None:
     import numpy as np
     import tensorflow as tf
 

@@ -6,8 +6,11 @@ module builds the classifier and gives the core its steps as a
 :class:`tlcore.training.Trainable`.
 """
 
+from __future__ import annotations
+
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
@@ -15,6 +18,13 @@ from tlcore.training import StepResult, fit
 
 from tlplugins.keras.distributed import local_part, local_replicas, scope, strategy
 from tlplugins.keras.framework import inference
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.dataset import DatasetIndex
+    from tlcore.preprocessing import Preprocessing
+    from tlcore.report import Reporter
+    from tlcore.training import RunEvents
 
 TL_FRAMEWORK = "keras"
 
@@ -270,7 +280,8 @@ class KerasTrainable:
 
 
 @hookimpl(trylast=True)
-def tl_train(model, dataset, preprocessing, config, reporter, events):
+def tl_train(model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig, reporter: Reporter,
+             events: RunEvents) -> Any:
     import tensorflow as tf
 
     if config.seed is not None:

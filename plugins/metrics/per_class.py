@@ -1,13 +1,21 @@
 """Per-class figures on the validation images, by class name in label-id order: Top-1 accuracy, the number
 of images, and precision, recall and F1 (from the confusion matrix; 0 where a ratio is undefined)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.metrics.confusion import confusion_matrix
 
+if TYPE_CHECKING:
+    from tlcore.dataset import DatasetIndex
+    from tlcore.evaluation import Predictions
+
 
 @hookimpl(trylast=True)
-def tl_evaluate(predictions, dataset):
+def tl_evaluate(predictions: Predictions, dataset: DatasetIndex) -> dict[str, Any] | None:
     predicted = predictions.predicted
     confusion = confusion_matrix(predictions)
     precision, recall, f1 = confusion.scores()

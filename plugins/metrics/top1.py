@@ -1,10 +1,18 @@
 """Top-1 accuracy on the validation images: the share whose best-scoring output is their label id."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tlcore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from tlcore.evaluation import Predictions
+    from tlcore.report import Reporter
 
 
 @hookimpl(trylast=True)
-def tl_evaluate(predictions, reporter):
+def tl_evaluate(predictions: Predictions, reporter: Reporter) -> dict[str, Any] | None:
     correct = int((predictions.predicted == predictions.label_ids).sum())
     total = len(predictions)
     accuracy = correct / total

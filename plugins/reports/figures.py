@@ -5,15 +5,25 @@ matplotlib draws them off-screen (a ``Figure`` on an Agg canvas: no window, no g
 that cannot be drawn is a warning, not a failed run: the model and the other reports are still published.
 """
 
+from __future__ import annotations
+
 import math
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
 from tlcore.training import watched_images
 
 from tlplugins.metrics.confusion import confusion_matrix
 from tlplugins.reports import CONFUSION_PNG, CURVES_PNG, MAX_DRAWN_CLASSES
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.config import RunConfig
+    from tlcore.evaluation import Predictions
+    from tlcore.report import Reporter
 
 DPI = 100
 MIN_WIDTH, MIN_HEIGHT = 6.4, 4.8
@@ -29,7 +39,8 @@ FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "S
 
 
 @hookimpl(trylast=True)
-def tl_write_reports(predictions, metrics, history, path, config, reporter):
+def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], history: Sequence[Mapping[str, float]],
+                     path: Path, config: RunConfig, reporter: Reporter) -> list[str] | None:
     written = []
     drawings = ((CONFUSION_PNG, lambda: confusion_figure(predictions)),
                 (CURVES_PNG, lambda: curves_figure(history, metrics, watched_images(config))))

@@ -8,11 +8,14 @@ shared whole. It is asked after the other report plugins (``trylast``, and regis
 whatever they wrote, a third-party plugin's files included. Every name and path is HTML-escaped.
 """
 
+from __future__ import annotations
+
 import html
 import json
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import quote
 
 from tlcore import __version__
@@ -22,9 +25,16 @@ from tlcore.training import watched_images
 
 from tlplugins.metrics.confusion import confusion_matrix
 from tlplugins.reports import (
-    CONFUSION_JSON, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, MAX_DRAWN_CLASSES, MISCLASSIFIED_CSV, SUMMARY_HTML, TENSORBOARD_DIR,
+    CONFUSION_JSON, CONFUSION_PNG, CURVES_PNG, HISTORY_CSV, MAX_DRAWN_CLASSES, MISCLASSIFIED_CSV, SUMMARY_HTML,
+    TENSORBOARD_DIR,
 )
 from tlplugins.reports.tables import misclassified
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.dataset import DatasetIndex
+    from tlcore.evaluation import Predictions
+    from tlcore.health import HealthReport
 
 MAX_LISTED_MISTAKES = 100
 """The page shows this many misclassified images; misclassified.csv has them all."""
@@ -59,7 +69,8 @@ img.thumb { width: 64px; height: 64px; object-fit: cover; } .note { color: #555;
 
 
 @hookimpl(trylast=True)
-def tl_write_reports(predictions, metrics, history, dataset, path, config, health):
+def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], history: Sequence[Mapping[str, float]],
+                     dataset: DatasetIndex, path: Path, config: RunConfig, health: HealthReport | None) -> list[str] | None:
     page = Page(predictions, metrics, history, dataset, path, config, health)
     (path / SUMMARY_HTML).write_text(page.render(), encoding="utf-8")
     return [SUMMARY_HTML]

@@ -1,19 +1,27 @@
 """Tables of a run, for people and scripts: the confusion matrix (JSON), the misclassified validation
 images and the epoch history (CSV)."""
 
+from __future__ import annotations
+
 import csv
 import json
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.metrics.confusion import confusion_matrix, display_name
 from tlplugins.reports import CONFUSION_JSON, HISTORY_COLUMNS, HISTORY_CSV, MISCLASSIFIED_CSV
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.evaluation import Predictions
+
 MISCLASSIFIED_COLUMNS = ("path", "true_label", "predicted_label", "predicted_score", "true_label_score")
 
 
 @hookimpl(trylast=True)
-def tl_write_reports(predictions, history, path):
+def tl_write_reports(predictions: Predictions, history: Sequence[Mapping[str, float]], path: Path) -> list[str] | None:
     (path / CONFUSION_JSON).write_text(json.dumps(confusion_matrix(predictions).to_json(), ensure_ascii=False) + "\n",
                                        encoding="utf-8")
     write_csv(path / MISCLASSIFIED_CSV, MISCLASSIFIED_COLUMNS, misclassified(predictions))

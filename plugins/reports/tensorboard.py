@@ -7,9 +7,12 @@ The event files are written with the ``tensorboard`` package's record writer and
 need no TensorFlow: it works the same for every framework, and TensorFlow is never imported for it.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import math
 import time
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
@@ -17,6 +20,11 @@ from tlcore.keys import ConfigKey
 from tlcore.training import watched_images
 
 from tlplugins.reports import TENSORBOARD_DIR
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.config import RunConfig
 
 TAGS = {"loss": ("train", "epoch_loss"), "acc": ("train", "epoch_accuracy"),
         "val_loss": ("validation", "epoch_loss"), "val_acc": ("validation", "epoch_accuracy")}
@@ -29,20 +37,20 @@ def tensorboard_installed():
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [ConfigKey("tensorboard", "boolean", default=False, affects_model=False,
                       help="also write TensorBoard logs of the epochs into evaluate_result_dir/tensorboard")]
 
 
 @hookimpl
-def tl_on_run_start(config):
+def tl_on_run_start(config: RunConfig) -> None:
     if config.options.get("tensorboard") and not tensorboard_installed():
         raise ConfigError('"tensorboard": true needs the tensorboard package, which is not installed; '
                           'pip install tensorboard, or set "tensorboard": false')
 
 
 @hookimpl(trylast=True)
-def tl_write_reports(history, path, config):
+def tl_write_reports(history: Sequence[Mapping[str, float]], path: Path, config: RunConfig) -> list[str] | None:
     if not config.options.get("tensorboard"):
         return None
 

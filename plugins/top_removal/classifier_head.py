@@ -6,8 +6,15 @@ convolutions on a 1x1 map) are removed; the first layer before them (typically
 global pooling or the last feature map) becomes the feature output.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
 
@@ -45,7 +52,7 @@ def split_head(model):
 
 
 @hookimpl(trylast=True)
-def tl_remove_top_layer(model, reporter):
+def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
     feature_layer, removed = split_head(model)
     if not removed:
         reporter.info(f'Top layers: none to remove; features are the output of "{feature_layer.name}"')

@@ -7,10 +7,16 @@ LogSoftmax, Flatten, Identity) are removed, so the model returns the features
 its head took. A plain ``nn.Sequential`` loses its classifying tail the same way.
 """
 
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "torch"
 
@@ -40,7 +46,7 @@ def trim(sequence):
 
 
 @hookimpl(trylast=True)
-def tl_remove_top_layer(model, reporter):
+def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
     import torch.nn as nn
 
     if isinstance(model, nn.Sequential):

@@ -1,18 +1,25 @@
 """The base model: torchvision's MobileNetV2 by default, or the user's PyTorch model (``source_torch_model``)."""
 
+from __future__ import annotations
+
 import math
 import zipfile
+from typing import TYPE_CHECKING, Any
 
 from tlcore.calls import describe_exception
-from tlcore.keys import SHARED, ConfigKey
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED, ConfigKey
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "torch"
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [
         ConfigKey("source_torch_model", "path", default=None, nullable=True, path_kind="file",
                   help="base model: a whole PyTorch model saved with torch.save(model), torch.jit.save or "
@@ -152,7 +159,7 @@ def inference_mode(model):
 
 
 @hookimpl(trylast=True)
-def tl_load_base_model(config, reporter):
+def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
     with reporter.activity("Loading the base model"):
         path = config.options.get("source_torch_model")
         if path is None:

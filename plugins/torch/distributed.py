@@ -6,14 +6,21 @@ The process group uses NCCL on GPUs and Gloo on CPUs; the core's collectives (ga
 features, summing the epoch's metrics) and the trainer's gradient all-reduce go through it.
 """
 
+from __future__ import annotations
+
 import os
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from tlcore.calls import describe_exception
 from tlcore.distributed import Cluster, WorkerError
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED
+
+if TYPE_CHECKING:
+    from tlcore.config import ConfigKey, RunConfig
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "torch"
 
@@ -52,12 +59,12 @@ def local_gpus():
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [SHARED["distribute"], SHARED["worker_timeout"]]
 
 
 @hookimpl(trylast=True)
-def tl_cluster(config, reporter):
+def tl_cluster(config: RunConfig, reporter: Reporter) -> Cluster | None:
     given = [name for name in ENVIRONMENT if os.environ.get(name)]
     if given and config.options["distribute"] == "mirrored":
         raise ConfigError(f'"distribute" is "mirrored" (one process on this machine\'s devices), but torchrun\'s '

@@ -1,9 +1,18 @@
 """The torch framework: what the core needs to know of it, and prediction."""
 
-from tlcore.frameworks import Devices, Framework, MIXED_PRECISION_CAPABILITY, OPTIONAL_KEYS, Quieting, gpu_description
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tlcore.frameworks import MIXED_PRECISION_CAPABILITY, OPTIONAL_KEYS, Devices, Framework, Quieting, gpu_description
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.torch.distributed import local_gpus
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tlcore.config import RunConfig
 
 TL_FRAMEWORK = "torch"
 
@@ -28,12 +37,12 @@ TORCH = Framework(
 
 
 @hookimpl
-def tl_frameworks():
+def tl_frameworks() -> list[Framework]:
     return [TORCH]
 
 
 @hookimpl(trylast=True)
-def tl_devices(config):
+def tl_devices(config: RunConfig) -> Devices | None:
     """The GPUs this process uses (:func:`tlplugins.torch.distributed.local_gpus`), else the CPU."""
     import torch
 
@@ -48,7 +57,7 @@ def tl_devices(config):
 
 
 @hookimpl(trylast=True)
-def tl_predict(model, images):
+def tl_predict(model: Any, images: np.ndarray) -> np.ndarray | None:
     import torch
 
     if hasattr(model, "predict"):  # the quantized model, run by onnxruntime

@@ -6,13 +6,24 @@ it with the rest. The export is MCT's ONNX, which ``imxconv-pt`` converts and
 onnxruntime runs with MCT's custom operators.
 """
 
+from __future__ import annotations
+
 import functools
 import importlib.util
 import warnings
+from typing import TYPE_CHECKING, Any
 
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.imx500.tpc import TPC_VERSION, target_platform
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.config import ConfigKey, RunConfig
+    from tlcore.preprocessing import Preprocessing
+    from tlcore.quantization import Calibration
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "torch"
 QUANTIZED_FILE = "model_quantized.onnx"
@@ -44,12 +55,12 @@ def representative(calibration):
 
 
 @hookimpl
-def tl_config_keys():
+def tl_config_keys() -> list[ConfigKey]:
     return [TPC_VERSION]
 
 
 @hookimpl(trylast=True)
-def tl_quantize(model, calibration, preprocessing, config):
+def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessing, config: RunConfig) -> Any:
     missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
     if missing:
         from tlcore.errors import ConfigError
@@ -88,10 +99,9 @@ class Quantized:
 
 
 @hookimpl(trylast=True)
-def tl_export_quantized(model, path, reporter):
-    import torch
-
+def tl_export_quantized(model: Any, path: Path, reporter: Reporter) -> Path | None:
     import model_compression_toolkit as mct
+    import torch
 
     file = path / QUANTIZED_FILE
     export = torch.onnx.export

@@ -4,13 +4,22 @@
 images (N x 3 x H x W, any N) and returns softmax scores, without tl.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING, Any
 
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.torch.quantize import QUANTIZED_FILE, load_quantized
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tlcore.config import RunConfig
+    from tlcore.report import Reporter
 
 TL_FRAMEWORK = "torch"
 MODEL_FILE = "model.pt2"
@@ -19,7 +28,7 @@ MODULE_FILE = "model.pth"
 
 
 @hookimpl(trylast=True)
-def tl_save_model(model, path, config, reporter):
+def tl_save_model(model: Any, path: Path, config: RunConfig, reporter: Reporter) -> Any:
     import torch
 
     size = config.input_tensor_size
@@ -37,7 +46,7 @@ def tl_save_model(model, path, config, reporter):
 
 
 @hookimpl(trylast=True)
-def tl_load_model(path, reporter):
+def tl_load_model(path: Path, reporter: Reporter) -> Any:
     """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``."""
     import torch
 

@@ -7,13 +7,23 @@ module builds the classifier and gives the core its steps as a
 (BatchNorm frozen), as with Keras.
 """
 
+from __future__ import annotations
+
 import hashlib
+from typing import TYPE_CHECKING, Any
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
 from tlcore.training import StepResult, fit
 
 from tlplugins.torch.distributed import all_reduce_sum, local_gpus
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
+    from tlcore.dataset import DatasetIndex
+    from tlcore.preprocessing import Preprocessing
+    from tlcore.report import Reporter
+    from tlcore.training import RunEvents
 
 TL_FRAMEWORK = "torch"
 
@@ -275,7 +285,8 @@ class TorchTrainable:
 
 
 @hookimpl(trylast=True)
-def tl_train(model, dataset, preprocessing, config, reporter, events):
+def tl_train(model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, config: RunConfig, reporter: Reporter,
+             events: RunEvents) -> Any:
     import torch
 
     Features, Classifier = classifier_modules()

@@ -19,9 +19,7 @@ The package, one concern per module: :mod:`~tlcore.training.schedule` (phases, l
 
 from tlcore.training.checkpoint import CHECKPOINT_FILE, CHECKPOINT_FOLDER, Checkpoint, training_fingerprint
 from tlcore.training.contract import StepResult, Steps, Trainable, spread
-from tlcore.training.data import (
-    CachedData, StreamedData, class_weights, holdout_indices, training_data, watched_images,
-)
+from tlcore.training.data import CachedData, StreamedData, class_weights, holdout_indices, training_data, watched_images
 from tlcore.training.events import RunEvents
 from tlcore.training.fit import fit
 from tlcore.training.loop import TrainingLoop, announce_training, run_epochs

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from tlcore.distributed import SINGLE
 from tlcore.errors import ConfigError
-from tlcore.features import augmented_views, can_cache, cached_features
+from tlcore.features import augmented_views, cached_features, can_cache
 from tlcore.loader import Augmentation, ImageBatches, report_undecodable
 from tlcore.sampling import epoch_order, sample_keys, stratified, view_choice
 

@@ -14,9 +14,7 @@ from tlcore.loader import ImageBatches, report_undecodable, run_batches
 from tlcore.sampling import run_seed
 from tlcore.training.checkpoint import load_steps_state, steps_state
 from tlcore.training.contract import Steps, Trainable, spread
-from tlcore.training.data import (
-    CachedData, StreamedData, class_weights, holdout_indices, training_data, watched_images,
-)
+from tlcore.training.data import CachedData, StreamedData, class_weights, holdout_indices, training_data, watched_images
 from tlcore.training.loop import TrainingLoop, announce_training, run_epochs
 from tlcore.training.schedule import LearningRate, phases, total_epochs
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
-    from tlcore.training.contract import StepResult
     from tlcore.report import Progress, Reporter
+    from tlcore.training.contract import StepResult
     from tlcore.training.events import RunEvents
     from tlcore.training.schedule import LearningRate
 
