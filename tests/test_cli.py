@@ -149,12 +149,12 @@ def test_user_errors_print_one_line_and_no_traceback_in_a_real_process(tmp_path)
 
 
 def test_a_bug_in_tl_is_one_line_and_debug_shows_the_traceback(project, monkeypatch):
-    import tlcore.run
+    import tlcore.api
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tlcore.run, "run", broken)
+    monkeypatch.setattr(tlcore.api, "run", broken)  # the run the command calls through the Python API
     result = project.run()
     assert result.exit_code == 1
     assert "unexpected RuntimeError: boom; run again with --debug" in one_line_error(result)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from tlcore import __version__
 from tlcore.config import read_selection
+from tlcore.errors import ConfigError
 from tlcore.listing import describe
 from tlcore.pluginmanager import DISABLE_ENV, installed_plugins_disabled, make_plugin_manager
 from tlcore.prediction import predict as predict_images
@@ -85,11 +86,8 @@ def quantize(config: str | Path | Mapping[str, Any], *, plugins: Sequence[Any] =
     the AITRIOS SDK quantize notebook's configuration works too."""
     reporter = Reporter(debug=debug)
     if not isinstance(config, Mapping) and is_sdk_form(config):
-        from tlcore.errors import ConfigError
         if overrides:
             raise ConfigError("keyword arguments work with tl's own configuration, not the SDK quantize notebook's")
-        from tlcore import __version__
-
         manager, notes = load_plugins(None, block, read_selection(config)[0], (), plugins)
         reporter.info(f"tl {__version__}: {Path(config).absolute()} (the SDK's quantize configuration, framework keras)")
         for note in notes:
