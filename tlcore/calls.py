@@ -65,7 +65,7 @@ class Hooks:
     Without a framework, every plugin is asked (configuration keys, listing).
     """
 
-    def __init__(self, manager: PluginManager, framework: Framework | None = None):
+    def __init__(self, manager: PluginManager, framework: Framework | None = None) -> None:
         self.manager = manager
         self.framework = framework
         self._noise = framework.quiet.message_noise if framework is not None else ()

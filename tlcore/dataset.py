@@ -22,18 +22,18 @@ class Split:
     samples: tuple
     skipped: tuple = ()
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.samples)
 
     @property
-    def paths(self):
+    def paths(self) -> list[str]:
         return [str(path) for path, _ in self.samples]
 
     @property
-    def label_ids(self):
+    def label_ids(self) -> list[int]:
         return [label for _, label in self.samples]
 
-    def fingerprint(self):
+    def fingerprint(self) -> str:
         """A hash of the split's images (path, label id, size, modification time): equal while they are unchanged."""
         digest = hashlib.sha256()
         for path, label in self.samples:
@@ -41,7 +41,7 @@ class Split:
             digest.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:20]
 
-    def counts(self):
+    def counts(self) -> dict[int, int]:
         """Number of images per label id."""
         counts: dict[int, int] = {}
         for _, label in self.samples:
@@ -61,7 +61,7 @@ class DatasetIndex:
     validation: Split
     labels_file: Path | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
         if not self.labels:
             raise DatasetError("the dataset has no classes")
@@ -77,17 +77,17 @@ class DatasetIndex:
                 raise DatasetError(f"{split.name} images carry label ids {sorted(stray)} that no class has")
 
     @property
-    def num_outputs(self):
+    def num_outputs(self) -> int:
         """Units of the output layer: the largest id + 1 (ids may have gaps)."""
         return max(self.labels.values()) + 1
 
     @property
-    def unused_ids(self):
+    def unused_ids(self) -> list[int]:
         """Output indices that no class uses (gaps in the ids)."""
         return sorted(set(range(self.num_outputs)) - set(self.labels.values()))
 
     @property
-    def class_names(self):
+    def class_names(self) -> list[str | None]:
         """Class names indexed by output index; None where no class has that id."""
         names: list[str | None] = [None] * self.num_outputs
         for name, label in self.labels.items():

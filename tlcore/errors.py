@@ -5,7 +5,7 @@ prints it without a traceback and exits with ``exit_code``.
 """
 
 
-def one_line(text):
+def one_line(text: str) -> str:
     """``text`` with line breaks and other unprintable characters escaped (``\\n``)."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
@@ -15,7 +15,7 @@ class TLError(Exception):
 
     exit_code = 1
 
-    def __str__(self):
+    def __str__(self) -> str:
         return one_line(super().__str__())
 
 

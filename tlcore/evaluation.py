@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from tlcore.errors import DatasetError, PluginError
-from tlcore.loader import ImageBatches, run_batches
+from tlcore.loader import Batch, ImageBatches, run_batches
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,7 +73,7 @@ def predict_split(predict: Callable[[np.ndarray], tuple[Any, str]], split: Split
     scores = np.zeros((len(split), outputs), dtype=np.float32)
     seen = np.zeros(len(split), dtype=bool)
 
-    def store(batch):
+    def store(batch: Batch) -> None:
         result, plugin = predict(batch.images)
         result = np.asarray(result)
         if result.shape != (len(batch), outputs):

@@ -26,18 +26,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from tlcore.distributed import SINGLE, Cluster
 from tlcore.images import VIEW_AUGMENTATIONS
-from tlcore.loader import ImageBatches, Views, report_undecodable, run_batches
+from tlcore.loader import Batch, ImageBatches, Views, report_undecodable, run_batches
 from tlcore.outputs import StagedDir, require_free_space
 
 if TYPE_CHECKING:
     import numpy as np
 
     from tlcore.config import RunConfig
-    from tlcore.dataset import DatasetIndex
+    from tlcore.dataset import DatasetIndex, Split
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Reporter
 
@@ -215,8 +215,10 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
     }
 
 
-def _spread_features(compute, dataset, preprocessing, config, reporter, cluster, labels, split_views, shapes, size,
-                     what) -> dict[str, FeatureSet]:
+def _spread_features(compute: Callable[[Any], Any], dataset: DatasetIndex, preprocessing: Preprocessing,
+                     config: RunConfig, reporter: Reporter, cluster: Cluster, labels: Mapping[str, np.ndarray],
+                     split_views: Mapping[str, Views | None], shapes: Mapping[str, tuple[int, ...]], size: int,
+                     what: str) -> dict[str, FeatureSet]:
     """Each worker computes the features of its share of the images, and the shares are gathered on every
     worker, :data:`GATHER_BYTES` at a time: in memory, or, past :data:`MEMORY_LIMIT_BYTES` (or with
     ``"feature_cache": "disk"``), in a temporary file of this machine's that is gone when the run ends (it is
@@ -257,7 +259,9 @@ def _spread_features(compute, dataset, preprocessing, config, reporter, cluster,
     return sets
 
 
-def _extract(compute, split, preprocessing, config, out, reporter, order=None, views=None) -> list:
+def _extract(compute: Callable[[Any], Any], split: Split, preprocessing: Preprocessing, config: RunConfig,
+             out: np.ndarray, reporter: Reporter, order: Sequence[int] | None = None,
+             views: Views | None = None) -> list:
     """Fill the rows of ``out`` with the features of ``split``'s images (those of ``order`` only, when
     given; with ``views``, of each image and its views); return ``[(index, reason)]`` of the images that
     could not be decoded (their rows stay unset)."""
@@ -266,7 +270,7 @@ def _extract(compute, split, preprocessing, config, out, reporter, order=None, v
     batches = ImageBatches(split, preprocessing, config.batch_size, order=order, bad_images=config.bad_images,
                            views=views)
 
-    def store(batch):
+    def store(batch: Batch) -> None:
         step = config.batch_size  # an image with its views may hold more inputs than a batch
         values = [np.asarray(compute(batch.images[start:start + step]), dtype=np.float32)
                   for start in range(0, len(batch.images), step)]
@@ -278,7 +282,7 @@ def _extract(compute, split, preprocessing, config, out, reporter, order=None, v
     return [list(item) for item in batches.undecodable]
 
 
-def _report_cached(split, bad, config, reporter):
+def _report_cached(split: Split, bad: list, config: RunConfig, reporter: Reporter) -> None:
     if bad and config.bad_images == "error":
         from tlcore.errors import DatasetError
 

@@ -176,7 +176,7 @@ class HeadBatch:
     BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-7
 
     def __init__(self, settings: Sequence[Settings], dim: int, classes: int, seed: int,
-                 class_weights: np.ndarray | None, dropout: float):
+                 class_weights: np.ndarray | None, dropout: float) -> None:
         import numpy as np
 
         self.heads, self.classes = len(settings), classes

@@ -12,7 +12,7 @@ the result depends on the image, not on which thread or worker handled it.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 """The file names (lower case) tl reads as images: in datasets, for tl init and for tl predict."""
@@ -60,7 +60,7 @@ def decode(path: str, size: int) -> np.ndarray:
         raise UndecodableImage(_reason(exc)) from None
 
 
-def _as_rgb(image):
+def _as_rgb(image: Any) -> Any:
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits, not clip

@@ -366,7 +366,6 @@ def _write_split(target: Path, plan: list[tuple[Path, str]], labels: dict[str, i
     verb = "linking" if link else "copying"
     try:
         with StagedDir(target) as staged:
-            assert staged.path is not None
             bar = reporter.progress(len(plan), label=f"{verb} images ", unit="files", delay=1.0)
             for done, (image, relative) in enumerate(plan, start=1):
                 destination = staged.path / relative

@@ -47,7 +47,7 @@ class DecodedAhead:
     """Images decoded by one background thread, in the order given, until :meth:`take` is first called
     (the first pass over the images has begun) or the budget is spent. Each is taken once, by its path."""
 
-    def __init__(self, paths: Iterable[str], size: int, budget: int | None = None):
+    def __init__(self, paths: Iterable[str], size: int, budget: int | None = None) -> None:
         self.size = size
         count = (AHEAD_BYTES if budget is None else budget) // (size * size * 3)
         self._paths = list(itertools.islice(paths, max(0, count)))
@@ -169,7 +169,7 @@ class ImageBatches:
     def __init__(self, split: Split, preprocessing: Preprocessing, batch_size: int, *,
                  order: Sequence[int] | None = None, augmentation: Augmentation | None = None,
                  bad_images: str = "skip", raw: bool = False, workers: int | None = None,
-                 views: Views | None = None, part: Callable[[int], slice] | None = None):
+                 views: Views | None = None, part: Callable[[int], slice] | None = None) -> None:
         self.split = split
         self.preprocessing = preprocessing
         self.batch_size = batch_size

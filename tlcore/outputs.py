@@ -5,6 +5,8 @@ renamed into place only when complete; a file output is written to a temporary
 file and renamed. Nothing outside these names is ever touched.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
@@ -13,7 +15,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from tlcore.errors import OutputError
 
@@ -21,7 +23,7 @@ MARKER = "tl_run.json"
 """The file that marks a saved_model folder as written by tl (and so replaceable)."""
 
 
-def prepare_output_dir(path, key):
+def prepare_output_dir(path: Path, key: str) -> list[Path]:
     """Create ``path`` if missing and prove it writable, before any long work starts.
 
     Returns the folders it created, deepest last, so a failed run can remove them.
@@ -37,16 +39,17 @@ def prepare_output_dir(path, key):
     return created
 
 
-def remove_if_empty(folders):
+def remove_if_empty(folders: Iterable[Path]) -> None:
     """Remove ``folders`` (deepest last) that are still empty; never anything with content."""
-    for folder in reversed(folders):
+    for folder in reversed(list(folders)):
         try:
             folder.rmdir()
         except OSError:
             pass
 
 
-def require_free_space(folder, needed, what, remedy="free some space or choose another output_dir"):
+def require_free_space(folder: Path, needed: int, what: str,
+                       remedy: str = "free some space or choose another output_dir") -> None:
     """Refuse to start long work whose result could not be written to ``folder``."""
     free = shutil.disk_usage(folder).free
     if free < needed:
@@ -56,7 +59,7 @@ def require_free_space(folder, needed, what, remedy="free some space or choose a
         )
 
 
-def check_replaceable(path, marker=MARKER):
+def check_replaceable(path: Path, marker: str = MARKER) -> None:
     """Refuse to replace the folder ``path`` unless it is missing or a previous tl output (holding ``marker``)."""
     if not path.exists() and not path.is_symlink():
         return
@@ -73,18 +76,24 @@ class StagedDir:
     removes the staging folder and leaves ``target`` as it was.
     """
 
-    def __init__(self, target):
+    def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
-        self.path: Path | None = None
+        self._path: Path | None = None
 
-    def __enter__(self):
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-partial-", dir=self.target.parent))
-        os.chmod(self.path, 0o777 & ~_umask())
+    @property
+    def path(self) -> Path:
+        """The staging folder (inside the ``with`` block, before :meth:`publish`)."""
+        if self._path is None:
+            raise RuntimeError("the staging folder exists inside the with block, until it is published")
+        return self._path
+
+    def __enter__(self) -> StagedDir:
+        self._path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-partial-", dir=self.target.parent))
+        os.chmod(self._path, 0o777 & ~_umask())
         return self
 
-    def publish(self):
+    def publish(self) -> None:
         """Move the staged folder to ``target``; the previous one is removed only afterwards."""
-        assert self.path is not None, "publish() inside the with block"
         old = None
         if self.target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-old-", dir=self.target.parent))
@@ -96,34 +105,39 @@ class StagedDir:
                 os.rename(old / self.target.name, self.target)
                 old.rmdir()
             raise
-        self.path = None
+        self._path = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
-    def __exit__(self, *exc_info):
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            self.path = None
-        return False
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
 
 
 class StagedFiles:
     """A hidden folder inside ``target`` whose entries replace the ones of the same name in ``target`` on
     :meth:`publish` (a folder entry replaces a folder whole). Leaving without publishing removes it."""
 
-    def __init__(self, target, stale=()):
+    def __init__(self, target: str | Path, stale: Iterable[str] = ()) -> None:
         self.target = Path(target)
         self.stale = tuple(stale)
         """Names of entries of an earlier publication: removed when this one does not replace them."""
-        self.path: Path | None = None
+        self._path: Path | None = None
 
-    def __enter__(self):
-        self.path = Path(tempfile.mkdtemp(prefix=".reports.tl-partial-", dir=self.target))
-        os.chmod(self.path, 0o777 & ~_umask())
+    @property
+    def path(self) -> Path:
+        """The staging folder (inside the ``with`` block, before :meth:`publish`)."""
+        if self._path is None:
+            raise RuntimeError("the staging folder exists inside the with block, until it is published")
+        return self._path
+
+    def __enter__(self) -> StagedFiles:
+        self._path = Path(tempfile.mkdtemp(prefix=".reports.tl-partial-", dir=self.target))
+        os.chmod(self._path, 0o777 & ~_umask())
         return self
 
-    def publish(self):
-        assert self.path is not None, "publish() inside the with block"
+    def publish(self) -> None:
         fresh = {entry.name for entry in self.path.iterdir()}
         for name in self.stale:
             old = self.target / name
@@ -144,15 +158,14 @@ class StagedFiles:
                     flush(entry)
                 os.replace(entry, destination)
 
-    def __exit__(self, *exc_info):
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            self.path = None
-        return False
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
 
 
 @contextmanager
-def signals_deferred():
+def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block ends, so that moving outputs into place is never cut in half.
 
     The handlers are swapped for ones that remember the signal, and the one tl run installed is called when
@@ -182,14 +195,14 @@ def signals_deferred():
                 signal.raise_signal(received[0])  # its default action (or none, where it is ignored)
 
 
-def flush(path):
+def flush(path: str | Path) -> None:
     """Make sure ``path``'s content is on disk (fsync) before a rename makes it visible: after a power loss,
     a published file is whole, not empty."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
-def staged_json(path, data):
+def staged_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as JSON to a hidden temporary file beside ``path``; return its path.
 
     ``os.replace(returned, path)`` publishes it; the caller removes it if it never does.
@@ -209,7 +222,7 @@ def staged_json(path, data):
     return Path(tmp)
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
     os.replace(staged_json(path, data), path)
 
@@ -217,7 +230,7 @@ def write_json_atomic(path, data):
 _UMASK: list[int] = []
 
 
-def _umask():
+def _umask() -> int:
     """The process's umask, read without changing it (``os.umask`` can only set it, and setting it while
     other threads create files would give them wrong permissions)."""
     if not _UMASK:

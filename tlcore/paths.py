@@ -1,14 +1,17 @@
 """Resolving and checking the paths named in configuration.json."""
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import Any
 
 from tlcore.errors import ConfigError
 
 KINDS = ("file", "dir", "file_or_dir", "output_dir")
 
 
-def resolve_path(raw, *, base_dir, key, kind, source="configuration.json"):
+def resolve_path(raw: Any, *, base_dir: Path, key: str, kind: str, source: str = "configuration.json") -> Path:
     """Resolve ``raw`` (a string from the configuration) to an absolute, checked path.
 
     Relative paths start at ``base_dir``; ``~`` is expanded. A symbolic link in any
@@ -47,7 +50,7 @@ def resolve_path(raw, *, base_dir, key, kind, source="configuration.json"):
     return path
 
 
-def refuse_symlinks(path, where):
+def refuse_symlinks(path: Path, where: str) -> None:
     """Raise ConfigError if any existing component of absolute ``path`` is a symbolic link."""
     current = Path(path.anchor)
     for part in path.parts[1:]:
@@ -61,7 +64,7 @@ def refuse_symlinks(path, where):
             return
 
 
-def type_name(value):
+def type_name(value: Any) -> str:
     """The JSON name of a Python value's type, for error messages."""
     if value is None:
         return "null"

@@ -97,7 +97,7 @@ class Calibration:
     """
 
     def __init__(self, split: Any, indices: list[int], preprocessing: Preprocessing, batch_size: int,
-                 bad_images: str):
+                 bad_images: str) -> None:
         self.split = split
         self.indices = indices
         self.preprocessing = preprocessing

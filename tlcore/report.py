@@ -1,13 +1,16 @@
 """Messages and live progress for the terminal (or a notebook, or a log file)."""
 
+from __future__ import annotations
+
 import os
 import sys
 import threading
 import time
 from contextlib import contextmanager
+from typing import IO, Any, Callable, Iterator, Mapping
 
 
-def in_notebook(stream):
+def in_notebook(stream: IO[str]) -> bool:
     """Whether ``stream`` is a Jupyter kernel's output, which redraws a line on ``\\r`` but has no terminal codes."""
     return type(stream).__module__.startswith("ipykernel")
 
@@ -16,13 +19,13 @@ class Line:
     """How a line is redrawn in place on ``stream``: with terminal codes, with spaces (a notebook), or not
     at all (a log, where each update is a line of its own)."""
 
-    def __init__(self, stream, isatty=None):
+    def __init__(self, stream: IO[str], isatty: bool | None = None) -> None:
         self.stream = stream
         self.notebook = isatty is None and in_notebook(stream)
         self.in_place = (stream.isatty() if isatty is None else isatty) or self.notebook
         self.length = 0
 
-    def draw(self, text, final=False):
+    def draw(self, text: str, final: bool = False) -> None:
         if not self.in_place:
             self.stream.write(text + "\n")
         elif self.notebook:
@@ -32,7 +35,7 @@ class Line:
         self.length = 0 if final else len(text)
         self.stream.flush()
 
-    def clear(self):
+    def clear(self) -> str:
         """What to write before a message, so that it never runs into a line drawn in place."""
         if not self.in_place or not self.length:
             return "\r\x1b[K" if self.in_place and not self.notebook else ""
@@ -41,14 +44,14 @@ class Line:
         return erase
 
 
-def format_duration(seconds):
+def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds >= 3600:
         return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def format_metrics(metrics):
+def format_metrics(metrics: Mapping[str, float]) -> str:
     return " - ".join(f"{name}: {value:.4f}" for name, value in metrics.items())
 
 
@@ -66,8 +69,9 @@ class Progress:
     is usually quick (indexing a dataset) stays silent when it is.
     """
 
-    def __init__(self, stream, total, label="", unit="img", interval=2.0, isatty=None, clock=time.monotonic,
-                 delay=0.0, line=None):
+    def __init__(self, stream: IO[str], total: int | None, label: str = "", unit: str = "img", interval: float = 2.0,
+                 isatty: bool | None = None, clock: Callable[[], float] = time.monotonic, delay: float = 0.0,
+                 line: Line | None = None) -> None:
         self.stream = stream
         self.total = total
         self.label = label
@@ -78,11 +82,11 @@ class Progress:
         self.clock = clock
         self.start = clock()
         self.done = 0
-        self.last_draw = None
-        self.metrics = {}
+        self.last_draw: float | None = None
+        self.metrics: dict[str, Any] = {}
         self.delay = delay
 
-    def update(self, done, **metrics):
+    def update(self, done: int, **metrics: Any) -> None:
         """Record that ``done`` of ``total`` steps are finished, with current metrics."""
         self.done = done
         self.metrics = metrics
@@ -97,7 +101,7 @@ class Progress:
             self._draw(self.line(now))
             self.last_draw = now
 
-    def line(self, now=None):
+    def line(self, now: float | None = None) -> str:
         now = self.clock() if now is None else now
         elapsed = max(now - self.start, 1e-9)
         parts = []
@@ -119,7 +123,7 @@ class Progress:
             parts.append(format_metrics(self.metrics))
         return " - ".join(parts)
 
-    def finish(self, **metrics):
+    def finish(self, **metrics: Any) -> str:
         """Print the final line (with ``metrics``) and return it; a delayed line that never showed stays silent."""
         if metrics:
             self.metrics = metrics
@@ -129,7 +133,7 @@ class Progress:
         self._draw(text, final=True)
         return text
 
-    def _draw(self, text, final=False):
+    def _draw(self, text: str, final: bool = False) -> None:
         self.output.draw(text, final)
 
 
@@ -139,39 +143,40 @@ class Reporter:
     ``info`` and progress go to ``stream`` (stdout); warnings go to ``err`` (stderr).
     """
 
-    def __init__(self, stream=None, err=None, isatty=None, interval=2.0, debug=False):
+    def __init__(self, stream: IO[str] | None = None, err: IO[str] | None = None, isatty: bool | None = None,
+                 interval: float = 2.0, debug: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.isatty = isatty
         self.interval = interval
         self.debug = debug
         """``tl ... --debug``: libraries' own output is shown raw, not tidied away."""
-        self.warnings = []
+        self.warnings: list[str] = []
         self.line = Line(self.stream, isatty)
         """The progress line of ``stream``, redrawn in place on a terminal or in a notebook."""
 
-    def _line_start(self, stream):
+    def _line_start(self, stream: IO[str]) -> str:
         """Erase a progress line drawn in place, so that a message never runs into it."""
         if stream is self.stream:
             return self.line.clear()
         return Line(stream, self.isatty).clear() if self.line.length == 0 else self.line.clear()
 
-    def info(self, message):
+    def info(self, message: str) -> None:
         self.stream.write(self._line_start(self.stream) + message + "\n")
         self.stream.flush()
 
-    def warning(self, message):
+    def warning(self, message: str) -> None:
         self.warnings.append(message)
         self.err.write(f"{self._line_start(self.err)}Warning: {message}\n")
         self.err.flush()
 
-    def progress(self, total, label="", unit="img", delay=0.0):
+    def progress(self, total: int | None, label: str = "", unit: str = "img", delay: float = 0.0) -> Progress:
         """A :class:`Progress` for ``total`` steps (0 or None when unknown), shown after ``delay`` seconds."""
         return Progress(self.stream, total, label=label, unit=unit, interval=self.interval, isatty=self.isatty,
                         delay=delay, line=self.line)
 
     @contextmanager
-    def activity(self, label, delay=0.0):
+    def activity(self, label: str, delay: float = 0.0) -> Iterator[Activity]:
         """Show that a step of unknown length (saving, loading) is alive until it ends.
 
         On a terminal the elapsed time ticks in place; elsewhere a line is printed
@@ -185,7 +190,7 @@ class Reporter:
         lock = threading.Lock()
         activity = Activity()
 
-        def tick():
+        def tick() -> None:
             if done.wait(delay):
                 return
             while not done.wait(0.5 if isatty else self.interval):
@@ -213,7 +218,7 @@ class Reporter:
 
 
 @contextmanager
-def quiet_native_stderr(reporter):
+def quiet_native_stderr(reporter: Reporter) -> Iterator[None]:
     """Hide what native libraries (TensorFlow's converters) print straight to file descriptor 2, unless
     ``reporter.debug``; Python's own warnings and errors are unaffected once the block ends."""
     if reporter.debug:
@@ -234,8 +239,8 @@ def quiet_native_stderr(reporter):
 class Activity:
     """The stage a long step is in, shown on its activity line (see :meth:`Reporter.activity`)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.text = ""
 
-    def stage(self, text):
+    def stage(self, text: str) -> None:
         self.text = text

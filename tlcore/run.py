@@ -307,7 +307,6 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
             metrics["early_stopping"] = events.early_stopping
         if events.head_search is not None:
             metrics["head_search"] = events.head_search.to_dict()
-        assert reports.path is not None
         health = events.health
         checked = health.write(reports.path) if health is not None else []  # beside the reports, which link it
         written = sorted([*checked, *(str(name) for _, names in hooks.all(

@@ -49,7 +49,7 @@ class Checkpoint:
     checkpoint is resumed only while it holds.
     """
 
-    def __init__(self, folder: Path, fingerprint: str, resumed: dict[str, Any] | None = None):
+    def __init__(self, folder: Path, fingerprint: str, resumed: dict[str, Any] | None = None) -> None:
         self.folder = folder
         self.fingerprint = fingerprint
         self.resumed = resumed

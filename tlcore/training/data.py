@@ -75,7 +75,7 @@ class StreamedData:
 
     def __init__(self, dataset: Any, preprocessing: Any, config: RunConfig, reporter: Reporter, seed: int,
                  train: Sequence[int] | None = None, holdout: Sequence[int] | None = None,
-                 cluster: Cluster | None = None):
+                 cluster: Cluster | None = None) -> None:
         self.cluster = cluster or SINGLE
         self.dataset = dataset
         self.preprocessing = preprocessing
@@ -125,7 +125,7 @@ class CachedData:
 
     cached = True
 
-    def __init__(self, sets: Mapping[str, Any], batch_size: int, seed: int, holdout: Sequence[int] | None = None):
+    def __init__(self, sets: Mapping[str, Any], batch_size: int, seed: int, holdout: Sequence[int] | None = None) -> None:
         import numpy as np
 
         self.views = sets["training"].views

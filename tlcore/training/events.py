@@ -17,7 +17,7 @@ class RunEvents:
     """Handed to the trainer so that observer plugins hear about epochs; keeps the epoch history,
     and what early stopping did (:attr:`early_stopping`)."""
 
-    def __init__(self, hooks: Hooks, config: RunConfig):
+    def __init__(self, hooks: Hooks, config: RunConfig) -> None:
         self._hooks = hooks
         self._config = config
         self.history: list[dict[str, float]] = []

@@ -35,7 +35,7 @@ class TrainingLoop:
     def __init__(self, reporter: Reporter, events: RunEvents, epochs: int, num_train: int, num_validation: int, *,
                  first: int = 1, last: int | None = None, note: str = "", patience: int = 0,
                  snapshot: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None,
-                 watched: str = "validation"):
+                 watched: str = "validation") -> None:
         self.reporter = reporter
         self.watched = watched
         self.events = events

@@ -40,7 +40,7 @@ def phases(config: RunConfig) -> list[Phase]:
 class LearningRate:
     """The learning rate at each step: a linear warm-up, then constant or a cosine decay to 0."""
 
-    def __init__(self, rate: float, schedule: str, warmup_epochs: int, epochs: int, steps_per_epoch: int):
+    def __init__(self, rate: float, schedule: str, warmup_epochs: int, epochs: int, steps_per_epoch: int) -> None:
         self.rate = rate
         self.schedule = schedule
         self.steps = max(1, steps_per_epoch)
