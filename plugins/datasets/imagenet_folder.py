@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlcore.config import read_json_object
 from tlcore.dataset import DatasetIndex, Split
@@ -28,7 +28,7 @@ MAX_LABEL_ID = 65535
 """The output layer has (largest id + 1) units, so ids are kept to a sane range."""
 
 
-def load_labels(path):
+def load_labels(path: Path) -> Any:
     """Read labels.json: a JSON object of class name -> unique non-negative integer id."""
     try:
         data = read_json_object(path, what="labels file")
@@ -55,16 +55,17 @@ def load_labels(path):
     return data
 
 
-def _listing(items):
+def _listing(items: Sequence[str]) -> Any:
     shown = ", ".join(items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
-def _unreadable(error):
+def _unreadable(error: OSError) -> None:
     raise DatasetError(f"cannot read the folder {error.filename}: {error.strerror}; check its permissions") from None
 
 
-def index_split(name, root, labels, labels_file, reporter, bad_images="skip"):
+def index_split(name: str, root: Path, labels: Any, labels_file: Path | None, reporter: Reporter,
+                bad_images: str = 'skip') -> Any:
     """Index ``root/<class>/<image>``; every class folder must be in ``labels``."""
     samples: list[tuple[Path, int]] = []
     skipped: list[tuple[str, str]] = []

@@ -4,9 +4,13 @@ Pure Python and cheap (a few small reads per file), so a dataset is checked in
 well under a second per thousand images, before any framework is even imported.
 """
 
+from __future__ import annotations
+
 import os
 import struct
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
 
 JPEG, PNG, GIF, BMP, WEBP = "JPEG", "PNG", "GIF", "BMP", "WebP"
 TAIL_SEARCH = 64 * 1024
@@ -20,7 +24,7 @@ class Probe:
     problem: str | None = None
 
 
-def probe(path):
+def probe(path: str | Path) -> Probe:
     if not os.path.isfile(path):  # a FIFO or device named .jpg would block or never end
         return Probe(problem="not a regular file")
     try:
@@ -48,7 +52,7 @@ def probe(path):
     return Probe(problem="not an image (its content is not JPEG, PNG, GIF, BMP or WebP)")
 
 
-def _has_end(handle):
+def _has_end(handle: BinaryIO) -> bool:
     """Whether the image data that starts here ends with an end-of-image marker.
 
     Usually it is among the file's last bytes. Phones and cameras may append other
@@ -72,7 +76,7 @@ def _has_end(handle):
         previous = chunk
 
 
-def _ends_with(handle, trailer, slack=64):
+def _ends_with(handle: BinaryIO, trailer: bytes, slack: int = 64) -> bool:
     """Whether ``trailer`` is among the last bytes (a few bytes of padding after it are common)."""
     handle.seek(0, 2)
     size = handle.tell()
@@ -80,7 +84,7 @@ def _ends_with(handle, trailer, slack=64):
     return trailer in handle.read()
 
 
-def _probe_jpeg(handle):
+def _probe_jpeg(handle: BinaryIO) -> Any:
     """Walk the JPEG markers up to the image data, and look for the end marker."""
     handle.seek(0, 2)
     size = handle.tell()
@@ -100,10 +104,10 @@ def _probe_jpeg(handle):
             kind = handle.read(1)
         if not kind:
             return truncated
-        kind = kind[0]
-        if kind == 0xDA:  # start of scan: the headers are over
+        code = kind[0]
+        if code == 0xDA:  # start of scan: the headers are over
             return Probe(JPEG) if ends or _has_end(handle) else truncated
-        if kind == 0x01 or 0xD0 <= kind <= 0xD7:  # markers without a segment
+        if code == 0x01 or 0xD0 <= code <= 0xD7:  # markers without a segment
             continue
         raw = handle.read(2)
         if len(raw) < 2:

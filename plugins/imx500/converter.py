@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -41,13 +41,13 @@ STAGES = (
 )
 
 
-def find_converter(name):
+def find_converter(name: str) -> Any:
     """The converter beside this Python (a venv's bin, which may not be on PATH), else on PATH."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.is_file() else shutil.which(name)
 
 
-def java_version():
+def java_version() -> Any:
     """The major version of ``java`` on PATH, or None when there is none."""
     java = shutil.which("java")
     if java is None:
@@ -63,7 +63,7 @@ def java_version():
     return int(match.group(2)) if major == 1 and match.group(2) else major  # "1.8" is Java 8
 
 
-def memory_summary(report):
+def memory_summary(report: Path) -> Any:
     """``(fits, "3.89 MB of 8.00 MB (49%)")`` from the converter's memory report."""
     data = json.loads(Path(report).read_text()).get("Memory Report", {})
     used, total, share = data.get("Memory Usage"), data.get("Total Memory Available On Chip"), data.get("Memory Utilization")
@@ -110,7 +110,7 @@ def tl_convert(model_file: Path, path: Path, config: RunConfig, reporter: Report
                       tool=f"{tool} {version}".strip())
 
 
-def run_converter(command, tool, reporter):
+def run_converter(command: list[str], tool: str, reporter: Reporter) -> Any:
     """Run the converter with live stages; return ``(None or its error, its version)``.
 
     It runs in its own process group, so that Ctrl-C or SIGTERM stops it (and its Java)
@@ -143,7 +143,7 @@ def run_converter(command, tool, reporter):
     return (f"{errors[-1]} (exit code {code})" if errors else f"exit code {code}"), version
 
 
-def parse(raw):
+def parse(raw: str) -> Any:
     """``(message, level)`` of one converter log line (JSON, or text from the Java part)."""
     raw = raw.strip()
     try:
@@ -154,12 +154,12 @@ def parse(raw):
         return raw, level
 
 
-def _version(message):
+def _version(message: str) -> Any:
     match = re.search(r"Running version (\S+)", message)
     return match.group(1) if match else ""
 
 
-def _stop(process):
+def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGTERM)

@@ -59,7 +59,7 @@ TORCH_REFUSED = {
 }
 
 
-def keras_findings(model):
+def keras_findings(model: Any) -> Any:
     """``[(layer name, type, problem, refused)]`` for the layers of a Keras model, nested models included."""
     import tensorflow as tf
 
@@ -84,7 +84,7 @@ def keras_findings(model):
     return findings
 
 
-def torch_findings(model):
+def torch_findings(model: Any) -> Any:
     """``[(module name, type, problem, refused)]`` for the layers (leaf modules) of a PyTorch model."""
     findings = []
     for name, module in model.named_modules():

@@ -3,8 +3,14 @@
 MCT's own output (its logger, its tqdm bars) is quietened by the framework, like TensorFlow's: shown with
 ``--debug`` (:meth:`tlcore.frameworks.Framework.quieten`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from tlcore.keys import ConfigKey
+
+if TYPE_CHECKING:
+    from tlcore.config import RunConfig
 
 TPC_VERSIONS = ("1.0", "1.0_lut", "4.0", "4.1", "5.0")
 """The IMX500 target platform capabilities of edge-mdt-tpc 1.3 (Sony's converter 3.18 converts all of them)."""
@@ -15,7 +21,7 @@ TPC_VERSION = ConfigKey("tpc_version", "string", default="4.0", choices=TPC_VERS
 """Read by every framework's quantizer (they return it from ``tl_config_keys``)."""
 
 
-def target_platform(config):
+def target_platform(config: RunConfig) -> Any:
     """The TPC of ``config.options["tpc_version"]`` from Sony's edge-mdt-tpc, for MCT's quantizers."""
     from edgemdt_tpc import get_target_platform_capabilities
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore.calls import describe_exception
@@ -31,7 +32,7 @@ def tl_config_keys() -> list[ConfigKey]:
     ]
 
 
-def load_mobilenet_v2(config, reporter):
+def load_mobilenet_v2(config: RunConfig, reporter: Reporter) -> Any:
     import tensorflow as tf
 
     weights = config.options["weights"]
@@ -71,7 +72,7 @@ def load_mobilenet_v2(config, reporter):
         raise
 
 
-def saving_keras_version(path):
+def saving_keras_version(path: Path) -> Any:
     """The Keras version recorded in an .h5 or .keras model file, or None."""
     try:
         if zipfile.is_zipfile(path):
@@ -86,7 +87,7 @@ def saving_keras_version(path):
         return None
 
 
-def random_initialise(model, seed=None):
+def random_initialise(model: Any, seed: int | None = None) -> None:
     """Random weights whose frozen features still tell images apart.
 
     Keras' default initialisation makes a frozen MobileNetV2 shrink its input by
@@ -116,7 +117,7 @@ def random_initialise(model, seed=None):
     kernels[-1].assign(kernels[-1] / max(float(features.std()), 1e-12))
 
 
-def weights_only(path):
+def weights_only(path: Path) -> bool:
     """Whether ``path`` is an .h5 file of weights (save_weights) rather than a whole model."""
     try:
         import h5py
@@ -127,7 +128,7 @@ def weights_only(path):
         return False
 
 
-def load_user_model(path, config, reporter):
+def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
     import tensorflow as tf
 
     if config.options["weights"] != "imagenet":
@@ -171,7 +172,7 @@ def load_user_model(path, config, reporter):
     return model
 
 
-def takes(model, size):
+def takes(model: Any, size: int) -> Any:
     """Whether ``model`` (of any input size) can take size x size images: TensorFlow's shape inference,
     without computing (oneDNN's kernels compute on an empty feature map without an error)."""
     import tensorflow as tf
@@ -183,7 +184,7 @@ def takes(model, size):
     return all(dim is None or dim > 0 for dim in tuple(output.shape)[1:])
 
 
-def check_input_size(model, path, size):
+def check_input_size(model: Any, path: Path, size: int) -> None:
     """Refuse an input size too small for a model of any input size, naming the smallest it takes."""
     if takes(model, size):
         return

@@ -22,7 +22,7 @@ import os
 import pickle
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlcore.calls import describe_exception
 from tlcore.distributed import Cluster, WorkerError
@@ -42,21 +42,21 @@ _strategy = None
 EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
 
-def scope():
+def scope() -> Any:
     """Where the run's variables are created: the strategy's scope with several workers, else nowhere special."""
     return _strategy.scope() if _strategy is not None else contextlib.nullcontext()
 
 
-def strategy():
+def strategy() -> Any:
     return _strategy
 
 
-def local_replicas(cluster_size):
+def local_replicas(cluster_size: int) -> Any:
     """How many of the strategy's replicas run in this process: its local devices (1 without a strategy)."""
     return _strategy.num_replicas_in_sync // cluster_size if _strategy is not None else 1
 
 
-def local_part(tensors, replicas):
+def local_part(tensors: Any, replicas: int) -> Any:
     """In a replica: its contiguous part of this process's batch ``tensors``, and a 0/1 float mask of the part's
     real rows. No part is empty (a model cannot run on an empty batch): a batch of fewer rows than ``replicas``
     (or a worker's empty share of one) is padded with zero rows, which the mask leaves out."""
@@ -73,7 +73,7 @@ def local_part(tensors, replicas):
     return tuple(tensor[start:stop] for tensor in padded)
 
 
-def spread_locally(config):
+def spread_locally(config: RunConfig) -> Any:
     """For a run alone (no TF_CONFIG): a MirroredStrategy over its devices when it has several GPUs or
     ``"distribute"`` is ``"mirrored"``. Called by the devices step, after the output lock: not before it, since
     listing devices starts TensorFlow."""
@@ -84,7 +84,7 @@ def spread_locally(config):
     return _strategy
 
 
-def mirrored(every_device):
+def mirrored(every_device: bool) -> Any:
     """A MirroredStrategy over this machine's GPUs, or with ``every_device`` over its CPUs when it has none;
     None when that is a single device and ``every_device`` is false (one device needs no strategy)."""
     import tensorflow as tf
@@ -97,10 +97,10 @@ def mirrored(every_device):
     return tf.distribute.MirroredStrategy(devices)
 
 
-def read_tf_config(text):
+def read_tf_config(text: str) -> Any:
     """``(index, workers)`` from ``TF_CONFIG``'s text, checked; a one-line ConfigError says what is wrong."""
 
-    def bad(problem):
+    def bad(problem: str) -> Any:
         return ConfigError(f"TF_CONFIG {problem}; write it as {EXAMPLE} (the same worker list on every worker, each "
                            "its own index)")
 
@@ -172,7 +172,7 @@ def tl_cluster(config: RunConfig, reporter: Reporter) -> Cluster | None:
     return cluster
 
 
-def meet(index, workers, timeout):
+def meet(index: int, workers: Sequence[str], timeout: float) -> None:
     """Return once every worker has started, or raise TimeoutError after ``timeout`` seconds.
 
     TensorFlow's own wait for the workers (in the strategy's constructor) blocks in C++ holding Python's lock:
@@ -230,18 +230,18 @@ def meet(index, workers, timeout):
 class KerasCollectives:
     """The core's collectives over the strategy: any picklable value, as bytes gathered from every worker."""
 
-    def __init__(self, strategy, workers):
+    def __init__(self, strategy: Any, workers: int) -> None:
         self.strategy = strategy
         self.local = strategy.num_replicas_in_sync // workers
         """Replicas per worker (its GPUs): each gives the same row, one is kept."""
 
-    def _gather(self, array):
+    def _gather(self, array: Any) -> Any:
         import tensorflow as tf
 
         values = self.strategy.experimental_distribute_values_from_function(lambda _: tf.constant(array))
         return self.strategy.gather(values, axis=0).numpy()[::self.local]  # replicas are numbered worker by worker
 
-    def all_gather(self, value):
+    def all_gather(self, value: Any) -> Any:
         import numpy as np
 
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -252,15 +252,15 @@ class KerasCollectives:
         rows = self._gather(padded)
         return [pickle.loads(rows[i].view(np.uint8)[:int(length)].tobytes()) for i, length in enumerate(lengths)]
 
-    def sum(self, values):
+    def sum(self, values: Sequence[Any]) -> Any:
         import numpy as np
 
         return self._gather(np.asarray([values], dtype=np.float64)).sum(axis=0).tolist()
 
-    def broadcast(self, value):
+    def broadcast(self, value: Any) -> Any:
         return self.all_gather(value)[0]
 
-    def close(self):
+    def close(self) -> None:
         global _strategy
 
         _strategy = None

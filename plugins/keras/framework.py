@@ -48,14 +48,14 @@ def tl_frameworks() -> list[Framework]:
     return [KERAS]
 
 
-def inference(model):
+def inference(model: Any) -> Any:
     """``model`` in inference mode as one graph for any batch size (traced once, not per batch shape)."""
     import tensorflow as tf
 
     if model not in _inference:
         reference = weakref.ref(model)  # weak, so that the cache entry goes with the model
 
-        def call(images):
+        def call(images: Any) -> Any:
             live = reference()
             assert live is not None  # the cache entry goes with the model
             return live(images, training=False)

@@ -10,7 +10,7 @@ quantizes it with the rest. The export is MCT's ``.keras`` format, which
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from tlcore.hookspecs import hookimpl
 
@@ -28,7 +28,7 @@ TL_FRAMEWORK = "keras"
 QUANTIZED_FILE = "model_quantized.keras"
 
 
-def taking_raw_pixels(model, preprocessing):
+def taking_raw_pixels(model: Any, preprocessing: Preprocessing) -> Any:
     """``model`` behind ``(pixel - mean) / std``, so that it takes raw RGB pixels 0-255."""
     import tensorflow as tf
 
@@ -44,9 +44,9 @@ def taking_raw_pixels(model, preprocessing):
     return tf.keras.Model(inputs, model(normalised), name=f"{model.name}_rgb")
 
 
-def representative(calibration):
+def representative(calibration: Calibration) -> Callable[[], Iterator[Any]]:
     """MCT's representative dataset: a callable giving an iterator of ``[batch]`` lists."""
-    def batches():
+    def batches() -> Iterator[Any]:
         for batch in calibration():
             yield [batch]
     return batches
@@ -67,7 +67,7 @@ def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessi
         steps = config.gptq_epochs * len(calibration)
         done = [0]
 
-        def log(*_):
+        def log(*_: Any) -> None:
             done[0] += 1
             calibration.stage(f"GPTQ: step {done[0]}/{steps}")
 
@@ -93,7 +93,7 @@ def tl_export_quantized(model: Any, path: Path, reporter: Reporter) -> Path | No
     return file
 
 
-def load_quantized(file):
+def load_quantized(file: Path) -> Any:
     import mct_quantizers
 
     return mct_quantizers.keras_load_quantized_model(str(file), compile=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 TL_FRAMEWORK = "keras"
 
 
-def float32_model(model):
+def float32_model(model: Any) -> Any:
     """``model`` itself, or with mixed precision (or several workers) a copy computing in float32 with the same
     weights: the saved model is float32 (what MCT quantizes, and what runs everywhere)."""
     import tensorflow as tf
@@ -28,7 +28,7 @@ def float32_model(model):
     if strategy() is None and all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
         return model  # (with several workers, always a copy: plain variables, saved by the chief alone)
 
-    def float32(node):  # every layer's dtype policy (a Policy object's config, or "mixed_float16") -> float32
+    def float32(node: Any) -> Any:  # every layer's dtype policy (a Policy object's config, or "mixed_float16") -> float32
         if isinstance(node, dict):
             return {key: "float32" if key == "dtype" and (isinstance(value, dict) or str(value).startswith("mixed"))
                     else float32(value) for key, value in node.items()}
@@ -46,7 +46,7 @@ def float32_model(model):
     return copy
 
 
-def _all_layers(model):
+def _all_layers(model: Any) -> Iterator[Any]:
     for layer in model.layers:
         yield layer
         if hasattr(layer, "layers"):

@@ -9,7 +9,7 @@ float scores.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tlcore.hookspecs import hookimpl
 from tlcore.report import quiet_native_stderr
@@ -40,7 +40,7 @@ def tl_export_tflite(model: Any, calibration: Calibration, preprocessing: Prepro
         activity.stage(f"{QUANTIZED_FILE}, calibrating on {calibration.images} images")
         size = preprocessing.size
 
-        def representative():
+        def representative() -> Iterator[Any]:
             # One image spanning 0-255 first, so that the uint8 input's scale is exactly one pixel value.
             yield [np.linspace(0, 255, size * size * 3, dtype=np.float32).reshape(1, size, size, 3)]
             for batch in calibration():
@@ -60,15 +60,15 @@ def tl_export_tflite(model: Any, calibration: Calibration, preprocessing: Prepro
 class TFLiteModel:
     """A TFLite model run by TensorFlow's interpreter; integer input is quantized with its scale and zero point."""
 
-    def __init__(self, file, reporter):
+    def __init__(self, file: Path, reporter: Reporter) -> None:
         import tensorflow as tf
 
         with quiet_native_stderr(reporter):  # "Created TensorFlow Lite XNNPACK delegate for CPU."
             self.interpreter = tf.lite.Interpreter(model_path=str(file), num_threads=os.cpu_count())
             self.interpreter.allocate_tensors()
-        self.batch = None
+        self.batch: int | None = None
 
-    def predict(self, images):
+    def predict(self, images: Any) -> Any:
         import numpy as np
 
         interpreter = self.interpreter

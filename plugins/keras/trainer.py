@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
@@ -22,6 +22,7 @@ from tlplugins.keras.framework import inference
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
     from tlcore.dataset import DatasetIndex
+    from tlcore.distributed import Cluster
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Reporter
     from tlcore.training import RunEvents
@@ -38,7 +39,7 @@ class Classifier:
     head: object
 
 
-def build_classifier(extractor, num_outputs, size, dropout):
+def build_classifier(extractor: Any, num_outputs: int, size: int, dropout: float) -> Any:
     """Image -> extractor (inference mode) -> pooling -> dropout -> softmax over label ids."""
     import tensorflow as tf
 
@@ -52,7 +53,7 @@ def build_classifier(extractor, num_outputs, size, dropout):
     # float32 scores even with mixed precision: a float16 softmax loses small probabilities
     head_layers.append(tf.keras.layers.Dense(num_outputs, activation="softmax", name="predictions", dtype="float32"))
 
-    def head(tensor):
+    def head(tensor: Any) -> Any:
         for layer in head_layers:
             tensor = layer(tensor)
         return tensor
@@ -65,7 +66,7 @@ def build_classifier(extractor, num_outputs, size, dropout):
     )
 
 
-def model_key(model):
+def model_key(model: Any) -> Any:
     """A hash of ``model``'s architecture and weights: the feature cache is reused only while it holds."""
     digest = hashlib.sha256(model.to_json().encode())
     for weight in model.weights:
@@ -84,8 +85,8 @@ class KerasSteps:
     gradients up over every device, and the devices' losses and counts are added up for this worker.
     """
 
-    def __init__(self, classifier, cached, learning_rate, class_weights, dim, cluster, label_smoothing=0.0,
-                 weight_decay=0.0):
+    def __init__(self, classifier: Any, cached: bool, learning_rate: float, class_weights: Any, dim: int,
+                 cluster: Cluster, label_smoothing: float = 0.0, weight_decay: float = 0.0) -> None:
         import tensorflow as tf
 
         self.model = classifier.head if cached else classifier.model
@@ -107,7 +108,7 @@ class KerasSteps:
         image = tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)
         label, mask = tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None, dim), tf.float32)
 
-        def part(*tensors):
+        def part(*tensors: Any) -> Any:
             """This replica's part of the batch and the mask of its real rows (all of them without a strategy)."""
             if distributed is None:
                 return (*tensors, tf.ones(tf.shape(tensors[0])[:1], tf.float32))
@@ -115,7 +116,7 @@ class KerasSteps:
 
         classes = predictions.units
 
-        def loss_per_image(labels, scores):
+        def loss_per_image(labels: Any, scores: Any) -> Any:
             if not label_smoothing:
                 return loss_of(labels, scores)
             # (1 - e) * cross-entropy + e * the mean over classes of -log p, as tl's head search trains
@@ -123,7 +124,7 @@ class KerasSteps:
             picked = tf.gather(log_scores, labels, axis=1, batch_dims=1)
             return -(1.0 - label_smoothing) * picked - label_smoothing * tf.reduce_sum(log_scores, axis=1) / classes
 
-        def sums(labels, scores, real):
+        def sums(labels: Any, scores: Any, real: Any) -> Any:
             """The part's summed (weighted) loss, the batch's size over every replica, and the part's number
             correct, over its ``real`` rows."""
             per = loss_per_image(labels, scores) * real
@@ -135,7 +136,7 @@ class KerasSteps:
             hits = tf.cast(tf.equal(tf.argmax(scores, axis=-1), labels), tf.float32) * real
             return tf.reduce_sum(per), tf.maximum(count, 1.0), tf.cast(tf.reduce_sum(hits), tf.int32)
 
-        def train_replica(images, labels, kept):
+        def train_replica(images: Any, labels: Any, kept: Any) -> Any:
             images, labels, kept, real = part(images, labels, kept)
             with tf.GradientTape() as tape:
                 inputs = images if features is None else features(images, training=True)
@@ -153,16 +154,16 @@ class KerasSteps:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return loss, right
 
-        def test_replica(images, labels):
+        def test_replica(images: Any, labels: Any) -> Any:
             images, labels, real = part(images, labels)
             total, count, right = sums(labels, model(images, training=False), real)
             return total / count, right
 
-        def run(replica):
+        def run(replica: Callable[..., Any]) -> Any:
             if distributed is None:
                 return replica
 
-            def spread(*args):
+            def spread(*args: Any) -> Any:
                 results = distributed.run(replica, args=args)
                 return tuple(tf.add_n(distributed.experimental_local_results(value)) for value in results)
 
@@ -171,7 +172,7 @@ class KerasSteps:
         self._train = tf.function(run(train_replica), input_signature=[image, label, mask])
         self._test = tf.function(run(test_replica), input_signature=[image, label])
 
-    def _mask(self, count, keys):
+    def _mask(self, count: int, keys: Any) -> Any:
         import numpy as np
 
         if not self.rate:
@@ -184,13 +185,13 @@ class KerasSteps:
             uniform = sample_uniform(keys, self.dim)
         return (uniform >= self.rate).astype(np.float32)
 
-    def train(self, images, labels, keys=None):
+    def train(self, images: Any, labels: Any, keys: Any = None) -> Any:
         return self._guarded(self._train, images, labels, self._mask(len(labels), keys))  # keys: per-image dropout
 
-    def test(self, images, labels):
+    def test(self, images: Any, labels: Any) -> Any:
         return self._guarded(self._test, images, labels)
 
-    def _guarded(self, step, *args):
+    def _guarded(self, step: Any, *args: Any) -> Any:
         if self.cluster.size == 1:
             loss, right = step(*args)
             return StepResult(float(loss.numpy()), float(right.numpy()))
@@ -202,21 +203,21 @@ class KerasSteps:
         except tf.errors.OpError as exc:  # a collective failed: another worker is gone or too slow
             raise self.cluster.lost("training step", exc) from None
 
-    def set_learning_rate(self, rate):
+    def set_learning_rate(self, rate: float) -> None:
         self._rate_variable.assign(rate)
 
-    def snapshot(self):
+    def snapshot(self) -> Any:
         return self.model.get_weights()
 
-    def restore(self, state):
+    def restore(self, state: Any) -> None:
         self.model.set_weights(state)
 
-    def state(self):
+    def state(self) -> Any:
         """Weights and optimizer state (step count, Adam's moments), for a checkpoint: a resumed run goes on
         exactly."""
         return {"weights": self.snapshot(), "optimizer": [variable.numpy() for variable in self.optimizer.variables]}
 
-    def load_state(self, state):
+    def load_state(self, state: Any) -> None:
         self.restore(state["weights"])
         if state["optimizer"]:
             with scope():
@@ -225,7 +226,7 @@ class KerasSteps:
                 variable.assign(value)
 
 
-def _in_replica(model, cluster):
+def _in_replica(model: Any, cluster: Cluster) -> Any:
     """``model`` in inference mode, run by the strategy, each of this worker's devices on its part of the batch:
     in a replica, reading BatchNorm's statistics takes no collective, so workers may extract different numbers of
     batches."""
@@ -233,7 +234,7 @@ def _in_replica(model, cluster):
 
     distributed, replicas = strategy(), local_replicas(cluster.size)
 
-    def call(images):
+    def call(images: Any) -> Any:
         result = distributed.run(lambda batch: model(local_part((batch,), replicas)[0], training=False),
                                  args=(images,))
         # the parts in replica order, then the padding (a batch smaller than the replicas): cut off
@@ -242,14 +243,14 @@ def _in_replica(model, cluster):
     return tf.function(call, input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
 
 
-def _has_layer(model, name):
+def _has_layer(model: Any, name: str) -> Any:
     return any(layer.name == name for layer in model.layers)
 
 
 class KerasTrainable:
     """The Keras classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
 
-    def __init__(self, extractor, classifier, cluster):
+    def __init__(self, extractor: Any, classifier: Any, cluster: Cluster) -> None:
         self.extractor = extractor
         self.classifier = classifier
         self.cluster = cluster
@@ -260,21 +261,22 @@ class KerasTrainable:
         self._features = inference(classifier.features) if strategy() is None else _in_replica(classifier.features,
                                                                                                 cluster)
 
-    def features(self, images):
+    def features(self, images: Any) -> Any:
         return self._features(images).numpy().astype("float32", copy=False)  # float16 with mixed precision
 
-    def head_scores(self, features):
+    def head_scores(self, features: Any) -> Any:
         return inference(self.classifier.head)(features).numpy()
 
-    def model_key(self):
+    def model_key(self) -> Any:
         return model_key(self.classifier.features)
 
-    def freeze(self, layers):
+    def freeze(self, layers: int) -> None:
         self.extractor.trainable = layers > 0
         for index, layer in enumerate(self.extractor.layers):
             layer.trainable = index >= len(self.extractor.layers) - layers if layers else False
 
-    def steps(self, cached, learning_rate, class_weights, *, label_smoothing=0.0, weight_decay=0.0):
+    def steps(self, cached: bool, learning_rate: float, class_weights: Any, *, label_smoothing: float = 0.0,
+              weight_decay: float = 0.0) -> Any:
         return KerasSteps(self.classifier, cached, learning_rate, class_weights, self.dim, self.cluster,
                           label_smoothing, weight_decay)
 

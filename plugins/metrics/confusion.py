@@ -7,10 +7,13 @@ float or quantized. numpy is imported inside the functions, like in every plugin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from tlcore.evaluation import Predictions
 
 
-def display_name(class_names, label_id):
+def display_name(class_names: Sequence[str | None], label_id: int) -> Any:
     """The class name of output ``label_id``, or ``(unused id N)`` where labels.json has no class with that id."""
     name = class_names[label_id] if label_id < len(class_names) else None
     return name if name is not None else f"(unused id {label_id})"
@@ -38,15 +41,15 @@ class Confusion:
     def correct(self) -> int:
         return int(self.counts.trace())
 
-    def images(self):
+    def images(self) -> Any:
         """Validation images per class (row sums)."""
         return self.counts.sum(axis=1)
 
-    def predicted(self):
+    def predicted(self) -> Any:
         """Images predicted as each class (column sums)."""
         return self.counts.sum(axis=0)
 
-    def scores(self):
+    def scores(self) -> Any:
         """``(precision, recall, f1)`` per class as float arrays; an undefined ratio (no image predicted as
         the class, or none of it) is 0, as scikit-learn's ``zero_division=0`` gives."""
         import numpy as np
@@ -69,7 +72,7 @@ class Confusion:
         }
 
 
-def confusion_matrix(predictions) -> Confusion:
+def confusion_matrix(predictions: Predictions) -> Confusion:
     """The :class:`Confusion` of ``predictions``."""
     import numpy as np
 
@@ -83,6 +86,6 @@ def confusion_matrix(predictions) -> Confusion:
     return Confusion(tuple(ids), tuple(display_name(predictions.class_names, label) for label in ids), counts)
 
 
-def num_classes(predictions) -> int:
+def num_classes(predictions: Predictions) -> int:
     """The number of classes (labels.json entries) the model tells apart."""
     return sum(name is not None for name in predictions.class_names)

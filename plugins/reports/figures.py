@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
 from tlcore.training import watched_images
@@ -57,7 +57,7 @@ def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], histo
     return written
 
 
-def drawn_classes(confusion, limit=MAX_DRAWN_CLASSES):
+def drawn_classes(confusion: Any, limit: int = MAX_DRAWN_CLASSES) -> Any:
     """Indices (into ``confusion.label_ids``) of the classes the picture shows: all of them up to ``limit``,
     else the ``limit`` classes with the most errors (as true or as predicted class), in id order."""
     import numpy as np
@@ -70,12 +70,12 @@ def drawn_classes(confusion, limit=MAX_DRAWN_CLASSES):
     return sorted(int(i) for i in np.argsort(-errors, kind="stable")[:limit])
 
 
-def short(name):
+def short(name: str) -> Any:
     return name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "…"
 
 
 @contextmanager
-def fonts():
+def fonts() -> Iterator[Any]:
     """matplotlib's settings for the pictures: its own font, then any installed one of FALLBACK_FONTS."""
     import matplotlib
     from matplotlib import font_manager
@@ -86,7 +86,7 @@ def fonts():
         yield
 
 
-def new_figure(width, height):
+def new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -95,13 +95,13 @@ def new_figure(width, height):
     return figure
 
 
-def save(figure, file):
+def save(figure: Any, file: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "Glyph missing from font" for names in scripts the font lacks
         figure.savefig(file, dpi=DPI, format="png")
 
 
-def confusion_figure(predictions):
+def confusion_figure(predictions: Predictions) -> Any:
     """The confusion matrix: one row per true class, one column per predicted class, coloured by the share of
     the true class's images (so that small classes show as clearly as large ones) and labelled with counts."""
     import numpy as np
@@ -140,7 +140,7 @@ def confusion_figure(predictions):
     return figure
 
 
-def curves_figure(history, metrics, watched="validation"):
+def curves_figure(history: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any], watched: str = 'validation') -> Any:
     """Loss and accuracy per epoch, training and ``watched`` (``"validation"``, or the ``"hold-out"`` early
     stopping watches), side by side; the epoch whose weights early stopping kept is marked. Without epochs (a
     trainer that reported none), a picture that says so."""
@@ -182,7 +182,7 @@ def curves_figure(history, metrics, watched="validation"):
     return figure
 
 
-def finite(value):
+def finite(value: Any) -> Any:
     """``value`` as a float, or None when it is missing, not a number or infinite (a gap in the curve)."""
     try:
         value = float(value)

@@ -76,18 +76,19 @@ def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], histo
     return [SUMMARY_HTML]
 
 
-def esc(value):
+def esc(value: Any) -> Any:
     return html.escape(str(value), quote=True)
 
 
-def percent(value):
+def percent(value: Any) -> str:
     return f"{value:.1%}"
 
 
 class Page:
     """summary.html of one run. Links are relative to ``evaluate_result_dir``, where the page is published."""
 
-    def __init__(self, predictions, metrics, history, dataset, path, config, health=None):
+    def __init__(self, predictions: Predictions, metrics: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
+                 dataset: DatasetIndex, path: Path, config: RunConfig, health: HealthReport | None = None) -> None:
         self.predictions, self.metrics, self.history = predictions, metrics, list(history)
         self.dataset, self.path, self.config, self.health = dataset, path, config, health
 
@@ -95,16 +96,16 @@ class Page:
         self.home = Path(config.evaluate_result_dir)
         self.confusion = confusion_matrix(predictions)
 
-    def has(self, name):
+    def has(self, name: str) -> Any:
         return (self.path / name).exists()
 
-    def link(self, target, text=None):
+    def link(self, target: Path, text: str | None = None) -> str:
         """``<a>`` to ``target`` (a file or folder) relative to the page; the plain text where none can be made."""
         relative = relative_url(target, self.home)
         shown = esc(text if text is not None else target)
         return f'<a href="{relative}">{shown}</a>' if relative else shown
 
-    def render(self):
+    def render(self) -> Any:
         top1 = self.metrics.get("top_1_accuracy", self.confusion.correct / max(self.confusion.total, 1))
         sections = [self.overview(top1), self.curves(), self.head_search(), self.matrix(), self.per_class(),
                     self.mistakes(), self.data_health(), self.files(), self.all_metrics()]
@@ -117,7 +118,7 @@ class Page:
             + f'{esc(datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"))}.</p>\n</body>\n</html>\n'
         )
 
-    def overview(self, top1):
+    def overview(self, top1: Any) -> str:
         confusion, config = self.confusion, self.config
         classes = sum(name is not None for name in self.predictions.class_names)
         epochs = len(self.history)
@@ -155,7 +156,7 @@ class Page:
         table = "".join(f"<tr><th>{esc(name)}</th><td>{value}</td></tr>" for name, value in rows)
         return f'<h1>Training report</h1>\n<p class="lead">{lead}</p>\n<table>{table}</table>'
 
-    def curves(self):
+    def curves(self) -> Any:
         parts = ["<h2>Training curves</h2>"]
         if not self.history:
             parts.append('<p class="note">The trainer reported no epochs, so there are no training curves.</p>')
@@ -175,7 +176,7 @@ class Page:
             parts.append(f"<p>The numbers: {self.link(self.home / HISTORY_CSV, HISTORY_CSV)}.</p>")
         return "\n".join(parts)
 
-    def head_search(self):
+    def head_search(self) -> str:
         """What the head search tried and chose (``metrics["head_search"]``), best first."""
         search = self.metrics.get("head_search")
         if not isinstance(search, dict) or not search.get("tried"):
@@ -197,7 +198,7 @@ class Page:
                 f"it did not train on, in {search['seconds']:.1f} s. Chosen: {chosen}.{kept}</p>\n"
                 f"<table><tr>{header}</tr>{body}</table>")
 
-    def matrix(self):
+    def matrix(self) -> Any:
         confusion = self.confusion
         parts = ["<h2>Confusion matrix</h2>"]
         if self.has(CONFUSION_PNG):
@@ -224,7 +225,7 @@ class Page:
             parts.append(f"<p>The counts: {self.link(self.home / CONFUSION_JSON, CONFUSION_JSON)}.</p>")
         return "\n".join(parts)
 
-    def per_class(self):
+    def per_class(self) -> str:
         confusion = self.confusion
         precision, recall, f1 = confusion.scores()
         images, predicted = confusion.images(), confusion.predicted()
@@ -255,7 +256,7 @@ class Page:
             f"highlighted.</p>\n{weakest_text}\n<table>{header}{''.join(rows)}</table>"
         )
 
-    def mistakes(self):
+    def mistakes(self) -> Any:
         found = misclassified(self.predictions)
         total = len(self.predictions)
         parts = ['<h2 id="misclassified">Misclassified images</h2>']
@@ -280,7 +281,7 @@ class Page:
                      + "".join(rows) + "</table>")
         return "\n".join(parts)
 
-    def data_health(self):
+    def data_health(self) -> Any:
         """What the data check found, each kind in a table of its most important findings with pictures of the
         images (both of a duplicate pair); absent when the run did not check the data."""
         if self.health is None:
@@ -325,20 +326,20 @@ class Page:
                      "wrong, and add images to small classes.</p>")
         return "\n".join(parts)
 
-    def thumbnail(self, image):
+    def thumbnail(self, image: Any) -> Any:
         """A small picture of ``image`` linking to it; empty where no relative link can be made."""
         url = relative_url(image, self.home)
         return (f'<a href="{url}"><img class="thumb" src="{url}" alt="" loading="lazy" width="{THUMBNAIL}" '
                 f'height="{THUMBNAIL}"></a>') if url else ""
 
-    def shown_path(self, image, split):
+    def shown_path(self, image: Any, split: Any) -> Any:
         """``image`` relative to the folder of its ``split`` ("training" or "validation"), or as it is."""
         try:
             return Path(image).relative_to(Path(getattr(self.dataset, split).root)).as_posix()
         except (ValueError, AttributeError):
             return str(image)
 
-    def files(self):
+    def files(self) -> Any:
         known = {name for name, _ in FILES}
         rows = []
         for name, what in FILES:
@@ -357,15 +358,15 @@ class Page:
         return ("<h2>Files</h2>\n<p>Beside this page, in " + esc(self.home) + ":</p>\n<table>"
                 + "".join(rows) + "</table>")
 
-    def all_metrics(self):
+    def all_metrics(self) -> str:
         text = json.dumps(self.metrics, indent=2, ensure_ascii=False, default=str)
         return f"<details><summary>All metrics (results.json)</summary><pre>{esc(text)}</pre></details>"
 
-    def figure(self, name, alt):
+    def figure(self, name: str, alt: str) -> str:
         return f'<a href="{quote(name)}"><img class="figure" src="{quote(name)}" alt="{esc(alt)}"></a>'
 
 
-def relative_url(target, base):
+def relative_url(target: Path, base: Path) -> Any:
     """``target`` relative to the folder ``base``, as an escaped URL path; None when there is no relative path
     (another drive on Windows)."""
     try:

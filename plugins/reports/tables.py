@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
 
@@ -30,7 +30,7 @@ def tl_write_reports(predictions: Predictions, history: Sequence[Mapping[str, fl
     return [CONFUSION_JSON, MISCLASSIFIED_CSV, HISTORY_CSV]
 
 
-def misclassified(predictions):
+def misclassified(predictions: Predictions) -> Any:
     """Rows of the validation images whose best score is not their class, most confident mistake first
     (they are the likeliest to be labelled wrongly): path, true label, predicted label, the predicted label's
     score and the true label's score."""
@@ -44,13 +44,13 @@ def misclassified(predictions):
     return sorted(found, key=lambda row: (-row[3], row[0]))
 
 
-def history_columns(history):
+def history_columns(history: Sequence[Mapping[str, Any]]) -> Any:
     """``epoch``, ``loss``, ``acc``, ``val_loss``, ``val_acc``, then any other value a trainer logged."""
     extra = [name for epoch in history for name in epoch if name not in HISTORY_COLUMNS]
     return [*HISTORY_COLUMNS, *dict.fromkeys(extra)]
 
 
-def write_csv(file, columns, rows):
+def write_csv(file: Path, columns: Sequence[str], rows: Any) -> None:
     with open(file, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)

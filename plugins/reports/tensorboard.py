@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import time
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
@@ -32,7 +32,7 @@ TAGS = {"loss": ("train", "epoch_loss"), "acc": ("train", "epoch_accuracy"),
 ``epoch_<name>``."""
 
 
-def tensorboard_installed():
+def tensorboard_installed() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
@@ -58,7 +58,7 @@ def tl_write_reports(history: Sequence[Mapping[str, float]], path: Path, config:
     return [TENSORBOARD_DIR]
 
 
-def tag_of(name):
+def tag_of(name: str) -> Any:
     if name in TAGS:
         return TAGS[name]
     if name.startswith("val_"):
@@ -66,7 +66,7 @@ def tag_of(name):
     return "train", f"epoch_{name}"
 
 
-def write_events(history, folder, watched="validation"):
+def write_events(history: Sequence[Mapping[str, Any]], folder: Path, watched: str = 'validation') -> None:
     """One event file per run folder (``train``, and ``watched`` for the ``val_*`` values), one scalar per
     value and epoch."""
     from tensorboard.compat.proto import event_pb2, summary_pb2

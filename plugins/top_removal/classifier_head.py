@@ -21,7 +21,7 @@ TL_FRAMEWORK = "keras"
 HEAD_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 
 
-def is_head_layer(layer):
+def is_head_layer(layer: Any) -> bool:
     import tensorflow as tf
 
     layers = tf.keras.layers
@@ -35,7 +35,7 @@ def is_head_layer(layer):
     return False
 
 
-def split_head(model):
+def split_head(model: Any) -> Any:
     """``(feature_layer, removed_layers)`` for ``model``; removed is empty when it has no top."""
     import tensorflow as tf
 
@@ -62,7 +62,7 @@ def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
     return cut_at(model, feature_layer)
 
 
-def cut_at(model, layer):
+def cut_at(model: Any, layer: Any) -> Any:
     """``model`` from its inputs to ``layer``'s output.
 
     A nested model (e.g. the feature extractor inside a model tl saved) also has an

@@ -10,7 +10,7 @@ its head took. A plain ``nn.Sequential`` loses its classifying tail the same way
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -23,17 +23,17 @@ TL_FRAMEWORK = "torch"
 HEAD_ATTRIBUTES = ("classifier", "fc", "heads", "head")
 
 
-def is_head_layer(module):
+def is_head_layer(module: Any) -> Any:
     import torch.nn as nn
 
     return isinstance(module, (nn.Linear, nn.Dropout, nn.Softmax, nn.LogSoftmax, nn.Flatten, nn.Identity))
 
 
-def describe(modules):
+def describe(modules: Sequence[Any]) -> Any:
     return ", ".join(f"{name} ({type(module).__name__})" for name, module in modules)
 
 
-def trim(sequence):
+def trim(sequence: Any) -> Any:
     """``(kept, removed)``: an ``nn.Sequential`` split before its trailing classifying layers."""
     import torch.nn as nn
 
@@ -72,7 +72,7 @@ def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
     return model
 
 
-def _report(reporter, removed, model, where):
+def _report(reporter: Reporter, removed: Sequence[str], model: Any, where: str) -> Any:
     if removed:
         reporter.info(f"Top layers removed: {describe(removed)}; features are {where}")
     else:
@@ -80,7 +80,7 @@ def _report(reporter, removed, model, where):
     return model
 
 
-def _is_scripted(model):
+def _is_scripted(model: Any) -> Any:
     import torch
 
     return isinstance(model, (torch.jit.ScriptModule, torch.fx.GraphModule))

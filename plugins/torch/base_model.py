@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore.calls import describe_exception
@@ -28,7 +29,7 @@ def tl_config_keys() -> list[ConfigKey]:
     ]
 
 
-def random_initialise(model, size, seed=None):
+def random_initialise(model: Any, size: int, seed: int | None = None) -> None:
     """Random weights whose frozen features still tell images apart.
 
     torchvision's own initialisation (He scaling, fan-out) puts a deep MobileNetV2
@@ -50,7 +51,7 @@ def random_initialise(model, size, seed=None):
         convolutions[-1].weight.mul_(1.0 / max(float(features.std()), 1e-12))
 
 
-def load_mobilenet_v2(config, reporter):
+def load_mobilenet_v2(config: RunConfig, reporter: Reporter) -> Any:
     import torch
     import torchvision
 
@@ -83,7 +84,7 @@ def load_mobilenet_v2(config, reporter):
     return model.eval()
 
 
-def load_weights_file(model, path, alpha):
+def load_weights_file(model: Any, path: Path, alpha: float) -> None:
     """Load a state dict (torch.save(model.state_dict())) into ``model``; the classifier's weights may be absent."""
     import torch
 
@@ -110,7 +111,7 @@ def load_weights_file(model, path, alpha):
     model.load_state_dict(features, strict=False)
 
 
-def load_user_model(path, config, reporter):
+def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
     """A whole model: TorchScript (torch.jit.save), a torch.export program (.pt2), or a pickled nn.Module."""
     import torch
 
@@ -149,7 +150,7 @@ def load_user_model(path, config, reporter):
     return model
 
 
-def inference_mode(model):
+def inference_mode(model: Any) -> Any:
     """``model`` with dropout and batch normalisation in inference mode; a torch.export program is
     fixed in it already and refuses ``eval()``."""
     try:

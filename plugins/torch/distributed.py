@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tlcore.calls import describe_exception
 from tlcore.distributed import Cluster, WorkerError
@@ -28,7 +28,7 @@ ENVIRONMENT = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 """What torchrun sets for every worker, and what this needs."""
 
 
-def _integer(name, low, high):
+def _integer(name: str, low: int, high: int) -> Any:
     text = os.environ[name]
     try:
         value = int(text)
@@ -40,7 +40,7 @@ def _integer(name, low, high):
     return value
 
 
-def local_gpus():
+def local_gpus() -> Any:
     """The GPUs this process computes on: under torchrun with several workers, its own (``LOCAL_RANK``: one
     process per GPU); alone, every GPU of the machine (``torch.nn.DataParallel`` splits each batch between
     them); none without CUDA."""
@@ -89,7 +89,7 @@ def tl_cluster(config: RunConfig, reporter: Reporter) -> Cluster | None:
     return join(rank, size, address, port, config.options["worker_timeout"], reporter)
 
 
-def _store(rank, size, address, port, timeout):
+def _store(rank: int, size: int, address: str, port: int, timeout: float) -> Any:
     """Where the workers meet: under torchrun the store its agent serves at MASTER_ADDR:MASTER_PORT, else one
     that worker 0 serves there. Each attempt (torchrun restarts the workers after a failure, ``--max-restarts``)
     meets under a prefix of its own: the store outlives the workers, and the addresses the previous attempt's
@@ -103,7 +103,7 @@ def _store(rank, size, address, port, timeout):
     return dist.PrefixStore(f"tl/attempt-{attempt}", store)
 
 
-def join(rank, size, address, port, timeout, reporter):
+def join(rank: int, size: int, address: str, port: int, timeout: float, reporter: Reporter) -> Any:
     """Join the process group: every worker waits here (at most ``timeout`` seconds) for all the others."""
     import torch
     import torch.distributed as dist
@@ -129,17 +129,17 @@ def join(rank, size, address, port, timeout, reporter):
 class TorchCollectives:
     """The core's collectives over the default process group."""
 
-    def __init__(self, backend):
+    def __init__(self, backend: str) -> None:
         self.backend = backend
 
-    def all_gather(self, value):
+    def all_gather(self, value: Any) -> Any:
         import torch.distributed as dist
 
         gathered = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, value)
         return gathered
 
-    def sum(self, values):
+    def sum(self, values: Sequence[Any]) -> Any:
         import torch
         import torch.distributed as dist
 
@@ -147,21 +147,21 @@ class TorchCollectives:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor.tolist()
 
-    def broadcast(self, value):
+    def broadcast(self, value: Any) -> Any:
         import torch.distributed as dist
 
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self):
+    def close(self) -> None:
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def broadcast_tensors(tensors, cluster):
+def broadcast_tensors(tensors: Any, cluster: Cluster) -> None:
     """The chief's values of ``tensors``, on every worker (in place)."""
     import torch.distributed as dist
 
@@ -172,7 +172,7 @@ def broadcast_tensors(tensors, cluster):
         raise cluster.lost("broadcast", exc) from None
 
 
-def all_reduce_sum(tensors, cluster):
+def all_reduce_sum(tensors: Any, cluster: Cluster) -> None:
     """Add ``tensors`` up over the workers, in place, in one collective (the gradients of a step)."""
     import torch
     import torch.distributed as dist

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from tlcore.hookspecs import hookimpl
 
@@ -29,26 +29,26 @@ TL_FRAMEWORK = "torch"
 QUANTIZED_FILE = "model_quantized.onnx"
 
 
-def taking_raw_pixels(model, preprocessing):
+def taking_raw_pixels(model: Any, preprocessing: Preprocessing) -> Any:
     """``model`` behind ``(pixel - mean) / std``, so that it takes raw RGB pixels 0-255."""
     import torch
 
     class RawPixels(torch.nn.Module):
-        def __init__(self, classifier):
+        def __init__(self, classifier: Any) -> None:
             super().__init__()
             self.classifier = classifier
             self.register_buffer("mean", torch.tensor(preprocessing.mean).reshape(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(preprocessing.std).reshape(1, 3, 1, 1))
 
-        def forward(self, images):
+        def forward(self, images: Any) -> Any:
             return self.classifier((images - self.mean) / self.std)
 
     return RawPixels(model).eval()
 
 
-def representative(calibration):
+def representative(calibration: Calibration) -> Callable[[], Iterator[Any]]:
     """MCT's representative dataset: a callable giving an iterator of ``[batch]`` lists."""
-    def batches():
+    def batches() -> Iterator[Any]:
         for batch in calibration():
             yield [batch]
     return batches
@@ -75,7 +75,7 @@ def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessi
         steps = config.gptq_epochs * len(calibration)
         done = [0]
 
-        def log(*_):
+        def log(*_: Any) -> None:
             done[0] += 1
             calibration.stage(f"GPTQ: step {done[0]}/{steps}")
 
@@ -93,7 +93,7 @@ def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessi
 class Quantized:
     """MCT's quantized module, with the calibration its ONNX export needs."""
 
-    def __init__(self, module, calibration):
+    def __init__(self, module: Any, calibration: Calibration) -> None:
         self.module = module
         self.calibration = calibration
 
@@ -121,7 +121,7 @@ def tl_export_quantized(model: Any, path: Path, reporter: Reporter) -> Path | No
 class OnnxModel:
     """An exported quantized model, run by onnxruntime with MCT's quantization operators."""
 
-    def __init__(self, file):
+    def __init__(self, file: Path) -> None:
         import mct_quantizers
         import onnxruntime
 
@@ -129,9 +129,9 @@ class OnnxModel:
                                                     providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 
-    def predict(self, images):
+    def predict(self, images: Any) -> Any:
         return self.session.run(None, {self.input: images})[0]
 
 
-def load_quantized(file):
+def load_quantized(file: Path) -> Any:
     return OnnxModel(file)

@@ -21,6 +21,7 @@ from tlplugins.torch.distributed import all_reduce_sum, local_gpus
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
     from tlcore.dataset import DatasetIndex
+    from tlcore.distributed import Cluster
     from tlcore.preprocessing import Preprocessing
     from tlcore.report import Reporter
     from tlcore.training import RunEvents
@@ -31,7 +32,7 @@ TL_FRAMEWORK = "torch"
 _CLASSES: dict[str, type] = {}
 
 
-def classifier_modules():
+def classifier_modules() -> Any:
     """The classes, defined once torch is imported (plugin modules import torch only inside hooks).
 
     They are reachable as attributes of this module (see :func:`__getattr__`), so a
@@ -45,12 +46,12 @@ def classifier_modules():
     class Features(nn.Module):
         """The extractor's output as one vector per image (feature maps are averaged, like Keras' pooling)."""
 
-        def __init__(self, extractor, pool=False):
+        def __init__(self, extractor: Any, pool: bool = False) -> None:
             super().__init__()
             self.extractor = extractor
             self.pool = pool  # decided once, so that the forward pass has no data-dependent branch to trace
 
-        def train(self, mode=True):
+        def train(self, mode: bool = True) -> Any:
             self.training = mode
             try:
                 self.extractor.train(mode)
@@ -58,7 +59,7 @@ def classifier_modules():
                 pass
             return self
 
-        def forward(self, images):
+        def forward(self, images: Any) -> Any:
             features = self.extractor(images)
             if self.pool:
                 features = features.mean(dim=(2, 3))
@@ -67,12 +68,12 @@ def classifier_modules():
     class Classifier(nn.Module):
         """Image -> features -> dropout -> linear -> softmax over label ids."""
 
-        def __init__(self, features, dim, num_outputs, dropout):
+        def __init__(self, features: Any, dim: int, num_outputs: int, dropout: float) -> None:
             super().__init__()
             self.features = features
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_outputs))
 
-        def forward(self, images):
+        def forward(self, images: Any) -> Any:
             return torch.softmax(self.head(self.features(images)), dim=1)
 
     for cls in (Features, Classifier):
@@ -81,7 +82,7 @@ def classifier_modules():
     return Features, Classifier
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     """``Features`` and ``Classifier``, created on first use: how ``torch.load`` finds them."""
     if name in ("Features", "Classifier"):
         classifier_modules()
@@ -89,12 +90,12 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def leaf_modules(model):
+def leaf_modules(model: Any) -> Any:
     """The model's layers in order: modules without children."""
     return [module for module in model.modules() if not list(module.children())]
 
 
-def freeze(extractor, fine_tune_layers):
+def freeze(extractor: Any, fine_tune_layers: int) -> None:
     """Train only the last ``fine_tune_layers`` layers of the base (none by default)."""
     layers = leaf_modules(extractor)
     for index, layer in enumerate(layers):
@@ -103,7 +104,7 @@ def freeze(extractor, fine_tune_layers):
             parameter.requires_grad_(trainable)
 
 
-def model_key(model):
+def model_key(model: Any) -> Any:
     """A hash of ``model``'s structure and weights: the feature cache is reused only while it holds."""
     import torch
 
@@ -120,25 +121,25 @@ class Device:
     the base runs under ``torch.nn.DataParallel``, each GPU on its part of the batch), else the CPU; with
     ``mixed``, in float16 on a GPU (bfloat16 on the CPU) while the weights stay float32."""
 
-    def __init__(self, mixed):
+    def __init__(self, mixed: bool) -> None:
         import torch
 
         self.gpus = local_gpus()
         self.torch = torch.device(f"cuda:{self.gpus[0]}" if self.gpus else "cpu")
         self.mixed = mixed
 
-    def parallel(self, module):
+    def parallel(self, module: Any) -> Any:
         """``module``, or on several GPUs ``module`` under DataParallel (its gradients reach ``module``)."""
         import torch
 
         return torch.nn.DataParallel(module, device_ids=self.gpus) if len(self.gpus) > 1 else module
 
-    def tensor(self, array):
+    def tensor(self, array: Any) -> Any:
         import torch
 
         return torch.from_numpy(array).to(self.torch, non_blocking=True)
 
-    def autocast(self):
+    def autocast(self) -> Any:
         import torch
 
         dtype = torch.float16 if self.torch.type == "cuda" else torch.bfloat16
@@ -149,8 +150,8 @@ class TorchSteps:
     """The training and test steps of one phase: on features only the head trains, else images go through
     the whole classifier (its base stays in inference mode, BatchNorm frozen)."""
 
-    def __init__(self, classifier, cached, learning_rate, class_weights, device, cluster, label_smoothing=0.0,
-                 weight_decay=0.0):
+    def __init__(self, classifier: Any, cached: bool, learning_rate: float, class_weights: Any, device: Any,
+                 cluster: Cluster, label_smoothing: float = 0.0, weight_decay: float = 0.0) -> None:
         import torch
 
         self.classifier = classifier
@@ -161,15 +162,16 @@ class TorchSteps:
         self.features = device.parallel(classifier.features)
         self.parameters = [p for p in self.trained.parameters() if p.requires_grad]
         kernel = classifier.head[1].weight  # L2 on the head's kernel only, as tl's head search trains
-        self.optimizer = torch.optim.Adam(
-            [{"params": [p for p in self.parameters if p is kernel], "weight_decay": weight_decay},
-             {"params": [p for p in self.parameters if p is not kernel]}], lr=learning_rate)
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in self.parameters if p is kernel], "weight_decay": weight_decay},
+             {"params": [p for p in self.parameters if p is not kernel]}]
+        self.optimizer = torch.optim.Adam(groups, lr=learning_rate)
         self.weight = torch.tensor(class_weights, device=device.torch) if class_weights is not None else None
         self.label_smoothing = label_smoothing
         self.loss_of = torch.nn.CrossEntropyLoss(weight=self.weight, label_smoothing=label_smoothing)
         self.scaler = torch.amp.GradScaler(device.torch.type, enabled=device.mixed and device.torch.type == "cuda")
 
-    def _logits(self, inputs, keys=None):
+    def _logits(self, inputs: Any, keys: Any = None) -> Any:
         """The head's logits; in training (``keys``: one key per image), its dropout drawn from each image's key,
         so that an image gets the same dropout whichever worker, or batch, has it."""
         with self.device.autocast():
@@ -182,7 +184,7 @@ class TorchSteps:
             kept = self.device.tensor(sample_uniform(keys, features.shape[1]) >= dropout.p)
             return linear(features * kept / (1.0 - dropout.p)).float()
 
-    def _loss(self, scores, labels):
+    def _loss(self, scores: Any, labels: Any) -> Any:
         """The batch's mean loss; with several workers, this worker's share of it (its part's loss over the whole
         batch's size, or weight, which an all-reduce adds up)."""
         import torch
@@ -197,7 +199,7 @@ class TorchSteps:
         all_reduce_sum([size], self.cluster)
         return total / size[0].clamp_min(1e-12)
 
-    def train(self, inputs, labels, keys=None):
+    def train(self, inputs: Any, labels: Any, keys: Any = None) -> Any:
         self.classifier.features.eval()
         self.classifier.head.train()
         inputs, labels = self.device.tensor(inputs), self.device.tensor(labels)
@@ -218,7 +220,7 @@ class TorchSteps:
         self.scaler.update()
         return StepResult(float(loss.detach()), int((scores.argmax(dim=1) == labels).sum()))
 
-    def test(self, inputs, labels):
+    def test(self, inputs: Any, labels: Any) -> Any:
         import torch
 
         self.classifier.eval()
@@ -227,21 +229,21 @@ class TorchSteps:
             scores = self._logits(inputs)
             return StepResult(float(self._loss(scores, labels)), int((scores.argmax(dim=1) == labels).sum()))
 
-    def set_learning_rate(self, rate):
+    def set_learning_rate(self, rate: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = rate
 
-    def snapshot(self):
+    def snapshot(self) -> Any:
         return {name: value.detach().clone() for name, value in self.trained.state_dict().items()}
 
-    def restore(self, state):
+    def restore(self, state: Any) -> None:
         self.trained.load_state_dict(state)
 
-    def state(self):
+    def state(self) -> Any:
         """Weights and optimizer (and gradient scaler) state, for a checkpoint: a resumed run goes on exactly."""
         return {"weights": self.snapshot(), "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
 
-    def load_state(self, state):
+    def load_state(self, state: Any) -> None:
         self.restore(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -250,7 +252,7 @@ class TorchSteps:
 class TorchTrainable:
     """The PyTorch classifier as the core's training policy sees it (:class:`tlcore.training.Trainable`)."""
 
-    def __init__(self, extractor, classifier, dim, device, cluster):
+    def __init__(self, extractor: Any, classifier: Any, dim: int, device: Any, cluster: Cluster) -> None:
         self.extractor = extractor
         self.classifier = classifier
         self.dim = dim
@@ -260,26 +262,27 @@ class TorchTrainable:
         self.layers = len(leaf_modules(extractor))
         self._features = device.parallel(classifier.features)
 
-    def features(self, images):
+    def features(self, images: Any) -> Any:
         import torch
 
         with torch.inference_mode(), self.device.autocast():
             return self._features(self.device.tensor(images)).float().cpu().numpy()
 
-    def head_scores(self, features):
+    def head_scores(self, features: Any) -> Any:
         import torch
 
         self.classifier.eval()
         with torch.inference_mode():
             return torch.softmax(self.classifier.head(self.device.tensor(features)), dim=1).cpu().numpy()
 
-    def model_key(self):
+    def model_key(self) -> Any:
         return model_key(self.extractor) + (":mixed" if self.device.mixed else "")
 
-    def freeze(self, layers):
+    def freeze(self, layers: int) -> None:
         freeze(self.extractor, layers)
 
-    def steps(self, cached, learning_rate, class_weights, *, label_smoothing=0.0, weight_decay=0.0):
+    def steps(self, cached: bool, learning_rate: float, class_weights: Any, *, label_smoothing: float = 0.0,
+              weight_decay: float = 0.0) -> Any:
         return TorchSteps(self.classifier, cached, learning_rate, class_weights, self.device, self.cluster,
                           label_smoothing, weight_decay)
 
