@@ -28,7 +28,8 @@ def float32_model(model: Any) -> Any:
     if strategy() is None and all(layer.dtype_policy.name == "float32" for layer in _all_layers(model)):
         return model  # (with several workers, always a copy: plain variables, saved by the chief alone)
 
-    def float32(node: Any) -> Any:  # every layer's dtype policy (a Policy object's config, or "mixed_float16") -> float32
+    def float32(node: Any) -> Any:
+        # every layer's dtype policy (a Policy object's config, or "mixed_float16") -> float32
         if isinstance(node, dict):
             return {key: "float32" if key == "dtype" and (isinstance(value, dict) or str(value).startswith("mixed"))
                     else float32(value) for key, value in node.items()}
