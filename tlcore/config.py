@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from tlcore.calls import call_all
 from tlcore.errors import ConfigError, PluginError
-from tlcore.frameworks import DEFAULT_FRAMEWORK
+from tlcore.frameworks import DEFAULT_FRAMEWORK, select_framework
 from tlcore.keys import CORE_KEYS, NEUTRAL_CORE_KEYS, REQUIRED, SCHEMA_KEY, SHARED_KEYS, ConfigKey, plugin_names
 from tlcore.paths import type_name
 
@@ -374,8 +374,6 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path, plugin_keys: Ite
         else:
             values[key.name] = key.default
     if frameworks is not None and values["framework"] not in frameworks:
-        from tlcore.frameworks import select_framework
-
         select_framework(frameworks, values["framework"], origin.get("framework", source))
 
     for output in ("output_dir", "evaluate_result_dir"):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from tlcore.distributed import SINGLE, Cluster
+from tlcore.errors import DatasetError
 from tlcore.images import VIEW_AUGMENTATIONS
 from tlcore.loader import Batch, ImageBatches, Views, report_undecodable, run_batches
 from tlcore.outputs import StagedDir, require_free_space
@@ -284,8 +285,6 @@ def _extract(compute: Callable[[Any], Any], split: Split, preprocessing: Preproc
 
 def _report_cached(split: Split, bad: list, config: RunConfig, reporter: Reporter) -> None:
     if bad and config.bad_images == "error":
-        from tlcore.errors import DatasetError
-
         index, reason = bad[0]
         raise DatasetError(f'{split.samples[index][0]}: this image cannot be decoded ({reason}); remove or replace '
                            'it, or set "bad_images": "skip"')

@@ -10,6 +10,7 @@ neutral ones, so a step is never answered by another framework's code.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
@@ -219,8 +220,6 @@ def serves(frameworks: tuple[str, ...] | None, name: str | None) -> bool:
 def select_framework(frameworks: Mapping[str, tuple[Framework, str]], name: str, source: str) -> Framework:
     """The framework called ``name``, or a one-line ConfigError listing the available ones."""
     if name not in frameworks:
-        import difflib
-
         available = ", ".join(sorted(frameworks)) or "none (is a built-in plugin blocked?)"
         close = difflib.get_close_matches(name, list(frameworks), n=1)
         hint = f'did you mean "{close[0]}"? ' if close else ""

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore import __version__
-from tlcore.calls import Hooks
+from tlcore.calls import Hooks, describe_exception
 from tlcore.dataset import DatasetIndex
 from tlcore.distributed import SINGLE, Cluster
 from tlcore.errors import OutputError, PluginError
@@ -24,6 +24,8 @@ from tlcore.outputs import (
     write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
+from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
+from tlcore.quantization import quantize_locked
 from tlcore.registry import open_hooks
 from tlcore.training import Checkpoint, RunEvents
 
@@ -111,8 +113,6 @@ def run(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug:
     started = time.monotonic()
     required = list(REQUIRED_HOOKS)
     if config.quantize:
-        from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
-
         required += QUANTIZE_HOOKS
     hooks = open_hooks(config, manager, required, debug=debug)
     cluster = join_cluster(hooks, config, reporter)
@@ -150,8 +150,6 @@ def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporte
         result, classifier, dataset = _run(hooks, config, reporter, started, resume, cluster)
         cluster.gather("written")  # the other workers wait for the outputs (and quantize nothing)
         if config.quantize:
-            from tlcore.quantization import quantize_locked
-
             try:
                 quantized = quantize_locked(config, manager, reporter, model=classifier, dataset=dataset, debug=debug)
             except KeyboardInterrupt as stop:
@@ -175,8 +173,6 @@ def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporte
         try:
             impl.function(**{name: {"config": config, "error": error}[name] for name in impl.argnames})
         except Exception as exc:  # noqa: BLE001 - an observer must not hide why the run stopped
-            from tlcore.calls import describe_exception
-
             reporter.warning(f'plugin "{impl.plugin_name}" failed in tl_on_run_failed: {describe_exception(exc)}')
 
 

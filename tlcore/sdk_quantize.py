@@ -37,7 +37,7 @@ from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.evaluation import evaluate_model
 from tlcore.lock import command_line, output_lock
-from tlcore.outputs import StagedDir, check_replaceable, flush, prepare_output_dir, publish_together
+from tlcore.outputs import StagedDir, check_replaceable, flush, prepare_output_dir, publish_together, remove_if_empty
 from tlcore.prepare import framework_keys
 from tlcore.preprocessing import Preprocessing
 from tlcore.quantization import (
@@ -221,8 +221,6 @@ def _quantize_sdk(config: RunConfig, hooks: Hooks, dataset: DatasetIndex, prepro
             }
             _publish(staged, tflite_stage, config, results)
     except BaseException:
-        from tlcore.outputs import remove_if_empty
-
         remove_if_empty(created)
         raise
     finally:

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
+from tlcore.sampling import sample_uniform
 from tlcore.training import StepResult, fit
 
 from tlplugins.keras.distributed import local_part, local_replicas, scope, strategy
 from tlplugins.keras.framework import inference
+from tlplugins.keras.saved_model import float32_model
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -180,8 +182,6 @@ class KerasSteps:
         if keys is None:  # a caller without per-image keys: dropout drawn afresh
             uniform = np.random.default_rng().random((count, self.dim), dtype=np.float32)
         else:
-            from tlcore.sampling import sample_uniform
-
             uniform = sample_uniform(keys, self.dim)
         return (uniform >= self.rate).astype(np.float32)
 
@@ -296,7 +296,6 @@ def tl_train(model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, co
         require_free_space(config.output_dir, classifier.model.count_params() * 4 + 16 * 2**20, "the SavedModel")
     fit(KerasTrainable(model, classifier, events.cluster), dataset, preprocessing, config, reporter, events)
     if strategy() is not None:  # a plain copy (made by every worker together): the chief saves it on its own
-        from tlplugins.keras.saved_model import float32_model
 
         return float32_model(classifier.model)
     return classifier.model

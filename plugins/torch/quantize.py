@@ -13,6 +13,7 @@ import importlib.util
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 
 from tlplugins.imx500.tpc import TPC_VERSION, target_platform
@@ -63,8 +64,6 @@ def tl_config_keys() -> list[ConfigKey]:
 def tl_quantize(model: Any, calibration: Calibration, preprocessing: Preprocessing, config: RunConfig) -> Any:
     missing = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
     if missing:
-        from tlcore.errors import ConfigError
-
         raise ConfigError(f"quantizing a PyTorch model exports it as ONNX, which needs {' and '.join(missing)}; "
                           "pip install -e '.[imx500]'")
     import model_compression_toolkit as mct

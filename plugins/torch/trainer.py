@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import require_free_space
+from tlcore.sampling import sample_uniform
 from tlcore.training import StepResult, fit
 
-from tlplugins.torch.distributed import all_reduce_sum, local_gpus
+from tlplugins.torch.distributed import all_reduce_sum, broadcast_tensors, local_gpus
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -179,8 +180,6 @@ class TorchSteps:
             dropout, linear = self.classifier.head
             if keys is None or not dropout.p:
                 return self.classifier.head(features).float()
-            from tlcore.sampling import sample_uniform
-
             kept = self.device.tensor(sample_uniform(keys, features.shape[1]) >= dropout.p)
             return linear(features * kept / (1.0 - dropout.p)).float()
 
@@ -209,8 +208,6 @@ class TorchSteps:
         self.scaler.scale(loss).backward()
         if self.cluster.size > 1:  # the gradient of the whole batch: every worker's part added up
             import torch
-
-            from tlplugins.torch.distributed import all_reduce_sum
 
             for parameter in self.parameters:
                 if parameter.grad is None:
@@ -307,7 +304,6 @@ def tl_train(model: Any, dataset: DatasetIndex, preprocessing: Preprocessing, co
     device = Device(config.mixed_precision is True)
     classifier.to(device.torch)
     if events.cluster.size > 1:  # every worker starts from the chief's weights (a seedless random base differs)
-        from tlplugins.torch.distributed import broadcast_tensors
 
         broadcast_tensors(list(classifier.state_dict().values()), events.cluster)
     try:
