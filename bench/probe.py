@@ -40,17 +40,19 @@ def _model():
     return _MODEL
 
 
-def features(paths: list[Path], batch: int = 32):
-    """Pooled features of the images (cached in memory by file content)."""
+def features(paths: list[Path], batch: int = 32, flip: bool = False):
+    """Pooled features of the images (cached in memory by file content); ``flip``: of their mirror images."""
     import numpy as np
     import tensorflow as tf
     from PIL import Image
-    keys = [hashlib.sha1(p.read_bytes()).hexdigest() for p in paths]
+    keys = [hashlib.sha1(p.read_bytes()).hexdigest() + ("-flip" if flip else "") for p in paths]
     todo = [i for i, k in enumerate(keys) if k not in _CACHE]
     for start in range(0, len(todo), batch):
         part = todo[start:start + batch]
         arr = np.stack([np.asarray(Image.open(paths[i]).convert("RGB").resize((224, 224), Image.BILINEAR),
                                    dtype=np.float32) for i in part])
+        if flip:
+            arr = arr[:, :, ::-1]
         out = _model().predict(tf.keras.applications.mobilenet_v2.preprocess_input(arr), verbose=0)
         for i, f in zip(part, out):
             _CACHE[keys[i]] = f
