@@ -15,7 +15,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Self
 
 from tlcore.errors import OutputError
 
@@ -69,12 +69,12 @@ def check_replaceable(path: Path, marker: str = MARKER) -> None:
         )
 
 
-class StagedDir:
-    """A hidden folder beside ``target`` that replaces ``target`` on :meth:`publish`.
+class _Staging:
+    """A hidden staging folder for ``target``, made on entering the ``with`` block and removed on leaving it
+    unless :meth:`publish` (of the subclass) has moved it into place."""
 
-    Use as a context manager: leaving without publishing (an error, Ctrl-C)
-    removes the staging folder and leaves ``target`` as it was.
-    """
+    PREFIX = ""
+    """The staging folder's name prefix; ``{name}`` is ``target``'s name."""
 
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
@@ -87,10 +87,29 @@ class StagedDir:
             raise RuntimeError("the staging folder exists inside the with block, until it is published")
         return self._path
 
-    def __enter__(self) -> StagedDir:
-        self._path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-partial-", dir=self.target.parent))
+    def _parent(self) -> Path:
+        """Where the staging folder is made."""
+        return self.target.parent
+
+    def __enter__(self) -> Self:
+        self._path = Path(tempfile.mkdtemp(prefix=self.PREFIX.format(name=self.target.name), dir=self._parent()))
         os.chmod(self._path, 0o777 & ~_umask())
         return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
+
+
+class StagedDir(_Staging):
+    """A hidden folder beside ``target`` that replaces ``target`` on :meth:`publish`.
+
+    Use as a context manager: leaving without publishing (an error, Ctrl-C)
+    removes the staging folder and leaves ``target`` as it was.
+    """
+
+    PREFIX = ".{name}.tl-partial-"
 
     def publish(self) -> None:
         """Move the staged folder to ``target``; the previous one is removed only afterwards."""
@@ -109,33 +128,20 @@ class StagedDir:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._path is not None:
-            shutil.rmtree(self._path, ignore_errors=True)
-            self._path = None
 
-
-class StagedFiles:
+class StagedFiles(_Staging):
     """A hidden folder inside ``target`` whose entries replace the ones of the same name in ``target`` on
     :meth:`publish` (a folder entry replaces a folder whole). Leaving without publishing removes it."""
 
+    PREFIX = ".reports.tl-partial-"
+
     def __init__(self, target: str | Path, stale: Iterable[str] = ()) -> None:
-        self.target = Path(target)
+        super().__init__(target)
         self.stale = tuple(stale)
         """Names of entries of an earlier publication: removed when this one does not replace them."""
-        self._path: Path | None = None
 
-    @property
-    def path(self) -> Path:
-        """The staging folder (inside the ``with`` block, before :meth:`publish`)."""
-        if self._path is None:
-            raise RuntimeError("the staging folder exists inside the with block, until it is published")
-        return self._path
-
-    def __enter__(self) -> StagedFiles:
-        self._path = Path(tempfile.mkdtemp(prefix=".reports.tl-partial-", dir=self.target))
-        os.chmod(self._path, 0o777 & ~_umask())
-        return self
+    def _parent(self) -> Path:
+        return self.target  # inside it: its entries are replaced one by one
 
     def publish(self) -> None:
         fresh = {entry.name for entry in self.path.iterdir()}
@@ -157,11 +163,6 @@ class StagedFiles:
                 if entry.is_file():
                     flush(entry)
                 os.replace(entry, destination)
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._path is not None:
-            shutil.rmtree(self._path, ignore_errors=True)
-            self._path = None
 
 
 @contextmanager
