@@ -112,21 +112,10 @@ def plant(dataset_dir: Path, out_dir: Path, seed: int, flips: int = 8, per_case:
 
 
 def duplicate_groups(findings) -> dict[str, int]:
-    """path -> group number: images joined by duplicate findings (which report a spanning tree per group)."""
-    parent: dict[str, str] = {}
-
-    def root(node):
-        parent.setdefault(node, node)
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    for finding in findings:
-        if finding.kind.startswith("duplicate_") and len(finding.paths) == 2:
-            parent[root(finding.paths[0])] = root(finding.paths[1])
-    roots = sorted({root(node) for node in list(parent)})
-    return {node: roots.index(root(node)) for node in list(parent)}
+    """path -> group number: images joined by duplicate findings (tlcore.health's groups, numbered)."""
+    groups = health.duplicate_groups(findings)
+    numbers = {group: number for number, group in enumerate(sorted(set(groups.values())))}
+    return {path: numbers[group] for path, group in groups.items()}
 
 
 def score(findings, planted: dict, photo_of: dict[str, str] | None = None) -> dict:

@@ -25,8 +25,10 @@ The package: :mod:`~tlcore.health.report` (the findings and their files), :mod:`
 from tlcore.health.check import check_dataset, check_health
 from tlcore.health.duplicates import DUPLICATE_THRESHOLD, content_digests, file_digests, find_duplicates
 from tlcore.health.labels import class_findings, find_label_issues
-from tlcore.health.report import CSV_COLUMNS, HEALTH_CSV, HEALTH_JSON, KINDS, SPLITS, Finding, HealthReport
+from tlcore.health.report import (
+    CSV_COLUMNS, HEALTH_CSV, HEALTH_JSON, KINDS, SPLITS, Finding, HealthReport, duplicate_groups,
+)
 
-__all__ = ["CSV_COLUMNS", "DUPLICATE_THRESHOLD", "HEALTH_CSV", "HEALTH_JSON", "KINDS", "SPLITS", "Finding",
-           "HealthReport", "check_dataset", "check_health", "class_findings", "content_digests", "file_digests",
-           "find_duplicates", "find_label_issues"]
+__all__ = ["CSV_COLUMNS", "DUPLICATE_THRESHOLD", "Finding", "HEALTH_CSV", "HEALTH_JSON", "HealthReport", "KINDS",
+           "SPLITS", "check_dataset", "check_health", "class_findings", "content_digests", "duplicate_groups",
+           "file_digests", "find_duplicates", "find_label_issues"]

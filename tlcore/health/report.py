@@ -144,12 +144,13 @@ def _y(count: int) -> str:
     return "ies" if count == 1 else "y"
 
 
-def _validation_images_with_training_twin(findings: Iterable[Finding]) -> int:
-    """The validation images in a group of duplicates that holds a training image: duplicate pairs are reported
-    as a spanning tree of each group, so a validation image may meet training only through another image."""
-    parent: dict[tuple[str, str], tuple[str, str]] = {}
+def duplicate_groups(findings: Iterable[Finding], by_split: bool = False) -> dict[Any, Any]:
+    """Each image that duplicate findings join -> its group's representative: duplicate pairs are reported as a
+    spanning tree of each group, so two images may meet only through others. An image is its path, or with
+    ``by_split`` its ``(split, path)``."""
+    parent: dict[Any, Any] = {}
 
-    def root(node: tuple[str, str]) -> tuple[str, str]:
+    def root(node: Any) -> Any:
         parent.setdefault(node, node)
         while parent[node] != node:
             parent[node] = parent[parent[node]]
@@ -158,7 +159,13 @@ def _validation_images_with_training_twin(findings: Iterable[Finding]) -> int:
 
     for finding in findings:
         if finding.kind.startswith("duplicate_") and len(finding.paths) == 2:
-            a, b = (root((split, path)) for split, path in zip(finding.splits, finding.paths, strict=True))
-            parent[a] = b
-    with_training = {root(node) for node in list(parent) if node[0] == "training"}
-    return sum(1 for node in list(parent) if node[0] == "validation" and root(node) in with_training)
+            a, b = (zip(finding.splits, finding.paths, strict=True) if by_split else finding.paths)
+            parent[root(a)] = root(b)
+    return {node: root(node) for node in list(parent)}
+
+
+def _validation_images_with_training_twin(findings: Iterable[Finding]) -> int:
+    """The validation images in a group of duplicates that holds a training image."""
+    groups = duplicate_groups(findings, by_split=True)
+    with_training = {group for (split, _), group in groups.items() if split == "training"}
+    return sum(1 for (split, _), group in groups.items() if split == "validation" and group in with_training)
