@@ -37,17 +37,11 @@ def main(base_path, dataset, size, epochs, fine_tune_epochs, batch_size, seed=0,
     import numpy as np
     import tensorflow as tf
 
-    from bench.reference import load_base
+    from bench.reference import folder_datasets, load_base
 
     started = time.monotonic()
     tf.keras.utils.set_random_seed(seed)
-    labels = json.load(open(os.path.join(dataset, "labels.json")))
-    class_names = sorted(labels, key=labels.get)
-    common = dict(image_size=(size, size), batch_size=batch_size, label_mode="int", class_names=class_names)
-    training = tf.keras.utils.image_dataset_from_directory(os.path.join(dataset, "training"), shuffle=True,
-                                                           seed=seed, **common)
-    validation = tf.keras.utils.image_dataset_from_directory(os.path.join(dataset, "validation"), shuffle=False,
-                                                             **common)
+    class_names, training, validation = folder_datasets(dataset, size, batch_size, seed)
     scale = tf.keras.layers.Rescaling(1 / 127.5, offset=-1)
     if augment:
         augmentation = tf.keras.Sequential([tf.keras.layers.RandomFlip("horizontal", seed=seed),

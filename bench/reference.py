@@ -53,18 +53,27 @@ def epoch_timer(seconds):
     return Timer()
 
 
-def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, extract=False, imagenet=False):
-    out_dir = tempfile.mkdtemp(prefix="tl-bench-reference-")
+def folder_datasets(dataset, size, batch_size, seed):
+    """The SDK notebook's input pipeline: ``(class names by id, training, validation)``, tf.data datasets of the
+    dataset folder's splits from ``image_dataset_from_directory`` (training shuffled by ``seed``)."""
     import tensorflow as tf
 
-    started = time.monotonic()
-    tf.keras.utils.set_random_seed(seed)
     labels = json.load(open(os.path.join(dataset, "labels.json")))
     class_names = sorted(labels, key=labels.get)
     common = dict(image_size=(size, size), batch_size=batch_size, label_mode="int", class_names=class_names)
     training = tf.keras.utils.image_dataset_from_directory(os.path.join(dataset, "training"), shuffle=True,
                                                            seed=seed, **common)
     validation = tf.keras.utils.image_dataset_from_directory(os.path.join(dataset, "validation"), shuffle=False, **common)
+    return class_names, training, validation
+
+
+def main(base_path, dataset, size, epochs, batch_size, augment=False, seed=0, extract=False, imagenet=False):
+    out_dir = tempfile.mkdtemp(prefix="tl-bench-reference-")
+    import tensorflow as tf
+
+    started = time.monotonic()
+    tf.keras.utils.set_random_seed(seed)
+    class_names, training, validation = folder_datasets(dataset, size, batch_size, seed)
     scale = tf.keras.layers.Rescaling(1 / 127.5, offset=-1)
     if augment:
         flip = tf.keras.layers.RandomFlip("horizontal", seed=seed)
