@@ -59,6 +59,22 @@ def wait_for(process, text, timeout=120):
     raise AssertionError(f"never saw {text!r}:\n{''.join(seen)}")
 
 
+def stopped(process, output, timeout):
+    """Wait for ``process`` to end (killing it after ``timeout`` seconds): its exit code, the seconds it took, and
+    ``output`` with the rest of what it printed."""
+    waited = time.monotonic()
+    try:
+        code = process.wait(timeout=timeout)
+    finally:
+        process.kill()
+    return code, time.monotonic() - waited, output + process.stdout.read()
+
+
+def exit_code(signum):
+    """What tl exits with after ``signum``: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + signum if signum == signal.SIGTERM else 130
+
+
 @pytest.mark.parametrize("phase, marker, signum", [
     ("indexing", "IN tl_load_dataset", signal.SIGINT),
     ("model loading", "IN tl_load_base_model", signal.SIGTERM),
@@ -72,15 +88,9 @@ def test_a_signal_in_any_phase_stops_quickly_and_keeps_previous_outputs(previous
     hook = marker.split()[-1] if marker.startswith("IN ") else ""
     process = start(config, "-p", "tests.slow_phase", env={"TL_TEST_SLOW_HOOK": hook})
     output = wait_for(process, marker)
-    sent = time.monotonic()
     process.send_signal(signum)
-    try:
-        code = process.wait(timeout=15)
-    finally:
-        process.kill()
-    stopped_after = time.monotonic() - sent
-    output += process.stdout.read()
-    assert code == 128 + signum if signum == signal.SIGTERM else code == 130, output
+    code, stopped_after, output = stopped(process, output, timeout=15)
+    assert code == exit_code(signum), output
     assert stopped_after < 5, f"{phase}: took {stopped_after:.1f} s to stop"
     assert "Traceback" not in output, output
     assert ("Terminated" if signum == signal.SIGTERM else "Interrupted") in output
@@ -96,14 +106,8 @@ def test_a_signal_another_thread_receives_still_stops_a_waiting_run(previous_run
     process = start(config, "-p", "tests.slow_phase",
                     env={"TL_TEST_SLOW_HOOK": "tl_load_base_model", "TL_TEST_SIGNAL_FROM_THREAD": signum.name})
     output = wait_for(process, "SIGNALLED")
-    sent = time.monotonic()
-    try:
-        code = process.wait(timeout=30)
-    finally:
-        process.kill()
-    stopped_after = time.monotonic() - sent
-    output += process.stdout.read()
-    assert code == (128 + signum if signum == signal.SIGTERM else 130), output
+    code, stopped_after, output = stopped(process, output, timeout=30)
+    assert code == exit_code(signum), output
     assert stopped_after < 5, f"took {stopped_after:.1f} s to stop"
     assert "Traceback" not in output, output
     assert snapshot(root) == before

@@ -5,16 +5,13 @@ import re
 from pathlib import Path
 
 from tlcore import hookspecs
+from tlcore.hookdocs import hook_specs
 from tlcore.run import ANSWER_HOOKS
 
 REPO = Path(__file__).resolve().parent.parent
 HOOK_DOCS = (REPO / "docs" / "hooks.md").read_text()
 
 
-def hook_specs():
-    marker = f"{hookspecs.PROJECT_NAME}_spec"
-    return {name: function for name, function in vars(hookspecs).items()
-            if callable(function) and hasattr(function, marker)}
 
 
 def plain_signature(name, function):
@@ -49,12 +46,13 @@ def test_every_hook_has_a_docstring_saying_how_results_combine():
 
 def test_the_hook_reference_is_made_from_the_specifications_docstrings():
     """docs/hooks.md below its marker is the docstrings of tlcore/hookspecs/, in the order a run calls the hooks."""
-    from tlcore.hookdocs import hook_specs as in_call_order
     from tlcore.hookdocs import page
 
     assert HOOK_DOCS == page(HOOK_DOCS), "run: python -m tlcore.hookdocs docs/hooks.md"
-    assert list(in_call_order()) == re.findall(r"^## (tl_\w+)\(", HOOK_DOCS, re.M)
-    assert set(in_call_order()) == set(hook_specs()), "every specification is in one of SPEC_MODULES"
+    assert list(hook_specs()) == re.findall(r"^## (tl_\w+)\(", HOOK_DOCS, re.M)
+    marker = f"{hookspecs.PROJECT_NAME}_spec"
+    exported = {name for name, function in vars(hookspecs).items() if callable(function) and hasattr(function, marker)}
+    assert set(hook_specs()) == exported, "every specification is in one of SPEC_MODULES"
 
 
 def test_answer_hooks_are_exactly_the_firstresult_hooks():
