@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore.config import CORE_KEYS, REQUIRED, SCHEMA_KEY, ConfigKey, plugin_config_keys
-from tlcore.frameworks import OPTIONAL_KEYS
+from tlcore.frameworks import OPTIONAL_KEYS, Framework
 from tlcore.images import AUGMENTATIONS
 from tlcore.preprocessing import CHANNEL_ORDERS, PRESETS
 from tlcore.registry import registered_frameworks
@@ -103,10 +103,12 @@ class DeclaredKey:
         return "; ".join(part for part in (where, only) if part)
 
 
-def declared_keys(manager: PluginManager) -> list[DeclaredKey]:
+def declared_keys(manager: PluginManager,
+                  declared: Mapping[str, tuple[Framework, str]] | None = None) -> list[DeclaredKey]:
     """Every key: the core's, then every loaded plugin's (a key several plugins declare once, with all of them),
     sorted by name."""
-    declared = registered_frameworks(manager, errors={})
+    if declared is None:  # the frameworks the plugins declare (a caller that has them passes them)
+        declared = registered_frameworks(manager, errors={})
     found: dict[str, DeclaredKey] = {}
     for key in CORE_KEYS:  # core keys that only some frameworks honour say which
         honouring = sorted(name for name, (framework, _) in declared.items() if key.name in framework.keys)
@@ -136,7 +138,7 @@ def json_schema(manager: PluginManager) -> dict[str, Any]:
     if declared:
         shapes["framework"] = {"enum": sorted(declared)}
     properties = {entry.key.name: key_schema(entry.key, entry.note, shapes.get(entry.key.name))
-                  for entry in declared_keys(manager)}
+                  for entry in declared_keys(manager, declared)}
     return {
         "$schema": DRAFT,
         "title": "tl configuration.json",
