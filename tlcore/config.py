@@ -54,6 +54,10 @@ def plugin_config_keys(manager: PluginManager, errors: dict[str, str] | None = N
     return keys
 
 
+SAVED_MODEL = "saved_model"
+"""The model's folder in ``output_dir``, which every run replaces whole."""
+
+
 @dataclass(frozen=True)
 class Configuration:
     """A configuration as read: its keys and values, where relative paths start, and the keys
@@ -212,7 +216,7 @@ class RunConfig:
 
     @property
     def saved_model_dir(self) -> Path:
-        return self.output_dir / "saved_model"
+        return self.output_dir / SAVED_MODEL
 
     @property
     def results_file(self) -> Path:
@@ -383,6 +387,12 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path, plugin_keys: Ite
                     f'{source}: "{output}" ({values[output]}) is inside "{dataset}", where the next run would '
                     "take it for a class folder; choose a folder outside the dataset"
                 )
+    saved_model = values["output_dir"] / SAVED_MODEL
+    if values["evaluate_result_dir"].is_relative_to(saved_model):
+        raise ConfigError(
+            f'{source}: "evaluate_result_dir" ({values["evaluate_result_dir"]}) is inside {saved_model}, which every run '
+            'replaces whole; choose a folder outside it'
+        )
     label_file = values["evaluate_label_file"]
     if label_file is None:
         label_file = values["dataset_training_dir"].parent / "labels.json"
