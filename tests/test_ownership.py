@@ -5,6 +5,7 @@ import pytest
 
 from tlcore.config import load_config
 from tlcore.errors import ConfigError
+from tlcore.lock import LOCK_FILE, _locked
 
 
 def test_evaluate_result_dir_inside_saved_model_is_refused_when_read(project):
@@ -13,3 +14,25 @@ def test_evaluate_result_dir_inside_saved_model_is_refused_when_read(project):
                                               "replaces whole; choose a folder outside it"):
             load_config(project.write(evaluate_result_dir=inside))
     assert not (project.root / "out").exists()
+
+def test_the_lock_on_a_file_its_holder_removed_meanwhile_is_taken_again_on_the_file_that_is_there(tmp_path,
+                                                                                                 monkeypatch):
+    from tlcore import lock
+
+    path = tmp_path / LOCK_FILE
+    path.write_text("")
+    try_lock = lock._try_lock
+    calls = []
+
+    def holder_finishes_first(handle):
+        if not calls:  # the run that held it finishes between this run's open and its lock: it removes the file
+            path.unlink()
+        calls.append(handle)
+        return try_lock(handle)
+
+    monkeypatch.setattr(lock, "_try_lock", holder_finishes_first)
+    second = _locked(path)
+    monkeypatch.setattr(lock, "_try_lock", try_lock)
+    assert second is not None and path.exists()
+    assert _locked(path) is None, "a third run cannot lock while the second holds the lock"
+    second.close()

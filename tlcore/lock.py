@@ -60,6 +60,23 @@ def _holder(path: Path) -> str:
         return "another tl"
 
 
+def _locked(path: Path) -> IO[str] | None:
+    """The lock file ``path``, opened and locked, or None when another process holds it. A lock taken on a file
+    that its holder removed in the meantime (when it finished) is no lock: the file is opened again."""
+    while True:
+        handle: IO[str] = open(path, "a+", encoding="utf-8")
+        if not _try_lock(handle):
+            handle.close()
+            return None
+        try:
+            same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        handle.close()
+
+
 @contextmanager
 def output_lock(folders: Mapping[str, Path], command: str, reporter: Reporter | None = None) -> Iterator[None]:
     """Hold the lock of every folder of ``folders`` (configuration key -> folder; created if missing)
@@ -74,7 +91,7 @@ def output_lock(folders: Mapping[str, Path], command: str, reporter: Reporter | 
             created += [parent for parent in reversed([folder, *folder.parents]) if not parent.exists()]
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                handle: IO[str] = open(folder / LOCK_FILE, "a+", encoding="utf-8")
+                handle = _locked(folder / LOCK_FILE)
             except OSError as exc:
                 for parent in reversed(created):
                     try:
@@ -82,8 +99,7 @@ def output_lock(folders: Mapping[str, Path], command: str, reporter: Reporter | 
                     except OSError:
                         break
                 raise OutputError(f'cannot write to "{key}" {folder}: {exc.strerror}; choose a writable folder') from None
-            if not _try_lock(handle):
-                handle.close()
+            if handle is None:
                 raise OutputError(f"{_holder(folder / LOCK_FILE)} is writing to {folder}; wait for it to finish, "
                                   "or choose another output folder")
             handle.seek(0)
@@ -99,7 +115,7 @@ def output_lock(folders: Mapping[str, Path], command: str, reporter: Reporter | 
         yield
     finally:
         for held, path in handles:
-            path.unlink(missing_ok=True)  # while still held: no one can hold it in the meantime
+            path.unlink(missing_ok=True)  # a run that locked this file meanwhile sees it gone (_locked) and retries
             held.close()  # closing releases the lock
         for folder in reversed(created):  # folders this lock created, if the run left them empty
             try:
