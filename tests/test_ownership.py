@@ -36,3 +36,15 @@ def test_the_lock_on_a_file_its_holder_removed_meanwhile_is_taken_again_on_the_f
     assert second is not None and path.exists()
     assert _locked(path) is None, "a third run cannot lock while the second holds the lock"
     second.close()
+
+def test_a_picture_that_fails_half_way_leaves_no_file(tmp_path):
+    from tlplugins.reports.figures import save
+
+    class Breaks:
+        def savefig(self, file, **options):
+            open(file, "wb").write(b"\x89PNG half")
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save(Breaks(), tmp_path / "confusion_matrix.png")
+    assert list(tmp_path.iterdir()) == []

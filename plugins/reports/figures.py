@@ -8,6 +8,7 @@ that cannot be drawn is a warning, not a failed run: the model and the other rep
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
@@ -96,9 +97,15 @@ def new_figure(width: float, height: float) -> Any:
 
 
 def save(figure: Any, file: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "Glyph missing from font" for names in scripts the font lacks
-        figure.savefig(file, dpi=DPI, format="png")
+    """Write ``figure`` as PNG to ``file`` through a temporary file: a picture that fails half-way leaves nothing."""
+    partial = file.with_name(f".{file.name}.tl-partial")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Glyph missing from font" for names in scripts the font lacks
+            figure.savefig(partial, dpi=DPI, format="png")
+        os.replace(partial, file)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def confusion_figure(predictions: Predictions) -> Any:
