@@ -1,10 +1,16 @@
 """tl never replaces or deletes what it did not write, and no kill while publishing loses a model or mixes two
 runs' reports."""
 
+import json
+
 import pytest
 
+from tests.conftest import one_line_error
+from tests.test_run import write_plugin
+from tlcore import outputs
 from tlcore.config import load_config
 from tlcore.errors import ConfigError
+from tlcore.hookspecs import hookimpl
 from tlcore.lock import LOCK_FILE, _locked
 
 
@@ -48,3 +54,18 @@ def test_a_picture_that_fails_half_way_leaves_no_file(tmp_path):
     with pytest.raises(OSError):
         save(Breaks(), tmp_path / "confusion_matrix.png")
     assert list(tmp_path.iterdir()) == []
+
+def test_a_plugin_failing_at_the_end_of_the_run_says_the_outputs_are_complete(project, tmp_path, monkeypatch):
+    name = write_plugin(tmp_path, monkeypatch, "fails_at_end", """
+        from tlcore.hookspecs import hookimpl
+
+        @hookimpl
+        def tl_on_run_end():
+            raise RuntimeError("webhook down")
+    """)
+    result = project.run("-p", name)
+    assert result.exit_code == 1
+    error = one_line_error(result)
+    assert 'failed in tl_on_run_end: RuntimeError: webhook down' in error
+    assert "the run's outputs were written before it and are complete" in error
+    assert (project.root / "out" / "saved_model" / "tl_run.json").is_file() and project.results()

@@ -14,7 +14,7 @@ from tlcore import __version__
 from tlcore.calls import Hooks, describe_exception
 from tlcore.dataset import DatasetIndex
 from tlcore.distributed import SINGLE, Cluster
-from tlcore.errors import OutputError, PluginError
+from tlcore.errors import OutputError, PluginError, TLError
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Devices
 from tlcore.loader import decoding_ahead
@@ -164,6 +164,9 @@ def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporte
     except KeyboardInterrupt as stop:
         stop.result = result  # type: ignore[attr-defined]  # the outputs are complete: the caller may say so
         raise
+    except TLError as error:
+        raise type(error)(f"{error}; the run's outputs were written before it and are complete "
+                          f"({config.saved_model_dir}, {config.results_file})") from None
     return result
 
 
