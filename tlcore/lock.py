@@ -5,9 +5,10 @@ A run (or ``tl quantize``) takes an advisory lock on each of its output folders
 one refuses at once and names the running one, instead of mixing its saved_model
 with the other's results.json. The operating system releases the lock when a
 process dies, however it dies, so a killed run never leaves it stuck. With the
-lock held, hidden staging files that only tl makes (``.*.tl-partial-*``,
-``.*.tl-old-*``) are leftovers of a run that was killed before it could remove
-them: they are removed.
+lock held, what a run killed while publishing left half done is finished or put
+back (:func:`tlcore.outputs.restore`: the previous saved_model),
+and hidden staging files that only tl makes (``.*.tl-partial-*``, ``.*.tl-old-*``)
+are leftovers of a run that was killed before it could remove them: they are removed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Iterator, Mapping
 
 from tlcore.errors import OutputError
+from tlcore.outputs import restore
 
 if TYPE_CHECKING:
     from tlcore.report import Reporter
@@ -108,6 +110,9 @@ def output_lock(folders: Mapping[str, Path], command: str, reporter: Reporter | 
                       handle)
             handle.flush()
             handles.append((handle, folder / LOCK_FILE))
+            restored = restore(folder)
+            if restored and reporter is not None:
+                reporter.warning(f"Restored {', '.join(restored)} in {folder}, which an interrupted run had moved away")
             removed = remove_leftovers(folder)
             if removed and reporter is not None:
                 reporter.info(f"Removed {len(removed)} leftover(s) of an interrupted run in {folder}: "

@@ -1,16 +1,19 @@
 """Writing outputs so that a failed or interrupted run never leaves half of one.
 
 A folder output is built in a hidden staging folder beside its destination and
-renamed into place only when complete; a file output is written to a temporary
+renamed into place only when complete (swapped in one step where the system can); a file output is written to a temporary
 file and renamed. Nothing outside these names is ever touched.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -67,6 +70,10 @@ def check_replaceable(path: Path, marker: str = MARKER) -> None:
         raise OutputError(
             f"{path} exists and was not written by tl; move it away or choose another output_dir"
         )
+    for folder, _, _ in os.walk(path):
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"{folder} is read-only: tl could not replace {path} after training; make it writable "
+                              f"(chmod -R u+w {path}), or move it away or choose another output_dir")
 
 
 class _Staging:
@@ -112,21 +119,69 @@ class StagedDir(_Staging):
     PREFIX = ".{name}.tl-partial-"
 
     def publish(self) -> None:
-        """Move the staged folder to ``target``; the previous one is removed only afterwards."""
-        old = None
-        if self.target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-old-", dir=self.target.parent))
-            os.rename(self.target, old / self.target.name)
-        try:
+        """Move the staged folder to ``target``: in one step where the system can swap two folders (Linux), else
+        in two renames, where a kill in between leaves the previous folder that the next run restores
+        (:func:`restore`). The previous one is removed only afterwards."""
+        if not os.path.lexists(self.target):
             os.rename(self.path, self.target)
-        except BaseException:
-            if old is not None:
+        elif exchange(self.path, self.target):  # the previous folder is now at the staging path
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tl-old-", dir=self.target.parent))
+            try:
+                os.rename(self.target, old / self.target.name)
+            except BaseException:
+                old.rmdir()
+                raise
+            try:
+                os.rename(self.path, self.target)
+            except BaseException:
                 os.rename(old / self.target.name, self.target)
                 old.rmdir()
-            raise
-        self._path = None
-        if old is not None:
+                raise
             shutil.rmtree(old, ignore_errors=True)
+        self._path = None
+
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap the two existing paths in one step (Linux's renameat2 with RENAME_EXCHANGE); False where the system or
+    its file system cannot, and the caller renames twice instead."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    number = ctypes.get_errno()
+    if number in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(number, os.strerror(number), str(second))
+
+
+def restore(folder: Path) -> list[str]:
+    """Put back the entries of ``folder`` that a run killed between the two renames of :meth:`StagedDir.publish`
+    left only in its ``.{name}.tl-old-*`` folder; call with the folder's lock held. Returns the names restored."""
+    restored = []
+    for old in folder.glob(".*.tl-old-*"):
+        name = old.name[1:old.name.rindex(".tl-old-")]
+        kept = old / name
+        if _plain(name) and kept.is_dir() and not kept.is_symlink() and not os.path.lexists(folder / name):
+            os.rename(kept, folder / name)
+            restored.append(name)
+    return restored
+
+
+def _plain(name: str) -> bool:
+    """Whether ``name`` names an entry of a folder (no separator, not ``.`` or ``..``)."""
+    return bool(name) and "/" not in name and os.sep not in name and name not in (".", "..")
 
 
 class StagedFiles(_Staging):
