@@ -4,6 +4,7 @@ runs' reports."""
 import io
 import json
 import os
+import shutil
 
 import pytest
 
@@ -15,9 +16,30 @@ from tlcore.config import load_config
 from tlcore.errors import ConfigError, OutputError
 from tlcore.hookspecs import hookimpl
 from tlcore.lock import LOCK_FILE, _locked, output_lock
+from tlcore.outputs import OWNED, check_owned
 
 MINIMAL = ["reports.figures", "reports.summary", "reports.tables"]
 """Report plugins a test of the publishing rules does without (they are slow and add nothing to it)."""
+
+
+class Generation:
+    """Writes reports and a metric that say which run (its ``epochs``) wrote them; ``extra`` is written only by
+    this run."""
+
+    def __init__(self, extra):
+        self.extra = extra
+
+    @hookimpl
+    def tl_write_reports(self, path, config):
+        (path / "a.txt").write_text(f"{config.epochs}")
+        (path / "set").mkdir()
+        (path / "set" / "b.txt").write_text(f"{config.epochs}")
+        (path / self.extra).write_text(f"{config.epochs}")
+        return ["a.txt", "set", self.extra]
+
+    @hookimpl
+    def tl_evaluate(self, config):
+        return {"generation": config.epochs}
 
 
 def minimal_run(project, *plugins, **changes):
@@ -36,6 +58,155 @@ def minimal_run(project, *plugins, **changes):
     return run_module.run(config, manager, reporter), reporter
 
 
+# 4. Files of the user's in evaluate_result_dir are never overwritten
+
+@pytest.mark.parametrize("name", ["results.json", "summary.html", "history.csv"])
+def test_a_file_of_the_users_where_tl_would_write_a_report_is_refused_and_kept(project, name):
+    results = project.root / "results"
+    results.mkdir()
+    (results / name).write_text("the user's own")
+    recorder = Recorder()
+    with pytest.raises(OutputError, match=f"{results / name} was not written by tl .*move it away or delete it"):
+        run_with(project, recorder)
+    assert (results / name).read_text() == "the user's own"
+    assert "tl_train" not in recorder.calls, "refused before training"
+    assert not (project.root / "out" / "saved_model").exists(), "nothing published: the model neither"
+    (results / name).unlink()
+    run_with(project)
+    assert (results / name).read_text() != "the user's own", "deleted, the file is tl's to write"
+
+
+def test_a_report_the_user_changed_after_the_run_is_not_replaced(project):
+    run_with(project)
+    summary = project.root / "results" / "summary.html"
+    summary.write_text(summary.read_text() + "<!-- my notes -->")
+    result = project.run()
+    assert result.exit_code == 1
+    assert f"{summary} was not written by tl (or was changed since)" in one_line_error(result)
+    assert summary.read_text().endswith("<!-- my notes -->")
+
+
+# 5. The next run removes only what tl wrote and found
+
+def test_a_listed_report_a_plugin_did_not_write_is_neither_recorded_nor_removed_later(project):
+    class Claims:
+        @hookimpl
+        def tl_write_reports(self):
+            return ["notes.txt"]
+
+    results = project.root / "results"
+    result, reporter = minimal_run(project, Claims())
+    assert 'returned "notes.txt" but wrote no such file' in reporter.err.getvalue()
+    record = json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
+    assert "notes.txt" not in record["reports"]
+    assert "notes.txt" not in json.loads((results / OWNED).read_text())["files"]
+    assert [path.name for path in result.reports] == []
+    (results / "notes.txt").write_text("the user's own")
+    minimal_run(project)
+    assert (results / "notes.txt").read_text() == "the user's own"
+
+
+def test_a_folder_of_an_earlier_run_that_holds_the_users_files_is_left_alone_and_then_refused(project):
+    results = project.root / "results"
+    minimal_run(project, Generation("old.txt"))
+    (results / "set" / "mine").mkdir()
+    (results / "set" / "mine" / "keep.txt").write_text("the user's own")
+    _, reporter = minimal_run(project)
+    assert not (results / "a.txt").exists() and not (results / "old.txt").exists(), "tl's own, not written again"
+    assert (results / "set" / "mine" / "keep.txt").read_text() == "the user's own"
+    assert f"{results / 'set' / 'mine'} was not written by tl: set, which an earlier run wrote, is left as it is" \
+        in reporter.err.getvalue()
+    with pytest.raises(OutputError, match=f"{results / 'set' / 'mine'} was not written by tl .* to let tl write set"):
+        minimal_run(project, Generation("old.txt"))
+    assert (results / "set" / "mine" / "keep.txt").read_text() == "the user's own"
+
+
+def test_an_entry_a_plugin_wrote_without_naming_it_is_not_published(project):
+    class Unnamed:
+        @hookimpl
+        def tl_write_reports(self, path):
+            (path / "stray.txt").write_text("x")
+            return []
+
+    _, reporter = minimal_run(project, Unnamed())
+    assert 'wrote "stray.txt" without returning its name' in reporter.err.getvalue()
+    assert not (project.root / "results" / "stray.txt").exists()
+
+
+# 6. No kill while publishing loses a model or mixes two runs' reports
+
+def killed_at(step, project, swap):
+    """Run in a child process that dies (os._exit, no clean-up) at the ``step``-th rename, replace, swap or removal
+    of publishing; True if it died there, False if the run finished first."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            count = {"steps": 0, "on": False}
+
+            def counted(function):
+                def call(*args, **kwargs):
+                    if count["on"]:
+                        count["steps"] += 1
+                        if count["steps"] == step:
+                            os._exit(9)
+                    return function(*args, **kwargs)
+                return call
+
+            os.rename, os.replace, shutil.rmtree = counted(os.rename), counted(os.replace), counted(shutil.rmtree)
+            outputs.exchange = counted(outputs.exchange if swap else lambda first, second: False)
+            publish = run_module.publish_together
+
+            def publishing(*args, **kwargs):
+                count["on"] = True
+                return publish(*args, **kwargs)
+
+            run_module.publish_together = publishing
+            minimal_run(project, Generation("new.txt"), epochs=2)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) in (0, 9)
+    return os.waitstatus_to_exitcode(status) == 9
+
+
+def generation(project):
+    """1 when the model and every report are the first run's, 2 when all are the second's (asserts one of them)."""
+    out, results = project.root / "out", project.root / "results"
+    record = json.loads((out / "saved_model" / "tl_run.json").read_text())
+    assert json.loads((out / "saved_model" / "model.json").read_text()) is not None, "the model loads"
+    model = record["configuration"]["epochs"]
+    reports = {(results / "a.txt").read_text(), (results / "set" / "b.txt").read_text(),
+               str(json.loads((results / "results.json").read_text())["generation"])}
+    assert len(reports) == 1, "the reports are all of one run"
+    extra = sorted(path.name for path in results.iterdir() if path.name in ("old.txt", "new.txt"))
+    assert extra == [{"1": "old.txt", "2": "new.txt"}[reports.pop()]]
+    check_owned(results, [path.name for path in results.iterdir() if path.name not in (OWNED, LOCK_FILE)])
+    return model
+
+
+@pytest.mark.parametrize("swap", [True, False], ids=["renameat2-exchange", "two-renames"])
+def test_a_kill_at_any_step_of_publishing_leaves_a_model_and_one_set_of_reports(project, swap):
+    minimal_run(project, Generation("old.txt"), epochs=1)
+    before = project.root.parent / f"{project.root.name}-before"
+    shutil.copytree(project.root, before, symlinks=True)
+    seen = set()
+    step = 1
+    while killed_at(step, project, swap):
+        with output_lock({"output_dir": project.root / "out", "evaluate_result_dir": project.root / "results"},
+                         "the next tl run"):
+            pass  # what the next run does first: finish or undo what the killed one left
+        seen.add(generation(project))
+        assert sorted(path.name for path in (project.root / "out").iterdir()) == [".tl-checkpoint", "saved_model"] \
+            or sorted(path.name for path in (project.root / "out").iterdir()) == ["saved_model"]
+        shutil.rmtree(project.root)
+        shutil.copytree(before, project.root, symlinks=True)
+        step += 1
+    assert generation(project) == 2
+    assert seen == {1, 2} and step > 5, "kills before and after the point where the new outputs count"
+
+
 def test_a_run_after_a_kill_between_the_two_renames_restores_the_previous_model(project):
     minimal_run(project, epochs=1)
     out = project.root / "out"
@@ -47,6 +218,8 @@ def test_a_run_after_a_kill_between_the_two_renames_restores_the_previous_model(
         assert json.loads((out / "saved_model" / "tl_run.json").read_text())["configuration"]["epochs"] == 1
     assert sorted(path.name for path in out.iterdir()) == ["saved_model"]
 
+
+# 7. and 8. Configurations that would publish wrongly are refused before training; one lock at a time
 
 def test_evaluate_result_dir_inside_saved_model_is_refused_when_read(project):
     for inside in ("out/saved_model", "out/saved_model/results"):
@@ -104,6 +277,8 @@ def test_a_picture_that_fails_half_way_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+# 9. A failure after publishing says the outputs are complete
+
 def test_a_plugin_failing_at_the_end_of_the_run_says_the_outputs_are_complete(project, tmp_path, monkeypatch):
     name = write_plugin(tmp_path, monkeypatch, "fails_at_end", """
         from tlcore.hookspecs import hookimpl
@@ -118,3 +293,4 @@ def test_a_plugin_failing_at_the_end_of_the_run_says_the_outputs_are_complete(pr
     assert 'failed in tl_on_run_end: RuntimeError: webhook down' in error
     assert "the run's outputs were written before it and are complete" in error
     assert (project.root / "out" / "saved_model" / "tl_run.json").is_file() and project.results()
+

@@ -23,6 +23,7 @@ from tests.test_run import run_with
 from tlcore.errors import OutputError
 from tlcore.evaluation import Predictions
 from tlcore.hookspecs import hookimpl
+from tlcore.outputs import OWNED
 from tlcore.report import Reporter
 
 REPORTS = {"confusion_matrix.json", "confusion_matrix.png", "misclassified.csv", "history.csv",
@@ -110,7 +111,7 @@ def test_a_run_writes_every_report_beside_results_json_and_names_the_summary(pro
     assert result.exit_code == 0, result.output
     results = results_dir(project)
     assert f"Summary: {results / 'summary.html'}" in result.output
-    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json"}, "no tensorboard/ without the key"
+    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json", OWNED}, "no tensorboard/ without the key"
     assert check_png(results / "confusion_matrix.png") and check_png(results / "training_curves.png")
     matrix = json.loads((results / "confusion_matrix.json").read_text())
     assert matrix["classes"] == ["cat", "dog", "fox"] and matrix["label_ids"] == [0, 1, 2]
@@ -287,7 +288,7 @@ def test_awkward_class_names_are_escaped_in_the_summary_and_drawn(project):
     (validation / classes[1] / "odd #1.jpg").write_bytes(tiny_jpeg(COLOURS[0]))
     _, reporter = run_with(project)
     results = results_dir(project)
-    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json"}
+    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json", OWNED}
     assert not other_warnings(reporter), "the names draw (no mathtext for $)"
     page = (results / "summary.html").read_text(encoding="utf-8")
     assert '<b>"tom"' not in page and "&lt;b&gt;&quot;tom&quot; &amp; jerry" in page
@@ -365,7 +366,7 @@ def tensorboard_scalars(folder):
 def test_tensorboard_logs_are_written_with_the_key_and_load_in_tensorboard(project):
     result, _ = run_with(project, epochs=3, tensorboard=True)
     results = results_dir(project)
-    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json", "tensorboard"}
+    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json", "tensorboard", OWNED}
     runs = tensorboard_scalars(results / "tensorboard")
     assert set(runs) == {"train", "validation"}
     assert set(runs["train"]) == set(runs["validation"]) == {"epoch_loss", "epoch_accuracy"}
@@ -405,7 +406,7 @@ def test_a_keras_run_writes_the_same_reports(tmp_path):
     assert result.returncode == 0, result.stderr
     results = tmp_path / "results"
     assert f"Summary: {results / 'summary.html'}" in result.stdout
-    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json", "tensorboard"}
+    assert {p.name for p in results.iterdir()} == REPORTS | {"results.json", "tensorboard", OWNED}
     for picture in ("confusion_matrix.png", "training_curves.png"):
         check_png(results / picture)
     matrix = json.loads((results / "confusion_matrix.json").read_text())

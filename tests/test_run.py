@@ -13,6 +13,7 @@ from tests.conftest import CHECKPOINT, is_output, one_line_error
 from tlcore.config import load_config
 from tlcore.errors import OutputError, PluginError
 from tlcore.hookspecs import hookimpl
+from tlcore.outputs import OWNED
 from tlcore.pluginmanager import make_plugin_manager
 from tlcore.report import Reporter
 from tlcore.run import run
@@ -476,7 +477,8 @@ def test_reports_are_published_beside_results_only_when_the_run_succeeds(project
     assert (results / "figures" / "a.txt").read_text() == "a"
     assert f"Summary: {results / 'summary.md'}" in reporter.stream.getvalue()
     names = {p.name for p in results.iterdir()}
-    assert {"figures", "results.json", "summary.md"} <= names and not [n for n in names if n.startswith(".")], names
+    assert {"figures", "results.json", "summary.md"} <= names, names
+    assert not [n for n in names if n.startswith(".") and n != OWNED], "no partial files; only tl's record of its own"
 
     class Broken:
         @hookimpl

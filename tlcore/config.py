@@ -390,8 +390,8 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path, plugin_keys: Ite
     saved_model = values["output_dir"] / SAVED_MODEL
     if values["evaluate_result_dir"].is_relative_to(saved_model):
         raise ConfigError(
-            f'{source}: "evaluate_result_dir" ({values["evaluate_result_dir"]}) is inside {saved_model}, which every run '
-            'replaces whole; choose a folder outside it'
+            f'{source}: "evaluate_result_dir" ({values["evaluate_result_dir"]}) is inside {saved_model}, which every '
+            'run replaces whole; choose a folder outside it'
         )
     label_file = values["evaluate_label_file"]
     if label_file is None:

@@ -6,7 +6,7 @@ one refuses at once and names the running one, instead of mixing its saved_model
 with the other's results.json. The operating system releases the lock when a
 process dies, however it dies, so a killed run never leaves it stuck. With the
 lock held, what a run killed while publishing left half done is finished or put
-back (:func:`tlcore.outputs.restore`: the previous saved_model),
+back (:func:`tlcore.outputs.restore`: the previous saved_model, a set of reports),
 and hidden staging files that only tl makes (``.*.tl-partial-*``, ``.*.tl-old-*``)
 are leftovers of a run that was killed before it could remove them: they are removed.
 """

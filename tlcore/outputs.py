@@ -1,8 +1,12 @@
 """Writing outputs so that a failed or interrupted run never leaves half of one.
 
 A folder output is built in a hidden staging folder beside its destination and
-renamed into place only when complete (swapped in one step where the system can); a file output is written to a temporary
-file and renamed. Nothing outside these names is ever touched.
+renamed into place only when complete (swapped in one step where the system can);
+a file output is written to a temporary file and renamed; the reports are moved
+into place as one set, with a journal that lets the next run finish a set a kill
+cut short. tl replaces or removes only what it wrote: a folder holding its
+marker (saved_model's tl_run.json), and in evaluate_result_dir the files its
+record (:data:`OWNED`) lists unchanged.
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Self
+from typing import Any, Callable, Iterable, Iterator, Mapping, Self
 
 from tlcore.errors import OutputError
 
 MARKER = "tl_run.json"
 """The file that marks a saved_model folder as written by tl (and so replaceable)."""
+OWNED = ".tl-owned.json"
+"""In a folder tl publishes files into (``evaluate_result_dir``): every file tl wrote there, with its size and
+modification time, so that a file the user added or changed is never replaced or removed."""
+JOURNAL = ".tl-publishing.json"
+"""In such a folder while a set of files is moved into place: what is moved, so that the next run finishes it."""
 
 
 def prepare_output_dir(path: Path, key: str) -> list[Path]:
@@ -168,8 +177,20 @@ def exchange(first: Path, second: Path) -> bool:
 
 def restore(folder: Path) -> list[str]:
     """Put back the entries of ``folder`` that a run killed between the two renames of :meth:`StagedDir.publish`
-    left only in its ``.{name}.tl-old-*`` folder; call with the folder's lock held. Returns the names restored."""
+    left only in its ``.{name}.tl-old-*`` folder, and finish the publishing that a run killed while moving a set of
+    files (:class:`StagedFiles`) began; call with the folder's lock held. Returns the names restored."""
     restored = []
+    journal = folder / JOURNAL
+    if journal.is_file():
+        try:
+            plan = json.loads(journal.read_text(encoding="utf-8"))
+            _move_set(folder, plan)
+        except (ValueError, KeyError, TypeError):
+            pass  # not one tl wrote: the staging folders are removed as leftovers, the files stay as they are
+        except OSError as exc:
+            raise OutputError(f"cannot finish publishing what an interrupted run began in {folder}: {exc}; make the "
+                              "folder writable and run again") from None
+        journal.unlink(missing_ok=True)
     for old in folder.glob(".*.tl-old-*"):
         name = old.name[1:old.name.rindex(".tl-old-")]
         kept = old / name
@@ -184,40 +205,158 @@ def _plain(name: str) -> bool:
     return bool(name) and "/" not in name and os.sep not in name and name not in (".", "..")
 
 
+def stamps(folder: Path, name: str) -> dict[str, list[int]]:
+    """The entry ``name`` of ``folder`` as :data:`OWNED` records it: its path relative to ``folder`` -> [size,
+    modification time in ns] for each file, [] for each folder (every file and folder under a folder)."""
+    top = folder / name
+    if not os.path.lexists(top):
+        return {}
+    found = {name: _stamp(top)}
+    if top.is_dir() and not top.is_symlink():
+        for root, folders, files in os.walk(top):
+            for entry in [*folders, *files]:
+                path = Path(root, entry)
+                found[path.relative_to(folder).as_posix()] = _stamp(path)
+    return found
+
+
+def _stamp(path: Path) -> list[int]:
+    status = os.lstat(path)
+    if path.is_dir() and not path.is_symlink():
+        return []
+    return [status.st_size, status.st_mtime_ns] if path.is_file() and not path.is_symlink() else [-1, -1]
+
+
+def owned(folder: Path) -> dict[str, Any]:
+    """``folder``'s :data:`OWNED` record: ``files`` (relative path -> stamp) and ``published`` (the entries the
+    last run published); empty when there is none or it cannot be read."""
+    try:
+        record = json.loads((folder / OWNED).read_text(encoding="utf-8"))
+        return {"files": dict(record["files"]), "published": [str(name) for name in record["published"]]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"files": {}, "published": []}
+
+
+def not_owned(folder: Path, name: str, files: Mapping[str, Any]) -> Path | None:
+    """The first file or folder of the entry ``name`` of ``folder`` that tl did not write (or that changed since it
+    did), or None when all of it is tl's (or it does not exist)."""
+    for relative, stamp in stamps(folder, name).items():
+        if files.get(relative) != stamp:
+            return folder / relative
+    return None
+
+
+def check_owned(folder: Path, names: Iterable[str], key: str = "evaluate_result_dir") -> None:
+    """Refuse to write ``names`` into ``folder`` where one of them exists and is not (all) tl's own.
+
+    :raises OutputError: naming the file, and how to let tl write there.
+    """
+    files = owned(folder)["files"]
+    for name in names:
+        found = not_owned(folder, name, files)
+        if found is not None:
+            raise OutputError(f"{found} was not written by tl (or was changed since), and tl replaces only its own "
+                              f'files; move it away or delete it to let tl write {name}, or choose another "{key}"')
+
+
+def record_owned(folder: Path, names: Iterable[str]) -> None:
+    """Add the entries ``names`` of ``folder``, as they are now, to its :data:`OWNED` record."""
+    record = owned(folder)
+    names = list(names)
+    files = {path: stamp for path, stamp in record["files"].items() if path.split("/", 1)[0] not in names}
+    for name in names:
+        files.update(stamps(folder, name))
+    write_json_atomic(folder / OWNED, {"files": files, "published": record["published"]})
+
+
 class StagedFiles(_Staging):
-    """A hidden folder inside ``target`` whose entries replace the ones of the same name in ``target`` on
-    :meth:`publish` (a folder entry replaces a folder whole). Leaving without publishing removes it."""
+    """A hidden folder inside ``target`` whose entries are published into ``target`` as one set on :meth:`publish`
+    (a folder entry replaces a folder whole), with their :data:`OWNED` record. Leaving without publishing removes
+    it.
+
+    Only what tl wrote is replaced or removed: :meth:`check` refuses an entry that would replace a file the user
+    added or changed, and an entry of the previous publication that this one does not write again is removed only
+    when all of it is still tl's.
+    """
 
     PREFIX = ".reports.tl-partial-"
 
-    def __init__(self, target: str | Path, stale: Iterable[str] = ()) -> None:
-        super().__init__(target)
-        self.stale = tuple(stale)
-        """Names of entries of an earlier publication: removed when this one does not replace them."""
-
     def _parent(self) -> Path:
-        return self.target  # inside it: its entries are replaced one by one
+        return self.target  # inside it: its entries are moved into place from the same file system
+
+    def _names(self) -> list[str]:
+        return sorted(entry.name for entry in self.path.iterdir())
+
+    def check(self) -> list[Path]:
+        """Refuse (:class:`OutputError`) when a staged entry would replace something in ``target`` that tl did not
+        write; return the files of the previous publication's entries, not written again, that hold something of
+        the user's: they are left alone (the caller says so)."""
+        check_owned(self.target, self._names())
+        record = owned(self.target)
+        kept = [not_owned(self.target, name, record["files"]) for name in self._stale(record)]
+        return [path for path in kept if path is not None]
+
+    def _stale(self, record: Mapping[str, Any]) -> list[str]:
+        fresh = set(self._names())
+        return [name for name in record["published"] if _plain(name) and name not in fresh and name != OWNED
+                and os.path.lexists(self.target / name)]
 
     def publish(self) -> None:
-        fresh = {entry.name for entry in self.path.iterdir()}
-        for name in self.stale:
-            old = self.target / name
-            if name not in fresh and "/" not in name and name not in (".", "..") and not old.is_symlink():
-                if old.is_dir():
-                    shutil.rmtree(old, ignore_errors=True)
-                elif old.exists():
-                    old.unlink()
-        for entry in sorted(self.path.iterdir()):
-            destination = self.target / entry.name
-            if destination.is_dir() and not destination.is_symlink():
-                old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tl-old-", dir=self.target))
-                os.rename(destination, old / entry.name)
-                os.rename(entry, destination)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                if entry.is_file():
-                    flush(entry)
-                os.replace(entry, destination)
+        """Move the staged entries into ``target`` and remove the previous publication's entries this one does not
+        write again (those that are all tl's); a journal makes the next run finish a set that a kill cut short."""
+        record = owned(self.target)
+        names = self._names()
+        removed = [name for name in self._stale(record) if not_owned(self.target, name, record["files"]) is None]
+        files = {path: stamp for path, stamp in record["files"].items()
+                 if path.split("/", 1)[0] not in {*names, *removed}}
+        for name in names:
+            if (self.path / name).is_file():
+                flush(self.path / name)
+            files.update(stamps(self.path, name))
+        write_json_atomic(self.path / OWNED, {"files": files, "published": names})
+        backup = Path(tempfile.mkdtemp(prefix=".reports.tl-old-", dir=self.target))
+        plan = {"staging": self.path.name, "backup": backup.name, "place": [*names, OWNED], "remove": removed}
+        write_json_atomic(self.target / JOURNAL, plan)
+        try:
+            _move_set(self.target, plan)
+        except BaseException:
+            _undo_set(self.target, plan)
+            raise
+        (self.target / JOURNAL).unlink()
+        shutil.rmtree(backup, ignore_errors=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._path = None
+
+
+def _undo_set(target: Path, plan: Mapping[str, Any]) -> None:
+    """Put back what :func:`_move_set` moved before it failed (an error, not a kill): the new entries return to the
+    staging folder, the previous ones from the backup folder."""
+    staging, backup = target / str(plan["staging"]), target / str(plan["backup"])
+    for name in plan["place"]:
+        if not os.path.lexists(staging / name) and os.path.lexists(target / name):
+            os.rename(target / name, staging / name)
+    for entry in backup.iterdir():
+        os.rename(entry, target / entry.name)
+    (target / JOURNAL).unlink(missing_ok=True)
+    backup.rmdir()
+
+
+def _move_set(target: Path, plan: Mapping[str, Any]) -> None:
+    """Carry out (or finish) the publishing ``plan`` of :meth:`StagedFiles.publish`: each entry of ``remove`` and
+    each one ``place`` replaces goes to the backup folder, then each entry of ``place`` moves from the staging
+    folder into ``target``. Every step checks what is done already, so running it again after a kill finishes it."""
+    staging, backup = target / str(plan["staging"]), target / str(plan["backup"])
+    names = [str(name) for name in plan["place"]]
+    removed = [str(name) for name in plan["remove"]]
+    if not all(_plain(name) for name in [*names, *removed, staging.name, backup.name]) or not backup.is_dir():
+        raise ValueError("not a plan tl wrote")
+    for name in [*names, *removed]:
+        waiting = os.path.lexists(staging / name) if name in names else True
+        if waiting and os.path.lexists(target / name) and not os.path.lexists(backup / name):
+            os.rename(target / name, backup / name)
+    for name in names:
+        if os.path.lexists(staging / name):
+            os.rename(staging / name, target / name)
 
 
 @contextmanager
@@ -300,22 +439,34 @@ def _umask() -> int:
     return _UMASK[0]
 
 
-def publish_together(results_file: Path, results: Any, moves: Iterable[Callable[[], None]], what: str,
+def publish_together(results_file: Path | None, results: Any, moves: Iterable[Callable[[], None]], what: str,
                      after: Iterable[Callable[[], None]] = ()) -> None:
     """How every command publishes: ``results`` (results.json's content) is staged beside ``results_file`` and
     synced, then each of ``moves`` (a staged folder's ``publish``, a ``os.replace``) runs and results.json
-    replaces the old one last, then ``after`` runs (removing what only an unfinished command needs), with Ctrl-C
-    and SIGTERM held until all of it is done. A failure leaves the earlier outputs as they were and says so
-    about ``what``."""
-    staged = staged_json(results_file, results)
+    replaces the old one last (and is recorded as tl's, :data:`OWNED`), then ``after`` runs (removing what only an
+    unfinished command needs), with Ctrl-C and SIGTERM held until all of it is done. Without ``results_file``,
+    results.json is one of the files a move publishes. A failure before the first move leaves the earlier outputs
+    as they were and says so about ``what``.
+
+    :raises OutputError: when results.json exists and is not tl's, or a move fails.
+    """
+    if results_file is not None:
+        check_owned(results_file.parent, [results_file.name])
+    staged = staged_json(results_file, results) if results_file is not None else None
+    done = 0
     try:
         with signals_deferred():
             for move in moves:
                 move()
-            os.replace(staged, results_file)
+                done += 1
+            if results_file is not None and staged is not None:
+                os.replace(staged, results_file)
+                record_owned(results_file.parent, [results_file.name])
             for then in after:
                 then()
     except OSError as exc:
-        raise OutputError(f"cannot write {what}: {exc}; earlier outputs are unchanged") from None
+        state = "earlier outputs are unchanged" if not done else "only part of them was published; run again"
+        raise OutputError(f"cannot write {what}: {exc}; {state}") from None
     finally:
-        staged.unlink(missing_ok=True)
+        if staged is not None:
+            staged.unlink(missing_ok=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -17,11 +18,12 @@ from tlcore.distributed import SINGLE, Cluster
 from tlcore.errors import OutputError, PluginError, TLError
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Devices
+from tlcore.health import HEALTH_CSV, HEALTH_JSON
 from tlcore.loader import decoding_ahead
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
-    MARKER, StagedDir, StagedFiles, check_replaceable, prepare_output_dir, publish_together, remove_if_empty,
-    write_json_atomic,
+    MARKER, StagedDir, StagedFiles, check_owned, check_replaceable, prepare_output_dir, publish_together,
+    record_owned, remove_if_empty, write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
 from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
@@ -41,6 +43,7 @@ ANSWER_HOOKS = ("tl_cluster", "tl_load_dataset", "tl_devices", *RUN_STEPS[:-1], 
 """The first-answer hooks, in the order ``tl plugins list`` shows them."""
 
 REQUIRED_HOOKS = ("tl_load_dataset", *RUN_STEPS, "tl_evaluate")
+HEALTH_NAMES = (HEALTH_CSV, HEALTH_JSON)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float, re
     if config.results_file.exists() and not config.results_file.is_file():
         raise OutputError(f"{config.results_file} exists and is not a file; move it away or choose another "
                           "evaluate_result_dir")
+    check_owned(config.evaluate_result_dir, [config.results_file.name, *(HEALTH_NAMES if config.data_check else ())])
     answered: dict[str, str] = {}
     dataset, answered["tl_load_dataset"] = hooks.answer("tl_load_dataset", config=config, reporter=reporter)
     if not isinstance(dataset, DatasetIndex):
@@ -254,18 +258,6 @@ def on_devices(hooks: Hooks, config: RunConfig, reporter: Reporter) -> RunConfig
     return replace(config, mixed_precision=mixed)
 
 
-def _earlier_reports(config: RunConfig) -> list[str]:
-    """The report files the previous run in this output_dir wrote (its tl_run.json lists them): they are tl's
-    to replace, and removed when this run does not write them again."""
-    try:
-        record = json.loads((config.saved_model_dir / MARKER).read_text())
-        if Path(record["configuration"]["evaluate_result_dir"]) != config.evaluate_result_dir:
-            return []
-        return [str(name).split("/", 1)[0] for name in record.get("reports", [])]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-
-
 def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex, answered: dict[str, str],
              events: RunEvents) -> tuple[RunConfig, Preprocessing, Any]:
     """The devices, the base model, its feature extractor, checked, and the trained classifier."""
@@ -292,8 +284,7 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
                          answered: dict[str, str], events: RunEvents) -> tuple[dict[str, Any], Any, list[str]]:
     config, preprocessing, classifier = _trained(hooks, config, reporter, dataset, answered, events)
     common: dict[str, Any] = {"config": config, "reporter": reporter}
-    stale = _earlier_reports(config)
-    with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir, stale) as reports:
+    with StagedDir(config.saved_model_dir) as staged, StagedFiles(config.evaluate_result_dir) as reports:
         _, answered["tl_save_model"] = hooks.answer("tl_save_model", model=classifier, path=staged.path, **common)
         if events.validation_scores is not None and events.validation_scores[1] is not None:
             rows, scores = events.validation_scores  # the trainer scored the features it had: no second pass
@@ -308,9 +299,9 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
             metrics["head_search"] = events.head_search.to_dict()
         health = events.health
         checked = health.write(reports.path) if health is not None else []  # beside the reports, which link it
-        written = sorted([*checked, *(str(name) for _, names in hooks.all(
+        written = found_reports(reports.path, [*checked, *(str(name) for _, names in hooks.all(
             "tl_write_reports", predictions=predictions, metrics=metrics, history=events.history, dataset=dataset,
-            path=reports.path, config=config, reporter=reporter, health=health) for name in names)])
+            path=reports.path, config=config, reporter=reporter, health=health) for name in names)], reporter)
         write_json_atomic(staged.path / "labels.json", dict(sorted(dataset.labels.items(), key=lambda kv: kv[1])))
         write_json_atomic(staged.path / "preprocessing.json", preprocessing.to_dict())
         assert hooks.framework is not None
@@ -333,9 +324,34 @@ def _train_save_evaluate(hooks: Hooks, config: RunConfig, reporter: Reporter, da
             "reports": written,
             "metrics": metrics,
         })
-        publish_together(config.results_file, metrics, [staged.publish, reports.publish], "the outputs",
+        write_json_atomic(reports.path / config.results_file.name, metrics)  # published with the reports, as one set
+        for path in reports.check():
+            entry = path.relative_to(config.evaluate_result_dir).parts[0]
+            reporter.warning(f"{path} was not written by tl: {entry}, which an earlier run wrote, is left as it is")
+        publish_together(None, metrics, [staged.publish, reports.publish], "the outputs",
                          after=[events.checkpoint.remove] if events.checkpoint is not None else [])  # nothing to resume
     return metrics, classifier, written
+
+
+def found_reports(folder: Path, listed: list[str], reporter: Reporter) -> list[str]:
+    """The entries of ``folder`` that report plugins wrote and named (a name inside a folder names that folder); a
+    name returned without its file, and an entry written without its name, are warned about and not published (so
+    tl never records, and later removes, a file that is not its own)."""
+    found = set()
+    for name in sorted(set(listed)):
+        top = name.split("/", 1)[0]
+        if top not in (".", "..", "") and os.path.lexists(folder / top) and os.path.lexists(folder / name):
+            found.add(top)
+        else:
+            reporter.warning(f'a report plugin returned "{name}" but wrote no such file; it is not published')
+    for entry in sorted(folder.iterdir()):
+        if entry.name not in found:
+            reporter.warning(f'a report plugin wrote "{entry.name}" without returning its name; it is not published')
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    return sorted(found)
 
 
 def check(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debug: bool = False) -> HealthReport:
@@ -350,6 +366,7 @@ def check(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debu
         dataset, answered["tl_load_dataset"] = hooks.answer("tl_load_dataset", config=config, reporter=reporter)
         events = RunEvents(hooks, config)
         events.check_only = True
+        check_owned(config.evaluate_result_dir, HEALTH_NAMES)
         created = prepare_output_dir(config.output_dir, "output_dir")
         try:
             created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
@@ -359,6 +376,7 @@ def check(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debu
             raise
         health: HealthReport = events.health
         names = health.write(config.evaluate_result_dir)
+        record_owned(config.evaluate_result_dir, names)
     lines = health.warning_lines()
     for line in lines:
         reporter.warning(line)

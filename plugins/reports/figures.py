@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
+from tlcore.outputs import check_owned
 from tlcore.training import watched_images
 
 from tlplugins.metrics.confusion import confusion_matrix
@@ -37,6 +38,12 @@ FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "S
                   "IPAGothic", "TakaoGothic", "WenQuanYi Zen Hei", "Yu Gothic", "Meiryo", "MS Gothic",
                   "Microsoft YaHei", "Malgun Gothic", "Hiragino Sans", "Arial Unicode MS")
 """Fonts asked, when installed, for the characters matplotlib's own font lacks (Japanese class names...)."""
+WRITES = (CONFUSION_PNG, CURVES_PNG)
+
+
+@hookimpl
+def tl_on_run_start(config: RunConfig) -> None:
+    check_owned(config.evaluate_result_dir, WRITES)  # a file of the user's there is refused before training
 
 
 @hookimpl(trylast=True)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from tlcore import __version__
 from tlcore.health import HEALTH_CSV, HEALTH_JSON, KINDS
 from tlcore.hookspecs import hookimpl
+from tlcore.outputs import check_owned
 from tlcore.training import watched_images
 
 from tlplugins.metrics.confusion import confusion_matrix
@@ -41,6 +42,7 @@ MAX_LISTED_MISTAKES = 100
 MAX_LISTED_FINDINGS = 20
 """The page shows this many findings of each kind of the data check; data_health.csv has them all."""
 THUMBNAIL = 64
+WRITES = (SUMMARY_HTML,)
 
 FILES = (
     ("results.json", ("the metrics: top-1 accuracy (top-5 with more than 5 classes), per-class precision, recall "
@@ -68,12 +70,17 @@ img.thumb { width: 64px; height: 64px; object-fit: cover; } .note { color: #555;
 """
 
 
+@hookimpl
+def tl_on_run_start(config: RunConfig) -> None:
+    check_owned(config.evaluate_result_dir, WRITES)  # a file of the user's there is refused before training
+
+
 @hookimpl(trylast=True)
 def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], history: Sequence[Mapping[str, float]],
                      dataset: DatasetIndex, path: Path, config: RunConfig, health: HealthReport | None) -> list[str] | None:
     page = Page(predictions, metrics, history, dataset, path, config, health)
     (path / SUMMARY_HTML).write_text(page.render(), encoding="utf-8")
-    return [SUMMARY_HTML]
+    return list(WRITES)
 
 
 def esc(value: Any) -> Any:

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
+from tlcore.outputs import check_owned
 
 from tlplugins.metrics.confusion import confusion_matrix, display_name
 from tlplugins.reports import CONFUSION_JSON, HISTORY_COLUMNS, HISTORY_CSV, MISCLASSIFIED_CSV
@@ -15,9 +16,16 @@ from tlplugins.reports import CONFUSION_JSON, HISTORY_COLUMNS, HISTORY_CSV, MISC
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from tlcore.config import RunConfig
     from tlcore.evaluation import Predictions
 
 MISCLASSIFIED_COLUMNS = ("path", "true_label", "predicted_label", "predicted_score", "true_label_score")
+WRITES = (CONFUSION_JSON, MISCLASSIFIED_CSV, HISTORY_CSV)
+
+
+@hookimpl
+def tl_on_run_start(config: RunConfig) -> None:
+    check_owned(config.evaluate_result_dir, WRITES)  # a file of the user's there is refused before training
 
 
 @hookimpl(trylast=True)
@@ -27,7 +35,7 @@ def tl_write_reports(predictions: Predictions, history: Sequence[Mapping[str, fl
     write_csv(path / MISCLASSIFIED_CSV, MISCLASSIFIED_COLUMNS, misclassified(predictions))
     columns = history_columns(history)
     write_csv(path / HISTORY_CSV, columns, ([epoch.get(name, "") for name in columns] for epoch in history))
-    return [CONFUSION_JSON, MISCLASSIFIED_CSV, HISTORY_CSV]
+    return list(WRITES)
 
 
 def misclassified(predictions: Predictions) -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from tlcore.errors import ConfigError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import ConfigKey
+from tlcore.outputs import check_owned
 from tlcore.training import watched_images
 
 from tlplugins.reports import TENSORBOARD_DIR
@@ -47,6 +48,8 @@ def tl_on_run_start(config: RunConfig) -> None:
     if config.options.get("tensorboard") and not tensorboard_installed():
         raise ConfigError('"tensorboard": true needs the tensorboard package, which is not installed; '
                           'pip install tensorboard, or set "tensorboard": false')
+    if config.options.get("tensorboard"):
+        check_owned(config.evaluate_result_dir, [TENSORBOARD_DIR])  # a folder of the user's: refused before training
 
 
 @hookimpl(trylast=True)

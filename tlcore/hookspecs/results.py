@@ -57,8 +57,10 @@ def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], histo
     matrix, misclassified images, history and pictures (see [What a run writes](outputs.md));
     `reports.summary` is asked after them (trylast implementations are asked in registration order)
     and links every file in `path`, yours included, from `summary.html`. A plugin of yours that is not
-    `trylast` is asked before it. Report files of an earlier run that this run did not write are
-    removed when the new ones are published.
+    `trylast` is asked before it. Only the entries whose names a plugin returns are published, all
+    together; tl refuses to replace a file in `evaluate_result_dir` that it did not write (or that was
+    changed since), and report files of an earlier run that this run did not write again are removed
+    when the new ones are published, unless something in them is not tl's.
 
     - `predictions` (`tlcore.evaluation.Predictions`): scores, true ids and paths of the validation images.
     - `metrics` (`Mapping[str, Any]`): the merged metrics of `results.json`.
@@ -71,7 +73,7 @@ def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], histo
       within and across the splits, likely wrong labels, classes with few images, imbalance; `checked`: what
       was checked), whose `data_health.csv` and `data_health.json` are already in `path`; None when the run
       did not check the data. `reports.summary` shows them in its "Data health" section.
-    - Returns: the names of the files written, relative to `path`.
+    - Returns: the names of the files and folders written directly in `path`.
 
     ```python
     @hookimpl
