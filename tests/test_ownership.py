@@ -52,7 +52,7 @@ def minimal_run(project, *plugins, **changes):
     manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=MINIMAL, entrypoints=False, extra=["tests.fake_framework"])
     for index, plugin in enumerate(plugins):
         manager.register(plugin, name=f"test-plugin-{index}")
-    path = project.write(data_check=False, **changes)
+    path = project.write(**{"data_check": False, **changes})
     config = load_config(path, plugin_keys=framework_keys(manager, read_selection(path)[1])[0])
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
     return run_module.run(config, manager, reporter), reporter
@@ -131,6 +131,36 @@ def test_an_entry_a_plugin_wrote_without_naming_it_is_not_published(project):
     _, reporter = minimal_run(project, Unnamed())
     assert 'wrote "stray.txt" without returning its name' in reporter.err.getvalue()
     assert not (project.root / "results" / "stray.txt").exists()
+
+
+def test_tl_check_writes_its_data_health_files_over_its_own_only(project):
+    from click.testing import CliRunner
+
+    from tlcli.main import main
+
+    def check():
+        return CliRunner().invoke(main, ["check", str(project.write()), "-p", "tests.fake_framework"])
+
+    results = project.root / "results"
+    results.mkdir()
+    (results / "data_health.json").write_text("the user's own")
+    assert f"{results / 'data_health.json'} was not written by tl" in one_line_error(check())
+    assert (results / "data_health.json").read_text() == "the user's own"
+    (results / "data_health.json").unlink()
+    assert check().exit_code == 0
+    assert check().exit_code == 0, "its own files, written again"
+    assert minimal_run(project, data_check=True)[0].health is not None, "a run replaces what tl check wrote"
+
+
+def test_tl_quantize_refuses_a_results_json_the_user_changed_before_quantizing(project):
+    from tests.test_quantize import quantize_cli
+
+    run_with(project)
+    results_file = project.root / "results" / "results.json"
+    results_file.write_text(results_file.read_text().replace("{", '{"my_note": 1,', 1))
+    error = one_line_error(quantize_cli(project))
+    assert f"{results_file} was not written by tl (or was changed since)" in error
+    assert '"my_note": 1' in results_file.read_text() and not (project.root / "out" / "imx500").exists()
 
 
 # 6. No kill while publishing loses a model or mixes two runs' reports
