@@ -193,8 +193,9 @@ def test_a_worker_that_dies_stops_the_run_and_restarted_workers_continue_from_th
 
     # restarted, as a cluster's scheduler restarts failed workers (a Kubernetes Job): no --resume needed
     cluster = Cluster(framework)
-    (code, output), (other_code, _) = [finish(worker) for worker in [cluster.start(chief, 0), cluster.start(other, 1)]]
-    assert code == 0 and other_code == 0, output
+    (code, output), (other_code, other_output) = [finish(worker)
+                                                  for worker in [cluster.start(chief, 0), cluster.start(other, 1)]]
+    assert code == 0 and other_code == 0, f"{output}\n--- worker 1 ---\n{other_output}"
     resumed = re.search(r"Resuming after epoch (\d+) of 12: a run of several workers continues", output)
     assert resumed and 1 <= int(resumed[1]) < 12, output
     assert [row["epoch"] for row in history(chief)] == list(range(1, 13)), "every epoch once: none lost, none twice"

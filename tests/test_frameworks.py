@@ -244,3 +244,18 @@ def test_a_keras_model_key_with_the_torch_framework_points_to_the_torch_key(proj
     with pytest.raises(ConfigError, match='"source_torch_model" is a key of framework "torch", but "framework" is '
                                           '"keras"'):
         prepare(project.write(framework="keras", source_torch_model="model.h5"), BUILTIN_PLUGINS)
+
+
+def test_a_slow_framework_start_up_shows_an_activity_line_and_a_second_start_is_silent(tmp_path, monkeypatch):
+    (tmp_path / "tl_slow_engine.py").write_text("import time\ntime.sleep(0.5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("tlcore.frameworks.START_DELAY", 0.1)
+    slow = Framework(name="slow", requires=("tl_slow_engine",))
+    stream = io.StringIO()
+    slow.start(Reporter(stream=stream, isatty=False, interval=0.1))
+    lines = stream.getvalue().splitlines()
+    assert "Starting slow (importing tl_slow_engine) ..." in lines[0], "a line while it imports"
+    assert lines[-1].startswith("Starting slow (importing tl_slow_engine): done in 0.")
+    again = io.StringIO()
+    slow.start(Reporter(stream=again, isatty=False, interval=0.1))
+    assert again.getvalue() == "", "imported already: nothing to wait for, nothing said"

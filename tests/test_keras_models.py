@@ -1,7 +1,10 @@
 """The Keras plugins called directly on tiny models built in each test: top removal and base models."""
 
 import io
+import json
 import random
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -34,10 +37,10 @@ def conv_base(tf, size=32, name="conv_base"):
     return tf.keras.Model(inputs, x, name=name)
 
 
-def remove_top(model, reporter):
+def remove_top(model, reporter, remove="auto"):
     from tlplugins.top_removal.classifier_head import tl_remove_top_layer
 
-    return tl_remove_top_layer(model=model, reporter=reporter)
+    return tl_remove_top_layer(model=model, config=SimpleNamespace(options={"remove_top": remove}), reporter=reporter)
 
 
 def same_outputs(first, second, size=32):
@@ -90,6 +93,35 @@ def test_model_without_top_is_used_unchanged(tf, reporter):
 
     assert remove_top(model, reporter) is model
     assert "Top layers: none to remove" in reporter.stream.getvalue()
+
+
+def test_a_last_layer_that_is_not_a_classifier_is_removed_with_a_warning_and_remove_top_false_keeps_it(tf, reporter):
+    """A base whose last layer is a 16-wide Dense embedding (no softmax, not 1000 classes): the heuristic removes it
+    and warns; with "remove_top": false the embedding is the features, and nothing is said of a classifier."""
+    layers = tf.keras.layers
+    base = conv_base(tf)
+    pooled = layers.GlobalAveragePooling2D(name="gap")(base.output)
+    model = tf.keras.Model(base.input, layers.Dense(16, name="embedding")(pooled))
+
+    assert remove_top(model, reporter).output_shape == (None, 8)
+    warning = reporter.err.getvalue()
+    assert 'the last layer, "embedding" (16 outputs, no softmax), does not look like a classifier' in warning
+    assert '"remove_top": false' in warning
+
+    kept = Reporter(stream=io.StringIO(), err=io.StringIO())
+    assert remove_top(model, kept, remove=False) is model
+    assert 'Top layers: none removed ("remove_top": false); features are the output of "embedding"' in \
+        kept.stream.getvalue()
+    assert kept.err.getvalue() == ""
+
+
+def test_an_imagenet_classifier_top_is_removed_without_a_warning(tf, reporter):
+    layers = tf.keras.layers
+    base = conv_base(tf)
+    pooled = layers.GlobalAveragePooling2D(name="gap")(base.output)
+    remove_top(tf.keras.Model(base.input, layers.Dense(1000, name="logits")(pooled)), reporter)
+    assert "Top layers removed: logits (Dense)" in reporter.stream.getvalue()
+    assert reporter.err.getvalue() == "", "1000 outputs: an ImageNet classifier's, logits or not"
 
 
 def test_model_of_only_classifier_layers_is_refused(tf, reporter):
@@ -259,3 +291,25 @@ def test_random_mobilenet_v2_features_are_informative_not_vanishing(tf):
     features = model(images, training=False).numpy()
     assert 0.1 < features.std() < 100
     assert np.abs(features[0] - features[1]).mean() > 0.01, "different images, different features"
+
+
+def test_a_users_model_without_a_preprocessing_is_told_which_input_range_it_gets(tf, tmp_path, reporter):
+    """The SDK notebook's models were trained on [0, 1]: without a "preprocessing" key tl feeds [-1, 1], so it says
+    so in one line, and how to change it; a preprocessing.json beside the model (tl's) names the setting to use."""
+    path = tmp_path / "model.h5"
+    single_conv(tf, (32, 32, 3)).save(path)
+
+    load_base(config_with_model(tmp_path, path), reporter)
+    [line] = reporter.err.getvalue().splitlines()
+    assert "tl feeds the model pixels scaled to [-1, 1]" in line and '"preprocessing": "unit"' in line
+
+    (tmp_path / "preprocessing.json").write_text(json.dumps(
+        {"name": "unit", "size": 32, "mean": [0, 0, 0], "std": [255, 255, 255]}))
+    told = Reporter(stream=io.StringIO(), err=io.StringIO())
+    load_base(config_with_model(tmp_path, path), told)
+    assert 'says the model takes "unit" input' in told.err.getvalue()
+    assert 'set "preprocessing": "unit"' in told.err.getvalue()
+
+    chosen = Reporter(stream=io.StringIO(), err=io.StringIO())
+    load_base(replace(config_with_model(tmp_path, path), preprocessing="unit"), chosen)
+    assert chosen.err.getvalue() == "", "the configuration chose: nothing to say"

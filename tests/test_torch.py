@@ -5,6 +5,7 @@ import json
 import re
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -99,10 +100,10 @@ def reporter():
     return Reporter(stream=io.StringIO(), err=io.StringIO())
 
 
-def remove_top(model, reporter):
+def remove_top(model, reporter, remove="auto"):
     from tlplugins.top_removal.torch_head import tl_remove_top_layer
 
-    return tl_remove_top_layer(model=model, reporter=reporter)
+    return tl_remove_top_layer(model=model, config=SimpleNamespace(options={"remove_top": remove}), reporter=reporter)
 
 
 def test_torchvision_heads_are_removed(reporter):
@@ -129,6 +130,19 @@ def test_a_sequential_model_loses_its_classifying_tail(reporter):
     assert "Top layers removed: 3 (Flatten), 4 (Dropout), 5 (Linear), 6 (Softmax)" in reporter.stream.getvalue()
     with pytest.raises(ModelError, match="no layer that could give features"):
         remove_top(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), reporter)
+
+
+def test_an_embedding_last_layer_warns_when_removed_and_remove_top_false_keeps_every_layer(reporter):
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 16))
+    assert [type(m).__name__ for m in remove_top(model, reporter)] == ["Conv2d", "ReLU", "AdaptiveAvgPool2d"]
+    assert 'the last layer, "4" (16 outputs, no softmax), does not look like a classifier' in reporter.err.getvalue()
+
+    kept = Reporter(stream=io.StringIO(), err=io.StringIO())
+    assert remove_top(model, kept, remove=False) is model
+    assert "none removed (\"remove_top\": false); features are the model's output" in kept.stream.getvalue()
+    assert kept.err.getvalue() == ""
 
 
 def test_a_model_without_a_top_is_used_as_it_is(reporter):

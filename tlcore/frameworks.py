@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import importlib
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tlcore.report import Reporter
 
 FRAMEWORK_ATTRIBUTE = "TL_FRAMEWORK"
 DEFAULT_FRAMEWORK = "keras"
@@ -54,6 +59,10 @@ OPTIONAL_KEYS = (
 """Core configuration keys a framework may or may not honour; the others apply to every framework."""
 
 LAYOUTS = ("NHWC", "NCHW")
+
+START_DELAY = 1.0
+"""Seconds a framework's start-up (importing its libraries) may take before it shows an activity line: the first
+response within 1.2 s, and a step over 5 s never silent."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +200,17 @@ class Framework:
         """Silence the framework's own start-up and log chatter (``tl run`` without ``--debug``), or with
         ``quiet=False`` let it through again: :meth:`Quieting.apply` of :attr:`quiet`."""
         self.quiet.apply(quiet)
+
+    def start(self, reporter: Reporter) -> None:
+        """Import the libraries of :attr:`requires` now, with an activity line when that takes a while (TensorFlow
+        takes 3 to 20 s on a busy machine): the commands call this before the framework's first step, so its
+        start-up is never a silent pause. Libraries imported already cost nothing and print nothing."""
+        pending = [name for name in self.requires if name not in sys.modules]
+        if not pending:
+            return
+        with reporter.activity(f"Starting {self.name} (importing {', '.join(pending)})", delay=START_DELAY):
+            for name in pending:
+                importlib.import_module(name)
 
 
 def _errors_only(record: Any) -> bool:

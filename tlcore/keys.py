@@ -151,6 +151,13 @@ def _weights(value: Any, base_dir: Path) -> str | Path:
     return resolve_path(value, base_dir=base_dir, key="weights", kind="file")
 
 
+def _remove_top(value: Any, base_dir: Path) -> bool | str:
+    if value == "auto" or value is False:
+        return value
+    raise ValueError(f'is {json.dumps(value)}; use "auto" (remove the base model\'s trailing classification layers) '
+                     "or false (remove nothing: its output is the features)")
+
+
 def _mixed_precision(value: Any, base_dir: Path) -> bool | str:
     if value == "auto" or isinstance(value, bool):
         return value
@@ -336,10 +343,13 @@ SHARED_KEYS = (
                    "multi_worker (that environment is required)"),
     ConfigKey("worker_timeout", "integer", default=300, minimum=5, maximum=86400,
               help="seconds a worker waits for the others (to start, or at a step) before the run stops"),
+    ConfigKey("remove_top", "any", default="auto", convert=_remove_top,
+              help='the base model\'s classification layers: "auto" removes its trailing ones (Dense or Linear, '
+                   "Dropout, Softmax, Flatten), false removes nothing (the model's output is the features)"),
 )
 """Keys several plugins read: each returns the ones it honours from ``tl_config_keys`` (the base models of both
 framework packs read ``weights`` and ``mobilenet_alpha``, their workers' plugins ``distribute`` and
-``worker_timeout``)."""
+``worker_timeout``, both top removals ``remove_top``)."""
 
 SHARED = {key.name: key for key in SHARED_KEYS}
 

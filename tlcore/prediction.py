@@ -253,9 +253,10 @@ def predict(model_dir: str | Path | SavedModel, images: Iterable[str | Path] | s
     framework.quieten(quiet=not (debug or reporter.debug))
     hooks = Hooks(manager, framework)
     hooks.require(["tl_load_model", "tl_predict"])
-    model, _ = hooks.answer("tl_load_model", path=saved.folder, reporter=reporter)
     reporter.info(f"Model: {saved.folder} ({saved.kind}, framework {framework.name}, {len(names)} classes); "
                   f"{len(files)} image(s)")
+    framework.start(reporter)
+    model, _ = hooks.answer("tl_load_model", path=saved.folder, reporter=reporter)
     outputs = max(names) + 1
     split = Split("images", Path.cwd(), tuple((path, 0) for path in files))
     results: dict[int, Prediction] = {}

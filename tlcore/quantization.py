@@ -198,6 +198,8 @@ def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporte
     if config.tflite:
         check_replaceable(config.output_dir / TFLITE_FOLDER, TFLITE_RECORD)
     if model is None:
+        assert hooks.framework is not None
+        hooks.framework.start(reporter)
         model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.saved_model_dir, reporter=reporter)
     with StagedDir(folder) as staged, StagedDir(config.output_dir / TFLITE_FOLDER) as tflite:
         package = make_package(hooks, model, dataset, preprocessing, config, reporter, answered, staged.path)

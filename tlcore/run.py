@@ -266,6 +266,8 @@ def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: Datas
     first_pass = (path for split in (dataset.training, dataset.validation)  # the order features are computed in
                   for path in cluster.share(split.paths))
     with decoding_ahead(first_pass, preprocessing.size):  # while the framework imports and builds the base
+        assert hooks.framework is not None
+        hooks.framework.start(reporter)
         config = on_devices(hooks, config, reporter)
         common: dict[str, Any] = {"config": config, "reporter": reporter}
         model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)

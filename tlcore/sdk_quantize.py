@@ -187,6 +187,8 @@ def quantize_sdk(path: str | Path, manager: PluginManager, reporter: Reporter, *
     reporter.info(f"SDK quantize configuration: {len(dataset.training)} calibration and {len(dataset.validation)} "
                   f"evaluation images, {len(dataset.labels)} classes; model {config.options['source_keras_model']}")
     preprocessing = model_preprocessing(config, reporter)
+    assert hooks.framework is not None
+    hooks.framework.start(reporter)
     with output_lock({"output_dir": config.output_dir, "evaluate_result_dir": config.evaluate_result_dir},
                      command_line(), reporter):
         return _quantize_sdk(config, hooks, dataset, preprocessing, reporter, started)

@@ -11,8 +11,10 @@ from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED, ConfigKey
+from tlcore.preprocessing import PRESETS, Preprocessing
 
 from tlplugins.keras.distributed import scope
+from tlplugins.keras.framework import KERAS
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -169,7 +171,39 @@ def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
         check_input_size(model, path, size)
     shown = f"{height}x{width}x{channels}" if height else f"any size x {channels}"
     reporter.info(f"Base model: {path} ({model.name}, {len(model.layers)} layers, input {shown})")
+    say_assumed_input(path, config, reporter)
     return model
+
+
+def say_assumed_input(path: Path, config: RunConfig, reporter: Reporter) -> None:
+    """Without a ``preprocessing`` key, a user's model is fed Keras MobileNetV2's input range, [-1, 1]: say so in
+    one line, since a model trained on [0, 1] (the SDK notebook's) or [0, 255] would learn from wrong input
+    silently; a ``preprocessing.json`` beside the model (a model tl saved) that agrees keeps it quiet."""
+    if config.preprocessing is not None:
+        return
+    assumed = Preprocessing.from_config(config, KERAS)
+    written = (path if path.is_dir() else path.parent) / "preprocessing.json"
+    try:
+        saved = Preprocessing.from_dict(json.loads(written.read_text()))
+    except FileNotFoundError:
+        saved = None
+    except (OSError, ValueError, KeyError, TypeError):
+        reporter.warning(f"{written} is not a preprocessing tl wrote; it is ignored")
+        saved = None
+    if saved is not None and (saved.mean, saved.std) == (assumed.mean, assumed.std):
+        return
+    presets = {values: name for name, values in PRESETS.items()}
+    if saved is not None:
+        wanted = presets.get((saved.mean, saved.std))
+        setting = f'"preprocessing": "{wanted}"' if wanted else \
+            f'"preprocessing": {json.dumps({"mean": list(saved.mean), "std": list(saved.std)})}'
+        reporter.warning(f'{written} says the model takes "{saved.name}" input, but without a "preprocessing" key '
+                         f'tl feeds it "{assumed.name}" input; set {setting}')
+        return
+    reporter.warning(f'"source_keras_model" has no preprocessing.json and the configuration sets no "preprocessing": '
+                     f'tl feeds the model pixels scaled to [-1, 1] ("{assumed.name}", as Keras\' MobileNetV2 expects); '
+                     'for a model trained on [0, 1] (the SDK notebook\'s) set "preprocessing": "unit", on [0, 255] '
+                     '"none"')
 
 
 def takes(model: Any, size: int) -> Any:

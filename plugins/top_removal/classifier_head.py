@@ -3,7 +3,8 @@
 Walking back from the output, layers that only classify (Dense, Dropout,
 Softmax, softmax/sigmoid/linear Activation, Flatten, Reshape, and 1x1
 convolutions on a 1x1 map) are removed; the first layer before them (typically
-global pooling or the last feature map) becomes the feature output.
+global pooling or the last feature map) becomes the feature output. With ``"remove_top": false`` nothing is
+removed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED, ConfigKey
+from tlplugins.top_removal import NOTHING_REMOVED, unlike_a_classifier
 
 if TYPE_CHECKING:
+    from tlcore.config import RunConfig
     from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
@@ -51,14 +55,34 @@ def split_head(model: Any) -> Any:
     return layers[cut - 1], layers[cut:]
 
 
+def has_softmax(layer: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(layer, tf.keras.layers.Softmax) or \
+        getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
+
+
+@hookimpl
+def tl_config_keys() -> list[ConfigKey]:
+    return [SHARED["remove_top"]]
+
+
 @hookimpl(trylast=True)
-def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
+def tl_remove_top_layer(model: Any, config: RunConfig, reporter: Reporter) -> Any:
+    if config.options["remove_top"] is False:
+        reporter.info(f'{NOTHING_REMOVED}the output of "{model.layers[-1].name}"')
+        return model
     feature_layer, removed = split_head(model)
     if not removed:
         reporter.info(f'Top layers: none to remove; features are the output of "{feature_layer.name}"')
         return model
     names = ", ".join(f"{layer.name} ({type(layer).__name__})" for layer in removed)
     reporter.info(f'Top layers removed: {names}; features are the output of "{feature_layer.name}"')
+    shape = removed[-1].output_shape
+    width = shape[-1] if isinstance(shape, tuple) and shape and isinstance(shape[-1], int) else None
+    warning = unlike_a_classifier(removed[-1].name, width, any(has_softmax(layer) for layer in removed))
+    if warning:
+        reporter.warning(warning)
     return cut_at(model, feature_layer)
 
 

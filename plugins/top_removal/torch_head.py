@@ -4,7 +4,8 @@ torchvision keeps a model's head in an attribute (``classifier`` for MobileNet,
 EfficientNet and VGG, ``fc`` for ResNet, ``heads`` or ``head`` for vision
 transformers): its trailing classifying layers (Linear, Dropout, Softmax,
 LogSoftmax, Flatten, Identity) are removed, so the model returns the features
-its head took. A plain ``nn.Sequential`` loses its classifying tail the same way.
+its head took. A plain ``nn.Sequential`` loses its classifying tail the same way. With ``"remove_top": false``
+nothing is removed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED, ConfigKey
+from tlplugins.top_removal import NOTHING_REMOVED, unlike_a_classifier
 
 if TYPE_CHECKING:
+    from tlcore.config import RunConfig
     from tlcore.report import Reporter
 
 TL_FRAMEWORK = "torch"
@@ -45,10 +49,18 @@ def trim(sequence: Any) -> Any:
     return kept, children[cut:]
 
 
+@hookimpl
+def tl_config_keys() -> list[ConfigKey]:
+    return [SHARED["remove_top"]]
+
+
 @hookimpl(trylast=True)
-def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
+def tl_remove_top_layer(model: Any, config: RunConfig, reporter: Reporter) -> Any:
     import torch.nn as nn
 
+    if config.options["remove_top"] is False:
+        reporter.info(f"{NOTHING_REMOVED}the model's output")
+        return model
     if isinstance(model, nn.Sequential):
         kept, removed = trim(model)
         if isinstance(kept, nn.Identity):
@@ -72,9 +84,17 @@ def tl_remove_top_layer(model: Any, reporter: Reporter) -> Any:
     return model
 
 
-def _report(reporter: Reporter, removed: Sequence[str], model: Any, where: str) -> Any:
+def _report(reporter: Reporter, removed: Sequence[Any], model: Any, where: str) -> Any:
+    import torch.nn as nn
+
     if removed:
         reporter.info(f"Top layers removed: {describe(removed)}; features are {where}")
+        linears = [module for _, module in removed if isinstance(module, nn.Linear)]
+        width = linears[-1].out_features if linears else None
+        softmax = any(isinstance(module, (nn.Softmax, nn.LogSoftmax)) for _, module in removed)
+        warning = unlike_a_classifier(removed[-1][0], width, softmax)
+        if warning:
+            reporter.warning(warning)
     else:
         reporter.info("Top layers: none to remove; features are the model's output")
     return model
