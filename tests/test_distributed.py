@@ -64,7 +64,8 @@ class Cluster:
 
 def start(root, **environment):
     """``tl run`` in ``root`` with ``environment`` added."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **environment}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)])),
+           **environment}
     return subprocess.Popen([sys.executable, "-m", "tlcli", "run", "configuration.json"], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -191,9 +192,13 @@ def test_a_worker_that_dies_stops_the_run_and_restarted_workers_continue_from_th
     assert outputs(chief) == before, "the previous outputs are untouched"
     workers[1].communicate()
 
-    # restarted, as a cluster's scheduler restarts failed workers (a Kubernetes Job): no --resume needed
+    # restarted, as a cluster's scheduler restarts failed workers (a Kubernetes Job): no --resume needed. With a
+    # longer worker_timeout, which does not shape the model (the checkpoint still holds): on a busy machine the chief
+    # reads its cached features while worker 1 computes its share, and 30 s may not be enough for that difference
+    for root in (chief, other):
+        machine(root, framework, epochs=12, worker_timeout=180)
     cluster = Cluster(framework)
-    (code, output), (other_code, other_output) = [finish(worker)
+    (code, output), (other_code, other_output) = [finish(worker, timeout=600)
                                                   for worker in [cluster.start(chief, 0), cluster.start(other, 1)]]
     assert code == 0 and other_code == 0, f"{output}\n--- worker 1 ---\n{other_output}"
     resumed = re.search(r"Resuming after epoch (\d+) of 12: a run of several workers continues", output)

@@ -29,7 +29,8 @@ def test_built_in_plugins_declare_the_keys_only_they_read():
     assert not set(PLUGIN_KEYS) & {key.name for key in CORE_KEYS}, "not core keys as well"
     shared = {"weights": "keras.base_model, torch.base_model", "mobilenet_alpha": "keras.base_model, torch.base_model",
               "distribute": "keras.distributed, torch.distributed",
-              "worker_timeout": "keras.distributed, torch.distributed"}
+              "worker_timeout": "keras.distributed, torch.distributed",
+              "remove_top": "top_removal.classifier_head, top_removal.torch_head"}
     assert {key.name: owners[key.name] for key in SHARED_KEYS} == shared, "a shared key: each reader declares it"
 
 

@@ -341,7 +341,7 @@ SHARED_KEYS = (
               help="devices and workers: auto (the engine's environment when it is set: torchrun's variables, or "
                    "TF_CONFIG; else all local GPUs, or the CPU), mirrored (one process on every local device) or "
                    "multi_worker (that environment is required)"),
-    ConfigKey("worker_timeout", "integer", default=300, minimum=5, maximum=86400,
+    ConfigKey("worker_timeout", "integer", affects_model=False, default=300, minimum=5, maximum=86400,
               help="seconds a worker waits for the others (to start, or at a step) before the run stops"),
     ConfigKey("remove_top", "any", default="auto", convert=_remove_top,
               help='the base model\'s classification layers: "auto" removes its trailing ones (Dense or Linear, '
