@@ -203,7 +203,8 @@ def _run(hooks: Hooks, config: RunConfig, reporter: Reporter, started: float, re
     created = prepare_output_dir(config.output_dir, "output_dir")
     try:
         created += prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
-        events.checkpoint = Checkpoint.open(config, dataset, reporter, resume, restartable=cluster.size > 1)
+        with reporter.activity("Fingerprinting the images for the checkpoint", delay=1.0):  # 300k images: seconds
+            events.checkpoint = Checkpoint.open(config, dataset, reporter, resume, restartable=cluster.size > 1)
         metrics, classifier, reports = _train_save_evaluate(hooks, config, reporter, dataset, answered, events)
     except BaseException as error:
         remove_if_empty(created)
