@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -324,3 +325,19 @@ def test_a_plugin_failing_at_the_end_of_the_run_says_the_outputs_are_complete(pr
     assert "the run's outputs were written before it and are complete" in error
     assert (project.root / "out" / "saved_model" / "tl_run.json").is_file() and project.results()
 
+
+
+def test_outputs_of_a_tl_from_before_the_ownership_record_are_taken_over_unless_changed_later(project):
+    """A folder an earlier tl wrote has no .tl-owned.json: what its run record lists, unchanged since, is tl's;
+    a file changed long after that run stays the user's."""
+    run_with(project)
+    results = project.root / "results"
+    (results / ".tl-owned.json").unlink()
+    run_with(project)
+    assert (results / ".tl-owned.json").is_file(), "taken over, and recorded"
+
+    (results / ".tl-owned.json").unlink()
+    later = time.time() + 7200
+    os.utime(results / "history.csv", (later, later))
+    with pytest.raises(OutputError, match=f"{results / 'history.csv'} was not written by tl"):
+        run_with(project)

@@ -227,6 +227,38 @@ def _stamp(path: Path) -> list[int]:
     return [status.st_size, status.st_mtime_ns] if path.is_file() and not path.is_symlink() else [-1, -1]
 
 
+ADOPT_SECONDS = 60
+"""How long after an earlier tl's run record a file it lists may have changed and still count as that run's."""
+
+
+def adopt_earlier(folder: Path, record_file: Path) -> list[str]:
+    """Take over what a tl from before :data:`OWNED` published into ``folder``: the entries its run record
+    (``record_file``, saved_model's tl_run.json) lists as reports, and results.json, where every file of them was
+    last changed no later than :data:`ADOPT_SECONDS` after that record was written (a file the user changed later
+    stays the user's). Nothing when ``folder`` has its record already, or the run record is of another folder.
+    Returns the names taken over."""
+    if os.path.lexists(folder / OWNED):
+        return []
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        if Path(record["configuration"]["evaluate_result_dir"]) != folder:
+            return []
+        names = {str(name).split("/", 1)[0] for name in record.get("reports", [])} | {"results.json"}
+        limit = record_file.stat().st_mtime_ns + ADOPT_SECONDS * 10**9
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    files: dict[str, list[int]] = {}
+    adopted = []
+    for name in sorted(name for name in names if _plain(name)):
+        found = stamps(folder, name)
+        if found and all(not stamp or 0 <= stamp[1] <= limit for stamp in found.values()):
+            files.update(found)
+            adopted.append(name)
+    if adopted:
+        write_json_atomic(folder / OWNED, {"files": files, "published": adopted})
+    return adopted
+
+
 def owned(folder: Path) -> dict[str, Any]:
     """``folder``'s :data:`OWNED` record: ``files`` (relative path -> stamp) and ``published`` (the entries the
     last run published); empty when there is none or it cannot be read."""

@@ -27,7 +27,9 @@ from tlcore.errors import ConfigError, ModelError, PluginError
 from tlcore.evaluation import evaluate_model
 from tlcore.loader import ImageBatches
 from tlcore.lock import command_line, output_lock
-from tlcore.outputs import MARKER, StagedDir, check_owned, check_replaceable, publish_together, write_json_atomic
+from tlcore.outputs import (
+    MARKER, StagedDir, adopt_earlier, check_owned, check_replaceable, publish_together, write_json_atomic,
+)
 from tlcore.preprocessing import Preprocessing
 from tlcore.registry import open_hooks
 from tlcore.sampling import run_seed, stratified
@@ -184,6 +186,7 @@ def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporte
     started = time.monotonic()
     hooks = open_hooks(config, manager, [*REQUIRED_HOOKS, *(["tl_export_tflite"] if config.tflite else [])], debug=debug)
     record = trained_record(config)
+    adopt_earlier(config.evaluate_result_dir, config.saved_model_dir / MARKER)
     check_owned(config.evaluate_result_dir, [config.results_file.name])  # refused before quantizing, not after
     answered: dict[str, str] = {}
     if dataset is None:

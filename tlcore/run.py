@@ -22,8 +22,8 @@ from tlcore.health import HEALTH_CSV, HEALTH_JSON
 from tlcore.loader import decoding_ahead
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
-    MARKER, StagedDir, StagedFiles, check_owned, check_replaceable, prepare_output_dir, publish_together,
-    record_owned, remove_if_empty, write_json_atomic,
+    MARKER, StagedDir, StagedFiles, adopt_earlier, check_owned, check_replaceable, prepare_output_dir,
+    publish_together, record_owned, remove_if_empty, write_json_atomic,
 )
 from tlcore.preprocessing import Preprocessing
 from tlcore.quantization import REQUIRED_HOOKS as QUANTIZE_HOOKS
@@ -148,6 +148,7 @@ def join_cluster(hooks: Hooks, config: RunConfig, reporter: Reporter) -> Cluster
 
 def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporter: Reporter, started: float,
                 debug: bool, resume: bool, cluster: Cluster = SINGLE) -> RunResult:
+    adopt_earlier(config.evaluate_result_dir, config.saved_model_dir / MARKER)
     try:
         hooks.all("tl_on_run_start", config=config)  # inside: observers that started hear if another one fails
         result, classifier, dataset = _run(hooks, config, reporter, started, resume, cluster)
@@ -369,6 +370,7 @@ def check(config: RunConfig, manager: PluginManager, reporter: Reporter, *, debu
         dataset, answered["tl_load_dataset"] = hooks.answer("tl_load_dataset", config=config, reporter=reporter)
         events = RunEvents(hooks, config)
         events.check_only = True
+        adopt_earlier(config.evaluate_result_dir, config.saved_model_dir / MARKER)
         check_owned(config.evaluate_result_dir, HEALTH_NAMES)
         created = prepare_output_dir(config.output_dir, "output_dir")
         try:
