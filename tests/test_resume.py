@@ -90,7 +90,7 @@ def test_a_run_without_resume_starts_over_and_removes_the_checkpoint(config, cap
     capsys.readouterr()
     with pytest.raises(KeyboardInterrupt):
         tlcore.train(config, plugins=[fake, StopAfter(0)])
-    assert "Starting over: removing the checkpoint an interrupted run left after epoch 2" in capsys.readouterr().out
+    assert "Starting over: removing the checkpoint an interrupted run left" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="nothing to resume"):
         tlcore.train(config, plugins=[fake], resume=True)
 
@@ -99,9 +99,9 @@ def test_a_seedless_run_resumes_with_the_seed_it_started_with(config, tmp_path):
     config["seed"] = None
     with pytest.raises(KeyboardInterrupt):
         tlcore.train(config, plugins=[fake, StopAfter(1)])
-    import pickle
+    from tlcore.training import CHECKPOINT_FILE, state
 
-    seed = pickle.loads((tmp_path / "out" / CHECKPOINT / "state.pickle").read_bytes())["seed"]
+    seed = state.load(tmp_path / "out" / CHECKPOINT / CHECKPOINT_FILE)["seed"]
     resumed = tlcore.train(config, plugins=[fake], resume=True)
     again = tlcore.train({**config, "seed": seed, "output_dir": str(tmp_path / "again"),
                           "evaluate_result_dir": str(tmp_path / "again")}, plugins=[fake])
@@ -139,9 +139,7 @@ def test_torch_resumes_in_the_fine_tuning_phase(tmp_path):
 
 
 def test_an_interrupt_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
-    import pickle
-
-    from tlcore.training import CHECKPOINT_FILE, Checkpoint
+    from tlcore.training import CHECKPOINT_FILE, Checkpoint, state
 
     checkpoint = Checkpoint(tmp_path / CHECKPOINT, "print")
     checkpoint.save({"epoch": 1})
@@ -149,9 +147,59 @@ def test_an_interrupt_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pickle, "dump", interrupted)
+    monkeypatch.setattr(state, "dump", interrupted)
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save({"epoch": 2})
     monkeypatch.undo()
     assert [path.name for path in (tmp_path / CHECKPOINT).iterdir()] == [CHECKPOINT_FILE], "no partial file"
-    assert pickle.loads((tmp_path / CHECKPOINT / CHECKPOINT_FILE).read_bytes())["epoch"] == 1
+    assert state.load(tmp_path / CHECKPOINT / CHECKPOINT_FILE)["epoch"] == 1
+
+
+class Planted:
+    """A pickle that, once loaded, creates the file ``path`` (as a shell command would do harm)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("name", ["state.pickle", "state.npz"])
+def test_a_planted_pickle_in_the_checkpoint_folder_is_never_loaded(config, tmp_path, name):
+    """An output folder someone else wrote: neither a run nor a run with --resume unpickles what is there."""
+    import pickle
+
+    from tlcore.training import state
+
+    planted = tmp_path / "planted"
+    folder = tmp_path / "out" / CHECKPOINT
+    folder.mkdir(parents=True)
+    payload = pickle.dumps({"epoch": 1, "trap": Planted(tmp_path / "ran")})
+    (folder / name).write_bytes(payload)
+    with pytest.raises(ConfigError) as error:
+        tlcore.train({**config, "output_dir": str(tmp_path / "out")}, plugins=[fake], resume=True)
+    assert "pickle" in str(error.value) or "nothing to resume" in str(error.value)
+    tlcore.train({**config, "output_dir": str(tmp_path / "out")}, plugins=[fake])
+    assert not (tmp_path / "ran").exists() and not planted.exists(), "nothing in the file ran"
+    with pytest.raises(state.StateError):
+        (folder.mkdir(parents=True), (folder / "x.npz").write_bytes(payload), state.load(folder / "x.npz"))
+
+
+def test_the_checkpoint_keeps_what_trainers_give_and_gives_it_back_the_same(tmp_path):
+    """Arrays, tuples, dicts with number keys (a torch optimizer's state), numbers and strings round-trip."""
+    import numpy as np
+
+    from tlcore.training import state
+
+    value = {"weights": [np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros(0, np.int64)],
+             "optimizer": {"state": {0: {"step": np.float32(3)}}, "param_groups": [{"betas": (0.9, 0.999),
+                                                                                    "lr": 0.1, "fused": None}]},
+             "history": [{"epoch": 1, "loss": float("nan")}], "best": (0.5, 2, [np.ones(2)], {"val_loss": 0.5})}
+    with open(tmp_path / "s.npz", "wb") as handle:
+        state.dump(value, handle)
+    back = state.load(tmp_path / "s.npz")
+    assert back["optimizer"]["state"][0]["step"] == 3.0 and back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert back["weights"][0].dtype == np.float32 and np.array_equal(back["weights"][0], value["weights"][0])
+    assert isinstance(back["best"], tuple) and np.array_equal(back["best"][2][0], np.ones(2))
+    assert np.isnan(back["history"][0]["loss"])

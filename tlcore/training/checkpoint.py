@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import tempfile
 from datetime import datetime
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import ConfigError
+from tlcore.training import state as state_file
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -37,7 +37,10 @@ def load_steps_state(steps: Steps, saved: Any) -> None:
 
 
 CHECKPOINT_FOLDER = ".tl-checkpoint"
-CHECKPOINT_FILE = "state.pickle"
+CHECKPOINT_FILE = "state.npz"
+"""The checkpoint's state, in a format whose reading runs no code (:mod:`tlcore.training.state`)."""
+OLD_CHECKPOINT_FILE = "state.pickle"
+"""Where tl once kept it, as a pickle: never read (a pickle can run code), only removed."""
 
 
 class Checkpoint:
@@ -61,29 +64,35 @@ class Checkpoint:
              restartable: bool = False) -> Checkpoint:
         """The run's checkpoint: with ``resume``, the interrupted run's (checked); else a fresh one.
 
-        With ``restartable`` (a run of several workers, which the engine or the cluster's scheduler restarts
-        after a failure: torchrun's ``--max-restarts``, a Kubernetes Job), an interrupted run's checkpoint of
-        the same training is resumed without ``--resume``, as Keras' ``BackupAndRestore`` does; another
-        training's is removed.
+        A checkpoint is read only to be resumed: without ``resume`` the folder is removed unread (an output folder
+        someone else wrote may hold anything there). With ``restartable`` (a run of several workers, which the
+        engine or the cluster's scheduler restarts after a failure: torchrun's ``--max-restarts``, a Kubernetes
+        Job), an interrupted run's checkpoint of the same training is resumed without ``--resume``, as Keras'
+        ``BackupAndRestore`` does; another training's is removed.
 
         :raises ConfigError: with ``resume``, when there is nothing to resume, or it was another training.
         """
         folder = config.output_dir / CHECKPOINT_FOLDER
         fingerprint = training_fingerprint(config, dataset)
-        saved = cls._read(folder / CHECKPOINT_FILE)
-        if restartable and not resume and saved is not None and saved.get("fingerprint") == fingerprint:
-            reporter.info(f"Resuming after epoch {saved['epoch']} of {saved['epochs']}: a run of several workers "
-                          "continues from the checkpoint the interrupted one left (the workers were restarted)")
-            return cls(folder, fingerprint, saved)
+        if restartable and not resume:
+            saved = cls._read(folder / CHECKPOINT_FILE)
+            if saved is not None and saved.get("fingerprint") == fingerprint:
+                reporter.info(f"Resuming after epoch {saved['epoch']} of {saved['epochs']}: a run of several workers "
+                              "continues from the checkpoint the interrupted one left (the workers were restarted)")
+                return cls(folder, fingerprint, saved)
         if not resume:
-            if saved is not None:
-                reporter.info(f"Starting over: removing the checkpoint an interrupted run left after epoch "
-                              f"{saved['epoch']} (tl run --resume continues such a run)")
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder.is_dir() and not folder.is_symlink():
+                reporter.info("Starting over: removing the checkpoint an interrupted run left (tl run --resume "
+                              "continues such a run)")
+            remove_folder(folder)
             return cls(folder, fingerprint)
+        if (folder / OLD_CHECKPOINT_FILE).exists() and not (folder / CHECKPOINT_FILE).exists():
+            raise ConfigError(f"{folder / OLD_CHECKPOINT_FILE} was written by an earlier tl as a pickle, which tl no "
+                              "longer reads (loading a pickle can run code); run without --resume to start over")
+        saved = cls._read(folder / CHECKPOINT_FILE)
         if saved is None:
             raise ConfigError(f"nothing to resume in {config.output_dir}: no interrupted run left a checkpoint "
-                              f"there ({CHECKPOINT_FOLDER}/); run without --resume")
+                              f"there ({CHECKPOINT_FOLDER}/), or it is damaged; run without --resume")
         if saved.get("fingerprint") != fingerprint:
             raise ConfigError(f"{config.config_file.name}: the configuration or the training images changed since "
                               f"the interrupted run (its checkpoint is of epoch {saved['epoch']}); set them back to "
@@ -94,14 +103,13 @@ class Checkpoint:
 
     @staticmethod
     def _read(path: Path) -> dict[str, Any] | None:
+        if path.is_symlink() or not path.is_file():
+            return None
         try:
-            with open(path, "rb") as handle:
-                state = pickle.load(handle)
-        except FileNotFoundError:
+            state = state_file.load(path)
+        except state_file.StateError:  # a damaged checkpoint: as if there were none
             return None
-        except Exception:  # noqa: BLE001 - a damaged checkpoint: as if there were none
-            return None
-        return state if isinstance(state, dict) and "epoch" in state else None
+        return state if isinstance(state, dict) and isinstance(state.get("epoch"), int) else None
 
     def save(self, state: dict[str, Any]) -> None:
         """Replace the checkpoint with ``state``, atomically (a crash mid-write keeps the previous one)."""
@@ -109,7 +117,7 @@ class Checkpoint:
         handle = tempfile.NamedTemporaryFile("wb", dir=self.folder, prefix=".state.", delete=False)
         try:
             with handle:
-                pickle.dump({**state, "fingerprint": self.fingerprint}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                state_file.dump({**state, "fingerprint": self.fingerprint}, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(handle.name, self.folder / CHECKPOINT_FILE)
@@ -119,7 +127,15 @@ class Checkpoint:
             raise
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        remove_folder(self.folder)
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove the checkpoint folder; a symbolic link put in its place is removed, never followed."""
+    if folder.is_symlink():
+        folder.unlink()
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def training_fingerprint(config: RunConfig, dataset: DatasetIndex) -> str:
