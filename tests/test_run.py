@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 import textwrap
 
 import pytest
@@ -583,3 +584,35 @@ def test_observers_that_started_hear_when_another_observers_start_fails(project)
         run_with(project, Started(), Broken())
     assert heard[0] == "start" and heard[1].startswith("failed: ") and "no dashboard" in heard[1]
     assert not (project.root / "out").exists(), "nothing was written"
+
+
+class Exits:
+    """A plugin that calls sys.exit in one hook."""
+
+    def __init__(self, hook, code):
+        self.hook, self.code = hook, code
+
+    @hookimpl
+    def tl_on_epoch_end(self):
+        if self.hook == "tl_on_epoch_end":
+            sys.exit(self.code)
+
+    @hookimpl
+    def tl_write_reports(self):
+        if self.hook == "tl_write_reports":
+            sys.exit(self.code)
+
+    @hookimpl
+    def tl_on_run_end(self):
+        if self.hook == "tl_on_run_end":
+            sys.exit(self.code)
+
+
+@pytest.mark.parametrize("hook, code", [("tl_on_epoch_end", 0), ("tl_write_reports", 0), ("tl_on_run_end", 3)])
+def test_sys_exit_in_a_plugin_is_a_plugin_error_naming_it_and_the_hook(project, hook, code):
+    """sys.exit(0) must not pass for success, nor sys.exit(3) end tl without a word: exit 1, one line."""
+    with pytest.raises(PluginError, match=rf'plugin ".*" called sys.exit\({code}\) in {hook}; a plugin stops a run '
+                                          "by raising an exception"):
+        run_with(project, Exits(hook, code))
+    published = (project.root / "out" / "saved_model").exists()
+    assert published == (hook == "tl_on_run_end"), "published only when the exit came after publishing"

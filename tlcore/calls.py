@@ -38,10 +38,18 @@ def _call(impl: HookImpl, hook_name: str, kwargs: dict[str, Any], noise: Iterabl
         return impl.function(**{name: kwargs[name] for name in impl.argnames})
     except TLError:
         raise
+    except SystemExit as exc:  # not the plugin's to end tl (and exit 0 would pass for success)
+        raise PluginError(exited(impl.plugin_name, hook_name, exc)) from None
     except Exception as exc:
         raise PluginError(
             f'plugin "{impl.plugin_name}" failed in {hook_name}: {describe_exception(exc, noise)}'
         ) from exc
+
+
+def exited(plugin: str, hook_name: str, exc: SystemExit) -> str:
+    """What to say of a plugin that called ``sys.exit`` (or raised SystemExit) in a hook."""
+    return (f'plugin "{plugin}" called sys.exit({exc.code!r}) in {hook_name}; a plugin stops a run by raising an '
+            "exception, not by exiting")
 
 
 def call_first(manager: PluginManager, hook_name: str, **kwargs: Any) -> tuple[Any, str | None]:

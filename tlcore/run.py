@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
 from tlcore import __version__
-from tlcore.calls import Hooks, describe_exception
+from tlcore.calls import Hooks, describe_exception, exited
 from tlcore.dataset import DatasetIndex
 from tlcore.distributed import SINGLE, Cluster
 from tlcore.errors import OutputError, PluginError, TLError
@@ -179,6 +179,8 @@ def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporte
     for impl in hooks.implementations("tl_on_run_failed"):
         try:
             impl.function(**{name: {"config": config, "error": error}[name] for name in impl.argnames})
+        except SystemExit as exc:
+            reporter.warning(exited(impl.plugin_name, "tl_on_run_failed", exc))
         except Exception as exc:  # noqa: BLE001 - an observer must not hide why the run stopped
             reporter.warning(f'plugin "{impl.plugin_name}" failed in tl_on_run_failed: {describe_exception(exc)}')
 
