@@ -114,7 +114,9 @@ def test_with_plugins_blocked_their_keys_are_ignored_with_a_warning_but_typos_st
     ("preprocessing", "caffe", 'use one of mobilenet_v2, unit, none, imagenet, or {"mean"'),
     ("preprocessing", "imagenett", 'did you mean "imagenet"?'),
     ("preprocessing", {"mean": [1, 2], "std": [1, 1, 1]}, '"mean" must be a list of 3 numbers'),
-    ("preprocessing", {"mean": [1, 2, 3], "std": [1, 0, 1]}, '"std" values must be greater than 0'),
+    ("preprocessing", {"mean": [1, 2, 3], "std": [1, 0, 1]}, '"std" is [1, 0, 1]; each value must be from 0.01 to 10000'),
+    ("preprocessing", {"mean": [1, 2, 3], "std": [1e-300, 1, 1]}, '"std" is [1e-300, 1, 1]; each value must be from'),
+    ("preprocessing", {"mean": [1, 2, 1e9], "std": [1, 1, 1]}, "each value is a pixel value from 0 to 255"),
     ("preprocessing", {"mean": [1, 2, 3]}, 'needs "mean" and "std"'),
     ("learning_rate", -1, "must be at least"),
 ])

@@ -1,6 +1,7 @@
 """The core's training policy, driven by the fake framework: early stopping on a hold-out, the best weights
 restored, learning-rate schedules, class weights."""
 
+import dataclasses
 import io
 import json
 import re
@@ -126,7 +127,9 @@ def test_balanced_class_weights_make_every_class_count_alike(project, tmp_path):
 
 @pytest.mark.parametrize("value, message", [
     ("balance", 'is "balance"; use "balanced"'),
-    ({"cat": -1}, 'weight of "cat" is -1; weights are numbers of 0 or more'),
+    ({"cat": -1}, 'weight of "cat" is -1; weights are numbers from 0 to 10000'),
+    ({"cat": 1e308}, 'weight of "cat" is 1e+308; weights are numbers from 0 to 10000'),
+    ({"cat": 0, "dog": 0, "fox": 0}, "gives every class the weight 0, so nothing would be learned"),
     ([1, 2], 'must be "balanced", null or an object'),
 ])
 def test_bad_class_weights_are_one_line(project, value, message):
@@ -188,3 +191,21 @@ def test_streamed_images_are_decoded_by_one_worker_each_and_every_worker_steps_e
         "the parts make up each batch of 4 (the last of 2), less the image that cannot be decoded"
     assert not set(by_first) & set(by_second) and len(by_first) + len(by_second) == 10, "each image decoded once"
     assert paths[3].name in said + said_second, "the worker that met it names the image that cannot be decoded"
+
+
+def test_a_loss_that_is_not_a_number_stops_the_run_and_nothing_is_published(project, monkeypatch):
+    """Training that diverged is no success: one line naming the epoch, exit 1, no model saved."""
+    from tests import fake_framework
+    from tests.conftest import one_line_error
+
+    measured = fake_framework.CentroidSteps.measure
+
+    def diverging(self, inputs, labels):
+        result, features = measured(self, inputs, labels)
+        return dataclasses.replace(result, loss=float("nan")), features
+
+    monkeypatch.setattr(fake_framework.CentroidSteps, "measure", diverging)
+    result = project.run()
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith("Error: training diverged in epoch 1 (loss nan")
+    assert not (project.root / "out" / "saved_model").exists()

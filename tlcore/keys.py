@@ -164,6 +164,12 @@ def _mixed_precision(value: Any, base_dir: Path) -> bool | str:
     raise ValueError(f'is {json.dumps(value)}; use "auto" (on where the device benefits), true or false')
 
 
+STD_RANGE = (0.01, 10000.0)
+"""A preprocessing's std, in pixel units: outside it, float32 input and loss overflow or lose every digit."""
+CLASS_WEIGHT_MAX = 10000.0
+"""The largest class weight: larger ones overflow the loss (1e308 gave NaN) without a use."""
+
+
 def _preprocessing(value: Any, base_dir: Path) -> str | dict[str, Any]:
     """A preset name, or ``{"mean": [r, g, b], "std": [r, g, b], "channel_order": "RGB"}`` in pixel units."""
     if isinstance(value, str):
@@ -183,8 +189,12 @@ def _preprocessing(value: Any, base_dir: Path) -> str | dict[str, Any]:
         if (not isinstance(numbers, list) or len(numbers) != 3
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)):
             raise ValueError(f'"{name}" must be a list of 3 numbers (R, G, B, in pixel units 0-255)')
-    if min(value["std"]) <= 0:
-        raise ValueError('"std" values must be greater than 0')
+    if not all(0 <= v <= 255 for v in value["mean"]):
+        raise ValueError(f'"mean" is {json.dumps(value["mean"])}; each value is a pixel value from 0 to 255')
+    if not all(STD_RANGE[0] <= v <= STD_RANGE[1] for v in value["std"]):
+        raise ValueError(f'"std" is {json.dumps(value["std"])}; each value must be from {STD_RANGE[0]} to '
+                         f"{STD_RANGE[1]:g} (127.5 gives [-1, 1], 255 gives [0, 1]): smaller or larger makes the "
+                         "model's input overflow or vanish")
     order = value.get("channel_order", "RGB")
     if order not in CHANNEL_ORDERS:
         raise ValueError(f'"channel_order" must be one of {", ".join(CHANNEL_ORDERS)}')
@@ -224,8 +234,13 @@ def _class_weight(value: Any, base_dir: Path) -> str | dict[str, float]:
     if not isinstance(value, dict) or not value:
         raise ValueError('must be "balanced", null or an object of class name -> weight, e.g. {"cat": 2.0}')
     for name, weight in value.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise ValueError(f'weight of "{name}" is {json.dumps(weight)}; weights are numbers of 0 or more')
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or not 0 <= weight <= CLASS_WEIGHT_MAX:
+            raise ValueError(f'weight of "{name}" is {json.dumps(weight)}; weights are numbers from 0 to '
+                             f"{CLASS_WEIGHT_MAX:g}")
+    if not any(weight > 0 for weight in value.values()):
+        raise ValueError("gives every class the weight 0, so nothing would be learned; give at least one class a "
+                         "weight above 0")
     return {name: float(weight) for name, weight in value.items()}
 
 

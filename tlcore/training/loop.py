@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from tlcore.errors import ModelError
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -104,6 +107,11 @@ class TrainingLoop:
         assert self._bar is not None
         self._bar.done = self.num_train
         self._bar.finish(**logs)
+        diverged = [f"{name} {value}" for name, value in logs.items() if not math.isfinite(value)]
+        if diverged:
+            raise ModelError(f"training diverged in epoch {self.epoch} ({', '.join(diverged)}): the model is no use, "
+                             'so nothing is saved; lower "learning_rate", or check "class_weight" and '
+                             '"preprocessing" (an extreme weight or std overflows the loss)')
         self.events.epoch_end(self.epoch, logs)
         if self.patience and "val_loss" in logs and (self.best is None or logs["val_loss"] < self.best[0]):
             state = self.snapshot() if self.snapshot is not None else None
