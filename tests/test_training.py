@@ -112,7 +112,6 @@ def dataset_of(counts):
 
 
 def test_balanced_class_weights_make_every_class_count_alike(project, tmp_path):
-
     from tlcore.config import load_config
 
     config = load_config(project.write(class_weight="balanced"))
