@@ -14,6 +14,7 @@ import click
 
 from tlcore.calls import describe_exception
 from tlcore.errors import TLError, one_line
+from tlcore.text import for_terminal
 
 EXIT_INTERRUPTED = 130
 
@@ -100,7 +101,7 @@ def guarded(debug: bool, outputs: str) -> Iterator[None]:
     except TLError as exc:
         if debug:
             raise
-        click.echo(f"{fresh_line()}Error: {exc}", err=True)
+        click.echo(f"{fresh_line()}Error: {for_terminal(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # a bug in tl itself: still one line, the traceback on request
         if debug:

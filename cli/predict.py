@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import click
 
+from tlcore.text import for_terminal, neutralise
+
 from tlcli.plugins import builtin_plugins, plugin_option
 
 if TYPE_CHECKING:
@@ -74,20 +76,22 @@ def predict(model_dir: str, images: Sequence[str], top_k: int, as_json: bool, as
 
 def table_lines(results: Sequence[Prediction]) -> list[str]:
     """One line per image: its path, then a column per rank of ``label (score)``, aligned."""
-    rows = [[result.path, *(f"{label} ({score:.3f})" for label, score in result.predictions)] for result in results]
+    rows = [[for_terminal(result.path), *(f"{for_terminal(label)} ({score:.3f})" for label, score in result.predictions)]
+            for result in results]
     columns = max(len(row) for row in rows)
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(columns)]
     return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
 def csv_text(results: Sequence[Prediction]) -> str:
-    """``path,rank,label,score``: a header, then one row per image and rank (1 = best)."""
+    """``path,rank,label,score``: a header, then one row per image and rank (1 = best); cells a spreadsheet would
+    take for a formula are neutralised (a leading ``'``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "rank", "label", "score"])
     for result in results:
         for rank, (label, score) in enumerate(result.predictions, start=1):
-            writer.writerow([result.path, rank, label, repr(score)])
+            writer.writerow([neutralise(result.path), rank, neutralise(label), repr(score)])
     return buffer.getvalue()
 
 

@@ -9,6 +9,8 @@ import time
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Iterator, Mapping
 
+from tlcore.text import for_terminal
+
 
 def in_notebook(stream: IO[str]) -> bool:
     """Whether ``stream`` is a Jupyter kernel's output, which redraws a line on ``\\r`` but has no terminal codes."""
@@ -162,12 +164,14 @@ class Reporter:
         return Line(stream, self.isatty).clear() if self.line.length == 0 else self.line.clear()
 
     def info(self, message: str) -> None:
-        self.stream.write(self._line_start(self.stream) + message + "\n")
+        """Print ``message`` (control characters in it shown escaped, very long names shortened)."""
+        self.stream.write(self._line_start(self.stream) + for_terminal(message) + "\n")
         self.stream.flush()
 
     def warning(self, message: str) -> None:
+        """Print ``Warning: message`` to ``err`` (made safe like :meth:`info`); :attr:`warnings` keeps it as given."""
         self.warnings.append(message)
-        self.err.write(f"{self._line_start(self.err)}Warning: {message}\n")
+        self.err.write(f"{self._line_start(self.err)}Warning: {for_terminal(message)}\n")
         self.err.flush()
 
     def progress(self, total: int | None, label: str = "", unit: str = "img", delay: float = 0.0) -> Progress:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tlcore.hookspecs import hookimpl
 from tlcore.outputs import check_owned
+from tlcore.text import neutralise
 
 from tlplugins.metrics.confusion import confusion_matrix, display_name
 from tlplugins.reports import CONFUSION_JSON, HISTORY_COLUMNS, HISTORY_CSV, MISCLASSIFIED_CSV
@@ -62,4 +63,4 @@ def write_csv(file: Path, columns: Sequence[str], rows: Any) -> None:
     with open(file, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerows([neutralise(cell) for cell in row] for row in rows)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from tlcore.outputs import _umask, write_json_atomic
+from tlcore.text import neutralise
 
 SPLITS = ("training", "validation")
 
@@ -49,13 +50,6 @@ class Finding:
         cells = [self.kind, at(self.paths, 0), at(self.paths, 1), at(self.splits, 0), at(self.splits, 1),
                  at(self.labels, 0), at(self.labels, 1), f"{self.score:.4f}", self.detail]
         return [neutralise(cell) for cell in cells]
-
-
-def neutralise(cell: str) -> str:
-    """``cell`` with a leading quote when a spreadsheet would take it for a formula (it starts with = + - @, a
-    tab or a carriage return): a file name like ``=HYPERLINK(...)`` must stay text when data_health.csv is opened."""
-    text = str(cell)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @dataclass
