@@ -313,3 +313,22 @@ def test_a_users_model_without_a_preprocessing_is_told_which_input_range_it_gets
     chosen = Reporter(stream=io.StringIO(), err=io.StringIO())
     load_base(replace(config_with_model(tmp_path, path), preprocessing="unit"), chosen)
     assert chosen.err.getvalue() == "", "the configuration chose: nothing to say"
+
+
+def test_a_keras_model_with_a_lambda_layer_is_said_to_run_code_before_it_is_loaded(tf, tmp_path):
+    """A Lambda layer's Python code runs when Keras loads the model: the line comes first, naming the model."""
+    from tlplugins.keras.saved_model import tl_load_model
+
+    inputs = tf.keras.Input((32, 32, 3))
+    outputs = tf.keras.layers.Lambda(lambda x: x * 2.0, name="doubled")(inputs)
+    tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(outputs)).save(tmp_path / "lambda_model")
+    single_conv(tf, (32, 32, 3)).save(tmp_path / "plain_model")
+
+    said = io.StringIO()
+    tl_load_model(path=tmp_path / "lambda_model", reporter=Reporter(stream=said, err=said))
+    assert said.getvalue().startswith(f"Warning: {tmp_path / 'lambda_model'} has Lambda layers")
+    assert "can run code" in said.getvalue().splitlines()[0]
+
+    quiet = io.StringIO()
+    tl_load_model(path=tmp_path / "plain_model", reporter=Reporter(stream=quiet, err=quiet))
+    assert "can run code" not in quiet.getvalue()

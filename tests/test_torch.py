@@ -427,3 +427,37 @@ def test_on_real_features_the_check_finds_a_cropped_copy_and_a_flipped_label(tmp
     assert sorted([str(original), str(dataset / "validation" / "animal" / "cropped.jpg")]) in across
     labels = [f for f in findings if f["kind"] == "likely_mislabelled"]
     assert labels and labels[0]["paths"] == [str(flipped)] and labels[0]["labels"][1] == "fish", labels[:3]
+
+
+class PlantedModule:
+    """A pickle that, once loaded, creates the file ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_predicting_with_a_saved_model_never_unpickles_it_and_quantizing_says_it_can_run_code(tmp_path):
+    """tl predict loads the torch.export program, whose loading runs no code; model.pth, a pickle, is read only to
+    quantize, after a line that says it can run code."""
+    import pickle
+
+    import torch
+    from torch import nn
+
+    from tlplugins.torch.saving import MODEL_FILE, MODULE_FILE, tl_load_model
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), str(tmp_path / MODEL_FILE))
+    (tmp_path / MODULE_FILE).write_bytes(pickle.dumps(PlantedModule(tmp_path / "ran")))
+
+    said = io.StringIO()
+    loaded = tl_load_model(path=tmp_path, reporter=Reporter(stream=said, err=said), purpose="predict")
+    assert loaded(torch.zeros(1, 3, 8, 8)).shape == (1, 2)
+    assert not (tmp_path / "ran").exists() and "can run code" not in said.getvalue()
+
+    with pytest.raises(Exception):
+        tl_load_model(path=tmp_path, reporter=Reporter(stream=said, err=said), purpose="quantize")
+    assert f"Loading {tmp_path / MODULE_FILE}: a pickled PyTorch module, which can run code" in said.getvalue()

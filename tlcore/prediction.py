@@ -256,7 +256,7 @@ def predict(model_dir: str | Path | SavedModel, images: Iterable[str | Path] | s
     reporter.info(f"Model: {saved.folder} ({saved.kind}, framework {framework.name}, {len(names)} classes); "
                   f"{len(files)} image(s)")
     framework.start(reporter)
-    model, _ = hooks.answer("tl_load_model", path=saved.folder, reporter=reporter)
+    model, _ = hooks.answer("tl_load_model", path=saved.folder, reporter=reporter, purpose="predict")
     outputs = max(names) + 1
     split = Split("images", Path.cwd(), tuple((path, 0) for path in files))
     results: dict[int, Prediction] = {}

@@ -203,7 +203,8 @@ def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporte
     if model is None:
         assert hooks.framework is not None
         hooks.framework.start(reporter)
-        model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.saved_model_dir, reporter=reporter)
+        model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.saved_model_dir, reporter=reporter,
+                                                        purpose="quantize")
     with StagedDir(folder) as staged, StagedDir(config.output_dir / TFLITE_FOLDER) as tflite:
         package = make_package(hooks, model, dataset, preprocessing, config, reporter, answered, staged.path)
         float_metrics = _float_metrics(hooks, model, record, dataset, preprocessing, config, reporter)
@@ -254,7 +255,7 @@ def make_package(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing:
     calibration.activity = None
     exported, answered["tl_export_quantized"] = hooks.answer(
         "tl_export_quantized", model=quantized, path=path, config=config, reporter=reporter)
-    loaded, answered["tl_load_model"] = hooks.answer("tl_load_model", path=path, reporter=reporter)
+    loaded, answered["tl_load_model"] = hooks.answer("tl_load_model", path=path, reporter=reporter, purpose="predict")
     metrics, _ = evaluate_model(hooks, loaded, dataset, raw_input(preprocessing), config, reporter,
                              label="evaluating the quantized model ", name="quantized model", answered=answered)
     conversion = _convert(hooks, Path(exported), path, config, reporter, answered)
@@ -271,7 +272,7 @@ def tflite_models(hooks: Hooks, model: Any, dataset: DatasetIndex, preprocessing
                                                        preprocessing=preprocessing, path=path, reporter=reporter)
     metrics = {}
     for kind, processing in (("float", preprocessing), ("quantized", raw_input(preprocessing))):
-        loaded, _ = hooks.answer("tl_load_model", path=Path(files[kind]), reporter=reporter)
+        loaded, _ = hooks.answer("tl_load_model", path=Path(files[kind]), reporter=reporter, purpose="predict")
         metrics[kind], _ = evaluate_model(hooks, loaded, dataset, processing, config, reporter,
                                        label=f"evaluating {Path(files[kind]).name} ", name=Path(files[kind]).name)
     return metrics

@@ -201,7 +201,8 @@ def _quantize_sdk(config: RunConfig, hooks: Hooks, dataset: DatasetIndex, prepro
         prepare_output_dir(config.evaluate_result_dir, "evaluate_result_dir")
     check_replaceable(folder, RECORD)
     answered: dict[str, str] = {}
-    model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.options["source_keras_model"], reporter=reporter)
+    model, answered["tl_load_model"] = hooks.answer("tl_load_model", path=config.options["source_keras_model"],
+                                                    reporter=reporter, purpose="quantize")
     tflite_stage = Path(tempfile.mkdtemp(prefix=".model.tl-partial-", dir=config.output_dir))
     try:
         with StagedDir(folder) as staged:

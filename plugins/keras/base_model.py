@@ -15,6 +15,7 @@ from tlcore.preprocessing import PRESETS, Preprocessing
 
 from tlplugins.keras.distributed import scope
 from tlplugins.keras.framework import KERAS
+from tlplugins.keras.saved_model import warn_if_code
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -135,6 +136,7 @@ def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
 
     if config.options["weights"] != "imagenet":
         reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_keras_model"')
+    warn_if_code(path, reporter)
     try:
         model = tf.keras.models.load_model(str(path), compile=False)
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tlcore.calls import describe_exception
@@ -75,9 +76,10 @@ def tl_save_model(model: Any, path: Path, reporter: Reporter) -> Any:
 @hookimpl(trylast=True)
 def tl_load_model(path: Path, reporter: Reporter) -> Any:
     """The float SavedModel of ``saved_model/`` (or an .h5 / .keras file), the quantized model of
-    ``imx500/``, or a ``.tflite`` file."""
+    ``imx500/``, or a ``.tflite`` file. A model with ``Lambda`` layers is said to run code before it is loaded."""
     import tensorflow as tf
 
+    warn_if_code(path, reporter)
     quantized = path / QUANTIZED_FILE
     with reporter.activity("Loading the model"):
         try:
@@ -88,3 +90,35 @@ def tl_load_model(path: Path, reporter: Reporter) -> Any:
             return tf.keras.models.load_model(str(path), compile=False)
         except Exception as exc:
             raise ModelError(f"Keras cannot load the model in {path}: {describe_exception(exc)}") from None
+
+
+CODE_MARKERS = (b'"class_name": "Lambda"', b'"class_name":"Lambda"')
+"""How a Keras model's saved configuration names a Lambda layer, whose Python bytecode Keras runs when it loads
+the model (tl's own models have none)."""
+
+
+def carries_code(path: Path) -> bool:
+    """Whether the Keras model at ``path`` (a SavedModel folder, or an .h5 / .keras file) has Lambda layers, found
+    in its saved configuration without loading it."""
+    files = [path / "keras_metadata.pb"] if path.is_dir() else [path]
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        if file.suffix == ".keras":
+            try:
+                with zipfile.ZipFile(file) as archive:
+                    data = archive.read("config.json")
+            except (OSError, KeyError, zipfile.BadZipFile):
+                continue
+        if any(marker in data for marker in CODE_MARKERS):
+            return True
+    return False
+
+
+def warn_if_code(path: Path, reporter: Reporter) -> None:
+    """Say, before Keras loads ``path``, that it can run code, when it has Lambda layers."""
+    if carries_code(path):
+        reporter.warning(f"{path} has Lambda layers: Keras runs their Python code when it loads the model, so this "
+                         "model can run code; load only models you trust")

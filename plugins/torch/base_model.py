@@ -12,6 +12,8 @@ from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 from tlcore.keys import SHARED, ConfigKey
 
+from tlplugins.torch.saving import pickle_line
+
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
     from tlcore.report import Reporter
@@ -123,6 +125,8 @@ def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
     if not zipfile.is_zipfile(path):
         loaders = loaders[2:]
     for kind, load in loaders:
+        if kind == "torch.save":
+            reporter.info(pickle_line(path))
         try:
             model = load()
             break

@@ -46,8 +46,10 @@ def tl_save_model(model: Any, path: Path, config: RunConfig, reporter: Reporter)
 
 
 @hookimpl(trylast=True)
-def tl_load_model(path: Path, reporter: Reporter) -> Any:
-    """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``."""
+def tl_load_model(path: Path, reporter: Reporter, purpose: str = "predict") -> Any:
+    """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``. To predict, the
+    torch.export program (its loading runs no code from the file); to quantize, the pickled module when there is
+    one (what MCT can trace), after a line saying that it can run code."""
     import torch
 
     if (path / QUANTIZED_FILE).is_file():
@@ -62,8 +64,15 @@ def tl_load_model(path: Path, reporter: Reporter) -> Any:
     with reporter.activity("Loading the model"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if (path / MODULE_FILE).is_file():
+            if purpose == "quantize" and (path / MODULE_FILE).is_file():
+                reporter.info(pickle_line(path / MODULE_FILE))
                 return torch.load(str(path / MODULE_FILE), map_location="cpu", weights_only=False).eval()
             return torch.export.load(str(file)).module()
         except Exception as exc:
             raise ModelError(f"PyTorch cannot load the saved model {file}: {describe_exception(exc)}") from None
+
+
+def pickle_line(file: Path) -> str:
+    """The line said before a pickled module is loaded."""
+    return (f"Loading {file}: a pickled PyTorch module, which can run code when loaded; load only files you trust "
+            "(a torch.export program, .pt2, or TorchScript runs none)")

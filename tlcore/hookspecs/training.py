@@ -309,13 +309,19 @@ def tl_save_model(model: Any, path: Path, config: RunConfig, reporter: Reporter)
 
 
 @hookspec(firstresult=True)
-def tl_load_model(path: Path, reporter: Reporter) -> Any:
+def tl_load_model(path: Path, reporter: Reporter, purpose: str) -> Any:
     """*Answer hook, framework step* — first non-None result wins. Load a classifier that
     `tl_save_model` saved (for prediction and quantization of a finished run), or the quantized
     model `tl_export_quantized` wrote (to evaluate it, and for prediction).
 
+    A model folder may come from someone else: load it in a form whose loading runs no Python code
+    from the file where the framework has one, and where it has none (a pickle, a Keras `Lambda`
+    layer), say so before loading, in a line containing "can run code".
+
     - `path` (`pathlib.Path`): the `saved_model` folder, or the `imx500` folder of a quantized model.
     - `reporter` (`Reporter`): for messages.
+    - `purpose` (`str`): `"predict"` (the model only scores images: the safest form will do) or
+      `"quantize"` (the quantizer needs a model it can trace).
     - Returns: the classifier, in the form `tl_predict` takes.
 
     ```python
