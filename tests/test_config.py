@@ -295,3 +295,48 @@ def test_errors_name_the_configuration_file_the_user_gave(project):
 def test_weights_spelled_like_a_keyword_gets_a_hint(project, value):
     fails(project, f'"weights" is "{value}"; write "imagenet" (lower case) or null (without quotes)', weights=value,
           framework="keras")
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "fifo"])
+def test_a_configuration_that_is_not_a_regular_file_is_refused_without_reading_it(project, name):
+    """/dev/zero would be read until memory runs out, a FIFO would block forever."""
+    if name == "fifo":
+        name = project.root / "configuration.json.fifo"
+        os.mkfifo(name)
+    result = project.run(config=name)
+    assert result.exit_code == 2
+    assert "is not a regular file (a device, FIFO or socket); give a JSON file" in one_line_error(result)
+
+
+def test_a_huge_configuration_file_is_refused(project):
+    huge = project.root / "huge.json"
+    with open(huge, "wb") as handle:
+        handle.truncate(17 * 2**20)
+    assert "a JSON file of tl's is at most 16 MiB: is it the right file?" in one_line_error(project.run(config=huge))
+
+
+def test_a_symbolic_link_to_the_configuration_or_to_the_default_labels_file_is_refused(project):
+    real = project.write()
+    link = project.root / "linked.json"
+    link.symlink_to(real)
+    assert "is a symbolic link; symbolic links are not allowed" in one_line_error(project.run(config=link))
+
+    labels = project.root / "dataset" / "labels.json"
+    labels.rename(project.root / "real-labels.json")
+    labels.symlink_to(project.root / "real-labels.json")
+    line = one_line_error(project.run(config=real))
+    assert f"labels file {labels} is a symbolic link" in line
+
+
+def test_errors_about_weights_name_the_file_or_set_they_came_from(project):
+    config = project.root / "other.json"
+    config.write_text(json.dumps({**project.values, "framework": "keras", "weights": "missing.h5"}))
+    assert one_line_error(project.run(config=config, fake=False)).startswith('Error: other.json: "weights": file not')
+    result = project.run("--set", "weights=missing.h5", config=project.write(framework="keras"), fake=False)
+    assert one_line_error(result).startswith('Error: --set: "weights": file not found')
+
+
+def test_a_comment_gets_the_hint_that_json_has_none(project):
+    project.config_path.write_text('{\n  // my settings\n  "epochs": 3\n}')
+    line = one_line_error(project.run())
+    assert "(JSON has no comments: remove it)" in line and "comma" not in line

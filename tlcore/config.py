@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -244,17 +245,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+MAX_JSON_BYTES = 16 * 2**20
+"""The largest configuration or labels file tl reads: a mistaken path (a dataset archive, a log) is refused, not
+read until memory runs out."""
+
+
 def read_json_object(path: str | Path, what: str = "configuration file") -> dict[str, Any]:
     """Read a UTF-8 JSON object from ``path`` with one-line errors; duplicate keys are refused."""
     path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(f"{what} {path} is a symbolic link; symbolic links are not allowed, give the real file")
     if not path.exists():
         raise ConfigError(f"{what} not found: {path}")
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a folder; give the path of the JSON file")
     try:
-        raw = path.read_bytes()
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO would block, /dev/zero never end
+            raise ConfigError(f"{what} {path} is not a regular file (a device, FIFO or socket); give a JSON file")
+        if status.st_size > MAX_JSON_BYTES:
+            raise ConfigError(f"{what} {path} has {status.st_size:,} bytes; a JSON file of tl's is at most "
+                              f"{MAX_JSON_BYTES // 2**20} MiB: is it the right file?")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_JSON_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(raw) > MAX_JSON_BYTES:  # grew while read
+        raise ConfigError(f"{what} {path} has more than {MAX_JSON_BYTES // 2**20} MiB; is it the right file?")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -273,7 +290,12 @@ def read_json_object(path: str | Path, what: str = "configuration file") -> dict
     try:
         data = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
-        hint = " (a comma before it?)" if exc.msg.startswith("Expecting property name") else ""
+        if text[exc.pos:exc.pos + 2] in ("//", "/*") or text[exc.pos:exc.pos + 1] == "#":
+            hint = " (JSON has no comments: remove it)"
+        elif exc.msg.startswith("Expecting property name"):
+            hint = " (a comma before it?)"
+        else:
+            hint = ""
         raise ConfigError(
             f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None

@@ -139,6 +139,8 @@ class ConfigKey:
             return self.convert(value, base_dir)
         except ValueError as exc:
             raise ConfigError(f"{where} {exc}") from None
+        except ConfigError as exc:  # a path the converter resolved: named where it was given, not configuration.json
+            raise ConfigError(str(exc).replace(f'configuration.json: "{self.name}"', where, 1)) from None
 
 
 def _weights(value: Any, base_dir: Path) -> str | Path:
