@@ -40,3 +40,11 @@ def test_report_csv_cells_a_spreadsheet_would_run_get_a_leading_quote(tmp_path):
     with open(tmp_path / "misclassified.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[1:] == [["'=a.jpg", "'+cat", "'@dog"], ["'\tb.jpg", "'\rfox", "plain"]]
+
+
+def test_the_top_1_line_never_rounds_up_to_one():
+    from tlplugins.metrics.top1 import fraction
+
+    assert fraction(29_999, 30_000) == "0.9999"
+    assert fraction(30_000, 30_000) == "1.0000"
+    assert fraction(1, 3) == "0.3333" and fraction(2, 3) == "0.6666"

@@ -19,6 +19,10 @@ def display_name(class_names: Sequence[str | None], label_id: int) -> Any:
     return name if name is not None else f"(unused id {label_id})"
 
 
+DENSE_CLASSES = 100
+"""Up to this many classes, confusion_matrix.json holds the whole matrix; above, only its non-zero cells."""
+
+
 @dataclass(frozen=True)
 class Confusion:
     """How often each true class was predicted as each class.
@@ -62,14 +66,23 @@ class Confusion:
         return precision, recall, f1
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        """The counts as ``matrix`` (a row per true class) up to :data:`DENSE_CLASSES` classes; above, as
+        ``cells``, ``[row, column, count]`` of the non-zero counts only (1000 classes would be a million
+        numbers, nearly all 0)."""
+        import numpy as np
+
+        data = {
             "rows": "true class",
             "columns": "predicted class",
             "classes": list(self.names),
             "label_ids": list(self.label_ids),
             "num_images": self.total,
-            "matrix": self.counts.tolist(),
         }
+        if len(self.label_ids) <= DENSE_CLASSES:
+            return {**data, "matrix": self.counts.tolist()}
+        rows, columns = np.nonzero(self.counts)
+        return {**data, "cells": [[int(row), int(column), int(self.counts[row, column])]
+                                  for row, column in zip(rows, columns, strict=True)]}
 
 
 def confusion_matrix(predictions: Predictions) -> Confusion:

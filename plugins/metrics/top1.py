@@ -17,5 +17,12 @@ def tl_evaluate(predictions: Predictions, reporter: Reporter) -> dict[str, Any] 
     total = len(predictions)
     accuracy = correct / total
     of = f" of the {predictions.model}" if predictions.model else ""
-    reporter.info(f"Top-1 accuracy{of}: {accuracy:.4f} ({correct} of {total} {predictions.split} images)")
+    reporter.info(f"Top-1 accuracy{of}: {fraction(correct, total)} ({correct} of {total} {predictions.split} images)")
     return {"top_1_accuracy": accuracy, "num_images": total}
+
+
+def fraction(part: int, whole: int, digits: int = 4) -> str:
+    """``part / whole`` with ``digits`` decimals, rounded down, so that 29,999 of 30,000 reads 0.9999, never
+    1.0000 (only all of them is 1)."""
+    scale = 10**digits
+    return f"{part * scale // whole / scale:.{digits}f}"
