@@ -48,3 +48,14 @@ def test_the_top_1_line_never_rounds_up_to_one():
     assert fraction(29_999, 30_000) == "0.9999"
     assert fraction(30_000, 30_000) == "1.0000"
     assert fraction(1, 3) == "0.3333" and fraction(2, 3) == "0.6666"
+
+
+def test_tl_predicts_top_k_for_the_whole_batch_best_first_ties_to_the_lower_id_and_only_classes():
+    import numpy as np
+
+    from tlcore.prediction import top_labels
+
+    scores = np.array([[0.1, 0.4, 0.4, 0.05, 0.05], [0.9, 0.0, 0.02, 0.03, 0.05]])
+    labelled = np.array([0, 1, 2, 4])  # id 3 is no class (a gap in labels.json)
+    assert top_labels(scores, labelled, 3).tolist() == [[1, 2, 0], [0, 4, 2]]
+    assert top_labels(scores, labelled, 10).tolist() == [[1, 2, 0, 4], [0, 4, 2, 1]]
