@@ -308,3 +308,34 @@ def test_an_unreadable_folder_is_an_error_not_an_empty_class(project, monkeypatc
 def test_validating_on_the_training_folder_is_a_warning(project):
     _, reporter = index(project, dataset_validation_dir="dataset/training")
     assert "the validation folder is the training folder" in reporter.err.getvalue()
+
+
+def test_a_folder_name_that_differs_from_its_key_only_in_unicode_normalisation_is_named_as_such(tmp_path):
+    """macOS may store "poisson_é" decomposed (NFD) while labels.json has it composed (NFC): they look identical."""
+    import unicodedata
+
+    from tests.conftest import Project, touch_images, write_labels
+
+    nfc, nfd = unicodedata.normalize("NFC", "poisson_é"), unicodedata.normalize("NFD", "poisson_é")
+    for split in ("training", "validation"):
+        touch_images(tmp_path / "dataset" / split, [nfd, "chat"], per_class=2)
+    write_labels(tmp_path / "dataset", {nfc: 0, "chat": 1})
+    line = one_line_error(Project(tmp_path).run())
+    assert "which differs only in Unicode normalisation (NFD folder name, NFC key)" in line
+
+
+def test_classes_that_differ_only_in_case_or_normalisation_are_a_warning_naming_both(tmp_path):
+    import unicodedata
+
+    from tests.conftest import Project, touch_images, write_labels
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    classes = [nfc, nfd, "fish", "Fish"]
+    for split in ("training", "validation"):
+        touch_images(tmp_path / "dataset" / split, classes, per_class=2)
+    write_labels(tmp_path / "dataset", {name: i for i, name in enumerate(classes)})
+    result = Project(tmp_path).run()
+    assert result.exit_code == 0, result.output
+    assert 'the classes "Fish" and "fish", which differ only in case' in result.output
+    assert f'the classes "{nfd}" and "{nfc}", which differ only in Unicode normalisation' in result.output or \
+        f'the classes "{nfc}" and "{nfd}", which differ only in Unicode normalisation' in result.output

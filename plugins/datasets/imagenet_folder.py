@@ -8,6 +8,7 @@ truncated, or non-image files are skipped with a warning that names them
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -89,6 +90,14 @@ def index_split(name: str, root: Path, labels: Any, labels_file: Path | None, re
     bar = reporter.progress(None, label=f"indexing {name} images ", unit="files", delay=2.0)
     for entry in classes:
         if entry.name not in labels:
+            same = [label for label in labels if unicodedata.normalize("NFC", label) ==
+                    unicodedata.normalize("NFC", entry.name)]
+            if same:
+                raise DatasetError(
+                    f'{name} folder has class "{entry.name}", which is not in {labels_file}: it has "{same[0]}", '
+                    f"which differs only in Unicode normalisation ({form(entry.name)} folder name, {form(same[0])} "
+                    "key); rename the folder or the key so that both are written the same way (NFC is usual)"
+                )
             raise DatasetError(
                 f'{name} folder has class "{entry.name}", which is not in {labels_file}; add it there or remove the folder'
             )
@@ -144,9 +153,35 @@ def index_split(name: str, root: Path, labels: Any, labels_file: Path | None, re
     return split, {entry.name for entry in classes}
 
 
+def form(text: str) -> str:
+    """Which Unicode normalisation ``text`` is written in: NFC (composed, as macOS' apps and most editors write), NFD
+    (decomposed, as macOS' file system once stored names), or neither."""
+    for name in ("NFC", "NFD"):
+        if unicodedata.is_normalized(name, text):  # type: ignore[arg-type]
+            return name
+    return "mixed"
+
+
+def warn_look_alikes(labels: Any, labels_file: Path, reporter: Reporter) -> None:
+    """Warn about class names that differ only in Unicode normalisation or in case: they look like one class in
+    the results, and their folders cannot both exist on macOS or Windows."""
+    seen: dict[str, str] = {}
+    for label in sorted(labels):
+        key = unicodedata.normalize("NFC", label).casefold()
+        if key in seen:
+            how = "in case" if unicodedata.normalize("NFC", label) != unicodedata.normalize("NFC", seen[key]) \
+                else "in Unicode normalisation"
+            reporter.warning(f'{labels_file.name} has the classes "{seen[key]}" and "{label}", which differ only {how}: '
+                             "they look alike in the results, and their folders cannot both exist on macOS or Windows; "
+                             "rename one")
+        else:
+            seen[key] = label
+
+
 @hookimpl(trylast=True)
 def tl_load_dataset(config: RunConfig, reporter: Reporter) -> DatasetIndex | None:
     labels = load_labels(config.evaluate_label_file)
+    warn_look_alikes(labels, config.evaluate_label_file, reporter)
     if config.dataset_validation_dir == config.dataset_training_dir:
         reporter.warning(
             "the validation folder is the training folder: Top-1 will measure how well the model remembers "
