@@ -271,3 +271,21 @@ def test_images_decoded_ahead_are_taken_once_by_the_first_pass_with_the_same_inp
     decoded.clear()
     inputs()
     assert len(decoded) == 7, "outside the block nothing is decoded ahead"
+
+
+def test_an_image_over_the_pixel_limit_is_skipped_but_a_large_jpeg_is_reduced_while_decoding(tmp_path, monkeypatch):
+    """The limit counts the pixels the decoder would produce: a JPEG shrinks inside its decoder (1/8 here), a
+    16-bit PNG cannot, so a PNG too large is skipped with the usual warning and a larger JPEG still used."""
+    from PIL import Image
+
+    from tlcore import images
+
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", [100_000])
+    Image.fromarray(np.full((400, 400), 40000, dtype=np.uint16)).save(tmp_path / "scan.png")
+    Image.fromarray(np.zeros((800, 800, 3), np.uint8)).save(tmp_path / "photo.jpg")
+    split = Split("training", tmp_path, ((tmp_path / "scan.png", 0), (tmp_path / "photo.jpg", 0)))
+
+    batches = ImageBatches(split, preset("unit"), 2)
+    assert [batch.indices.tolist() for batch in batches] == [[1]], "the 160,000-pixel PNG skipped, the JPEG used"
+    [(index, reason)] = batches.undecodable
+    assert index == 0 and "400x400 pixels, more than max_image_pixels (100,000)" in reason

@@ -166,6 +166,7 @@ class RunConfig:
     framework: str = DEFAULT_FRAMEWORK
     seed: int | None = None
     bad_images: str = "skip"
+    max_image_pixels: int = 40_000_000
     block_plugins: tuple = ()
     preprocessing: str | Mapping[str, Any] | None = None
     learning_rate: float = 0.001

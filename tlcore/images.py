@@ -32,6 +32,15 @@ CONTRAST = 0.2
 BRIGHTNESS = 0.2 * 255
 DRAFT_MARGIN = 2
 """A JPEG is decoded at the smallest scale that keeps it at least this many times the input size."""
+MAX_IMAGE_PIXELS = [40_000_000]
+"""The largest image decoded, in pixels as the decoder would produce them (a JPEG after its reduced-scale
+decoding): a 13000 x 13000 PNG of 328 KB would take 4.6 GB. Set by the run from ``max_image_pixels``
+(:func:`limit_pixels`); a list, so the decoding threads see the run's value."""
+
+
+def limit_pixels(pixels: int) -> None:
+    """Decode images of at most ``pixels`` pixels from now on (the configuration's ``max_image_pixels``)."""
+    MAX_IMAGE_PIXELS[0] = pixels
 
 
 class UndecodableImage(Exception):
@@ -52,6 +61,10 @@ def decode(path: str, size: int) -> np.ndarray:
             with Image.open(path) as opened:
                 if opened.format == "JPEG":
                     opened.draft("RGB", (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
+                width, height = opened.size
+                if width * height > MAX_IMAGE_PIXELS[0]:
+                    raise UndecodableImage(f"{width}x{height} pixels, more than max_image_pixels "
+                                           f"({MAX_IMAGE_PIXELS[0]:,}); make it smaller, or raise the limit")
                 image = _as_rgb(ImageOps.exif_transpose(opened))
                 if image.size != (size, size):
                     image = image.resize((size, size), Image.Resampling.BILINEAR)
@@ -66,9 +79,11 @@ def _as_rgb(image: Any) -> Any:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits, not clip
         import numpy as np
 
-        values = np.asarray(image, dtype=np.float64)
+        values = np.asarray(image, dtype=np.float32)  # float32 in place: no float64 copy of a large scan
         peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(values * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
+        values *= np.float32(255.0 / peak)
+        np.clip(values, 0, 255, out=values)
+        image = Image.fromarray(values.astype(np.uint8), mode="L")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

@@ -273,6 +273,9 @@ CORE_KEYS = (
     ConfigKey("bad_images", "string", affects_model=False, default="skip", choices=("skip", "error"),
               help="unusable image files (empty, truncated, not an image): skip them with a warning, "
                    "or stop the run"),
+    ConfigKey("max_image_pixels", "integer", default=40_000_000, minimum=10_000, maximum=2**31 - 1,
+              help="largest image decoded, in pixels after a JPEG's reduced-scale decoding (so camera JPEGs of any "
+                   "size are used); larger images (big PNGs, 16-bit scans) are skipped with a warning"),
     ConfigKey("block_plugins", "list", affects_model=False, default=(), convert=lambda value, base_dir: plugin_names(value),
               help="names of plugins never to load for this configuration (see `tl plugins list`)"),
     ConfigKey("preprocessing", "any", default=None, nullable=True, convert=_preprocessing,

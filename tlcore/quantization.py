@@ -25,6 +25,7 @@ from tlcore.calls import Hooks
 from tlcore.dataset import DatasetIndex
 from tlcore.errors import ConfigError, ModelError, PluginError
 from tlcore.evaluation import evaluate_model
+from tlcore.images import limit_pixels
 from tlcore.loader import ImageBatches
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
@@ -186,6 +187,7 @@ def quantize_locked(config: RunConfig, manager: PluginManager, reporter: Reporte
     started = time.monotonic()
     hooks = open_hooks(config, manager, [*REQUIRED_HOOKS, *(["tl_export_tflite"] if config.tflite else [])], debug=debug)
     record = trained_record(config)
+    limit_pixels(config.max_image_pixels)
     adopt_earlier(config.evaluate_result_dir, config.saved_model_dir / MARKER)
     check_owned(config.evaluate_result_dir, [config.results_file.name])  # refused before quantizing, not after
     answered: dict[str, str] = {}

@@ -19,6 +19,7 @@ from tlcore.errors import OutputError, PluginError, TLError
 from tlcore.evaluation import evaluate, evaluate_model, scored
 from tlcore.frameworks import RUN_STEPS, Devices
 from tlcore.health import HEALTH_CSV, HEALTH_JSON
+from tlcore.images import limit_pixels
 from tlcore.loader import decoding_ahead
 from tlcore.lock import command_line, output_lock
 from tlcore.outputs import (
@@ -266,6 +267,7 @@ def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: Datas
              events: RunEvents) -> tuple[RunConfig, Preprocessing, Any]:
     """The devices, the base model, its feature extractor, checked, and the trained classifier."""
     preprocessing = Preprocessing.from_config(config, hooks.framework)
+    limit_pixels(config.max_image_pixels)
     cluster = events.cluster
     first_pass = (path for split in (dataset.training, dataset.validation)  # the order features are computed in
                   for path in cluster.share(split.paths))
