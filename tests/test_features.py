@@ -55,6 +55,16 @@ def test_disk_cache_is_reused_only_while_model_preprocessing_and_files_are_uncha
     _, [second], said, _ = features(config, dataset)
     assert "reusing" not in said and second != first, "a changed image file refreshes the cache"
 
+    image, other_image = dataset.training.samples[0][0], dataset.training.samples[4][0]
+    before = os.stat(image)
+    replacement = image.with_name("replacement")  # another picture of the same size, put in place as `cp -p` does
+    replacement.write_bytes(other_image.read_bytes()[:before.st_size].ljust(before.st_size, b"\0"))
+    os.replace(replacement, image)
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (os.stat(image).st_size, os.stat(image).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    _, folders, said, _ = features(config, dataset)
+    assert "reusing" not in said and second not in folders, "same size and time, another file: not reused"
+
     other = Preprocessing("mobilenet_v2", 32, *PRESETS["mobilenet_v2"])
     _, [third], said, _ = features(config, dataset, preprocessing=other)
     assert "reusing" not in said and third != second, "other preprocessing, other features"

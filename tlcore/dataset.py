@@ -34,11 +34,10 @@ class Split:
         return [label for _, label in self.samples]
 
     def fingerprint(self) -> str:
-        """A hash of the split's images (path, label id, size, modification time): equal while they are unchanged."""
+        """A hash of the split's images (path, label id, :func:`file_identity`): equal while they are unchanged."""
         digest = hashlib.sha256()
         for path, label in self.samples:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{path}\0{label}\0{file_identity(os.stat(path))}\n".encode())
         return digest.hexdigest()[:20]
 
     def counts(self) -> dict[int, int]:
@@ -47,6 +46,13 @@ class Split:
         for _, label in self.samples:
             counts[label] = counts.get(label, 0) + 1
         return counts
+
+
+def file_identity(status: os.stat_result) -> str:
+    """What tells a file's content apart without reading it: its size and modification time, and its inode and
+    status-change time, which a replacement changes even when it keeps the size and sets the modification time
+    back (``cp -p``, ``touch -r``): no tool can set the status-change time."""
+    return f"{status.st_size}\0{status.st_mtime_ns}\0{status.st_ino}\0{status.st_ctime_ns}"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
+from tlcore.dataset import file_identity
 from tlcore.distributed import SINGLE, Cluster
 from tlcore.errors import DatasetError
 from tlcore.images import VIEW_AUGMENTATIONS
@@ -140,8 +141,7 @@ def fingerprint(model_key: str, preprocessing: Preprocessing, dataset: DatasetIn
         digest.update(json.dumps([views.count, list(views.names), views.seed]).encode())
     for name in SPLITS:
         for path, label in getattr(dataset, name).samples:
-            stat = os.stat(path)
-            digest.update(f"{name}\0{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{name}\0{path}\0{label}\0{file_identity(os.stat(path))}\n".encode())
     return digest.hexdigest()[:20]
 
 
@@ -210,7 +210,7 @@ def cached_features(compute: Callable[[np.ndarray], np.ndarray], dim: int, model
             (staged.path / COMPLETE).write_text(json.dumps({"dim": dim, "undecodable": undecodable}))
             staged.publish()
     return {
-        name: FeatureSet(np.load(folder / f"{name}.npy", mmap_mode="r"), labels[name],
+        name: FeatureSet(np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False), labels[name],
                          _rows(len(labels[name]), undecodable[name]))
         for name in SPLITS
     }
