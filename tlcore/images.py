@@ -55,9 +55,12 @@ def decode(path: str, size: int) -> np.ndarray:
     import numpy as np
     from PIL import Image, ImageOps
 
+    # tl's own limit (max_image_pixels) replaces Pillow's bomb warning; a filter for good, not catch_warnings, which
+    # is not thread-safe: decoding threads restoring filters let it through in another thread
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning and palette notes
+            warnings.simplefilter("ignore")  # palette notes
             with Image.open(path) as opened:
                 if opened.format == "JPEG":
                     opened.draft("RGB", (size * DRAFT_MARGIN, size * DRAFT_MARGIN))
