@@ -208,7 +208,7 @@ class Framework:
         pending = [name for name in self.requires if name not in sys.modules]
         if not pending:
             return
-        with reporter.activity(f"Starting {self.name} (importing {', '.join(pending)})", delay=START_DELAY):
+        with reporter.activity(f"Starting {self.name}", delay=START_DELAY):
             for name in pending:
                 importlib.import_module(name)
 

@@ -46,7 +46,7 @@ def tl_save_model(model: Any, path: Path, config: RunConfig, reporter: Reporter)
 
 
 @hookimpl(trylast=True)
-def tl_load_model(path: Path, reporter: Reporter, purpose: str = "predict") -> Any:
+def tl_load_model(path: Path, reporter: Reporter, purpose: str) -> Any:
     """The float model of ``saved_model/``, or the quantized ONNX model of ``imx500/``. To predict, the
     torch.export program (its loading runs no code from the file); to quantize, the pickled module when there is
     one (what MCT can trace), after a line saying that it can run code."""
