@@ -131,6 +131,7 @@ def save_torch_base(path, size, alpha, weights, seed):
 
     model = torchvision.models.mobilenet_v2(weights=None, width_mult=alpha)
     if weights is None:
+        model.classifier = torch.nn.Identity()  # the features, as tl builds the base
         random_initialise(model, size, seed)
     else:
         model.load_state_dict(torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.get_state_dict(progress=False))

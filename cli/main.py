@@ -21,6 +21,7 @@ from tlcore import __version__
 from tlcli.config import config
 from tlcli.guard import guarded
 from tlcli.init import init
+from tlcli.models import models
 from tlcli.plugins import plugin_option, plugins
 from tlcli.predict import predict
 
@@ -183,3 +184,4 @@ main.add_command(plugins)
 main.add_command(predict)
 main.add_command(init)
 main.add_command(config)
+main.add_command(models)

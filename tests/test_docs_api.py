@@ -28,7 +28,7 @@ def plain(function):
 
 
 def test_every_public_function_is_documented():
-    assert set(FUNCTIONS) == {"train", "quantize", "check", "predict", "list_plugins"}
+    assert set(FUNCTIONS) == {"train", "quantize", "check", "predict", "list_plugins", "list_models"}
     assert set(FUNCTIONS) <= set(documented())
     assert "hookimpl" in documented()
 
@@ -59,7 +59,8 @@ def test_every_documented_attribute_exists_and_every_field_is_documented(name):
 
 def test_the_classes_documented_are_the_ones_returned():
     returned = {documented()[name][1] for name in FUNCTIONS}
-    assert returned == {"RunResult", "QuantizationResult", "HealthReport", "list[Prediction]", "dict[str, Any]"}
+    assert returned == {"RunResult", "QuantizationResult", "HealthReport", "list[Prediction]", "dict[str, Any]",
+                        "list[dict[str, Any]]"}
 
 
 def test_the_repository_notebook_is_valid_and_has_no_outputs():

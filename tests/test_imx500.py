@@ -131,10 +131,10 @@ def test_a_keras_layer_the_imx500_refuses_stops_the_run_before_training(tmp_path
     config = user_config(tmp_path, None, framework="keras", quantize=True)
     with pytest.raises(ModelError, match=r'layer "dense" \(Dense with activation elu\) cannot run on the IMX500 '
                                          r"\(and 1 more layers\): use relu"):
-        tl_check_model(model=model, config=config, reporter=reporter)
+        tl_check_model(model=model, config=config, reporter=reporter, base=None)
     import dataclasses
 
-    tl_check_model(model=model, config=dataclasses.replace(config, quantize=False), reporter=reporter)
+    tl_check_model(model=model, config=dataclasses.replace(config, quantize=False), reporter=reporter, base=None)
     warnings = reporter.err.getvalue()
     assert 'layer "memory" (LSTM) cannot run on the IMX500: recurrent layers' in warnings
     assert "`tl quantize` would fail" in warnings
@@ -154,11 +154,11 @@ def test_a_torch_layer_the_imx500_refuses_is_named(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ELU(), nn.Conv3d(4, 4, 1), nn.PixelShuffle(2))
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
     with pytest.raises(ModelError, match=r'layer "1" \(ELU\) cannot run on the IMX500 \(and 1 more layers\): use ReLU'):
-        tl_check_model(model=model, config=user_config(tmp_path, None, quantize=True), reporter=reporter)
+        tl_check_model(model=model, config=user_config(tmp_path, None, quantize=True), reporter=reporter, base=None)
     import dataclasses
 
     tl_check_model(model=model, config=dataclasses.replace(user_config(tmp_path, None), quantize=False),
-                   reporter=reporter)
+                   reporter=reporter, base=None)
     assert 'layer "3" (PixelShuffle) is not known to the IMX500 converter' in reporter.err.getvalue()
 
 

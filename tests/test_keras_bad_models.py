@@ -28,7 +28,8 @@ def config_for(path, size=32):
 def load(path):
     from tlplugins.keras.base_model import tl_load_base_model
 
-    return tl_load_base_model(config=config_for(path), reporter=Reporter(stream=io.StringIO(), err=io.StringIO()))
+    return tl_load_base_model(config=config_for(path), reporter=Reporter(stream=io.StringIO(), err=io.StringIO()),
+                              base=None)
 
 
 def small_model():

@@ -189,8 +189,10 @@ def config_with_model(tmp_path, model_path, size=32, **options):
 
 def load_base(config, reporter):
     from tlplugins.keras.base_model import tl_load_base_model
+    from tlplugins.keras.bases import tl_base_models
 
-    return tl_load_base_model(config=config, reporter=reporter)
+    mobilenet = next(base for base in tl_base_models() if base.name == "mobilenet_v2")
+    return tl_load_base_model(config=config, reporter=reporter, base=mobilenet)
 
 
 def test_mobilenet_v2_loads_a_local_weights_file(tf, tmp_path, reporter):
@@ -253,10 +255,15 @@ def test_the_smallest_input_size_comes_from_the_model(tf, tmp_path, reporter):
                                          r"to 16 or more"):
         load_base(config_with_model(tmp_path, path, size=15), reporter)
 
-    mobilenet = config_with_model(tmp_path, None, size=31, weights=None, mobilenet_alpha=0.35)
-    with pytest.raises(ModelError, match="MobileNetV2 takes images of at least 32x32 pixels, but input_tensor_size "
-                                         "is 31; set it to 32 or more"):
-        load_base(mobilenet, reporter)
+    from tlcore.base_models import registered_base_models, select_base_model
+    from tlcore.errors import ConfigError
+    from tlcore.pluginmanager import make_plugin_manager
+    from tlplugins.keras.framework import KERAS
+
+    mobilenet = config_with_model(tmp_path, None, size=31, weights=None, mobilenet_alpha=0.35, base_model="mobilenet_v2")
+    with pytest.raises(ConfigError, match=r'MobileNetV2 \("mobilenet_v2"\) takes images of 32 to 1024 pixels, but '
+                                          "input_tensor_size is 31; set it to 32 or more"):
+        select_base_model(mobilenet, KERAS, registered_base_models(make_plugin_manager()))
 
 
 def test_single_channel_model_is_refused_clearly(tf, tmp_path, reporter):

@@ -59,6 +59,10 @@ def test_tl_installs_beside_a_distribution_with_its_own_cli_and_plugins_packages
     listing = json.loads(ours.stdout)
     builtins = [plugin for plugin in listing["plugins"] if plugin["builtin"]]
     assert len(builtins) > 20 and not [plugin for plugin in builtins if plugin.get("error")]
+    models = subprocess.run([sys.executable, "-m", "tlcli", "models", "--json"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert models.returncode == 0, models.stderr
+    assert any(record["imx500"] for record in json.loads(models.stdout)), "the IMX500 measurements are installed"
     where = subprocess.run([sys.executable, "-c", "import tlcli, tlplugins; print(tlcli.__file__, tlplugins.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout

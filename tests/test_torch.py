@@ -174,8 +174,10 @@ def user_config(tmp_path, path, size=32, **changes):
 
 def load_base(config, reporter):
     from tlplugins.torch.base_model import tl_load_base_model
+    from tlplugins.torch.bases import tl_base_models
 
-    return tl_load_base_model(config=config, reporter=reporter)
+    mobilenet = next(base for base in tl_base_models() if base.name == "mobilenet_v2")
+    return tl_load_base_model(config=config, reporter=reporter, base=mobilenet)
 
 
 @pytest.mark.parametrize("form", ["pickled", "torchscript", "export"])
@@ -230,7 +232,8 @@ def test_mobilenet_v2_loads_a_local_weights_file_and_refuses_another_width(tmp_p
     model = load_base(user_config(tmp_path, None, weights=path, mobilenet_alpha=0.35), reporter)
     assert all(torch.equal(model.state_dict()[name], value)
                for name, value in donor.state_dict().items() if name.startswith("features."))
-    with pytest.raises(ModelError, match=r"does not hold MobileNetV2 weights for width 0.5: .* other shapes"):
+    with pytest.raises(ModelError, match=r"does not hold the weights of torchvision's mobilenet_v2\(width_mult=0.5\): "
+                                         r".* other shapes"):
         load_base(user_config(tmp_path, None, weights=path, mobilenet_alpha=0.5), reporter)
 
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["train", "quantize", "check", "predict", "list_plugins", "hookimpl", "TLError", "RunResult",
+__all__ = ["train", "quantize", "check", "predict", "list_plugins", "list_models", "hookimpl", "TLError", "RunResult",
            "QuantizationResult", "HealthReport", "Prediction", "__version__"]
 
 if TYPE_CHECKING:
-    from tlcore.api import check, list_plugins, predict, quantize, train
+    from tlcore.api import check, list_models, list_plugins, predict, quantize, train
     from tlcore.errors import TLError
     from tlcore.health import HealthReport
     from tlcore.hookspecs import hookimpl
@@ -35,6 +35,7 @@ _LAZY = {
     "check": "tlcore.api",
     "predict": "tlcore.api",
     "list_plugins": "tlcore.api",
+    "list_models": "tlcore.api",
     "hookimpl": "tlcore.hookspecs",
     "TLError": "tlcore.errors",
     "RunResult": "tlcore.run",

@@ -123,6 +123,14 @@ def predict(model_dir: str | Path, images: str | Path | Iterable[str | Path], to
     return predict_images(model_dir, images, top_k, quantized=quantized, manager=make_plugin_manager(objects=plugins))
 
 
+def list_models(framework: str | None = None, *, plugins: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """What ``tl models --json`` prints: every named base model (or ``framework``'s), with its parameters, feature
+    size, input sizes, ImageNet weights (available, cached) and IMX500 status as tl measured it (or None)."""
+    from tlcore.base_models import list_bases
+
+    return list_bases(make_plugin_manager(objects=plugins), framework)
+
+
 def list_plugins(*, plugins: Sequence[Any] = ()) -> dict[str, Any]:
     """What ``tl plugins list --json`` prints: ``plugins``, ``frameworks`` (with their steps), ``call_order``."""
     return describe(make_plugin_manager(objects=plugins))

@@ -17,6 +17,7 @@ from tlcore.frameworks import STEP_NAMES, serves
 if TYPE_CHECKING:
     from pluggy import HookImpl
 
+    from tlcore.base_models import BaseModel
     from tlcore.frameworks import Framework
     from tlcore.pluginmanager import PluginManager
 
@@ -76,6 +77,8 @@ class Hooks:
     def __init__(self, manager: PluginManager, framework: Framework | None = None) -> None:
         self.manager = manager
         self.framework = framework
+        self.base: BaseModel | None = None
+        """The named base model the run builds (:mod:`tlcore.base_models`); None for a model of the user's."""
         self._noise = framework.quiet.message_noise if framework is not None else ()
 
     @property

@@ -162,6 +162,8 @@ class Framework:
     :param requires: modules it imports; a missing one is a one-line error at start-up.
     :param install: how to install them.
     :param quiet: how its libraries are kept quiet, unless ``--debug`` (a :class:`Quieting`).
+    :param source_key: the configuration key that gives a model of the user's as the base
+        (``source_keras_model``), in place of a named base (``base_model``, :mod:`tlcore.base_models`).
     """
 
     name: str
@@ -174,6 +176,7 @@ class Framework:
     requires: tuple[str, ...] = ()
     install: str = ""
     quiet: Quieting = field(default_factory=Quieting)
+    source_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():

@@ -352,11 +352,14 @@ NEUTRAL_CORE_KEYS = frozenset(key.name for key in CORE_KEYS if not key.affects_m
 """The core's keys the trained model does not depend on."""
 
 SHARED_KEYS = (
+    ConfigKey("base_model", "string", default="mobilenet_v2",
+              help="the network to transfer-learn from, built by name: mobilenet_v2, efficientnet_b0, resnet18, ... "
+                   "(`tl models` lists each framework's); source_keras_model or source_torch_model gives your own"),
     ConfigKey("weights", "any", default="imagenet", nullable=True, convert=_weights, starter=DEFAULT,
-              help='weights of the default MobileNetV2: "imagenet" (downloaded once), null (random) or a local '
-                   "weights file"),
+              help='weights of the base_model: "imagenet" (the library\'s, downloaded once, or a copy already in its '
+                   "cache), null (random) or a local weights file of that network without its head"),
     ConfigKey("mobilenet_alpha", "number", default=1.0, choices=MOBILENET_ALPHAS,
-              help="width multiplier of the default MobileNetV2"),
+              help="width multiplier of MobileNetV2 (base_model mobilenet_v2 only)"),
     ConfigKey("distribute", "string", default="auto", choices=("auto", "mirrored", "multi_worker"),
               help="devices and workers: auto (the engine's environment when it is set: torchrun's variables, or "
                    "TF_CONFIG; else all local GPUs, or the CPU), mirrored (one process on every local device) or "
@@ -368,7 +371,7 @@ SHARED_KEYS = (
                    "Dropout, Softmax, Flatten), false removes nothing (the model's output is the features)"),
 )
 """Keys several plugins read: each returns the ones it honours from ``tl_config_keys`` (the base models of both
-framework packs read ``weights`` and ``mobilenet_alpha``, their workers' plugins ``distribute`` and
+framework packs read ``base_model``, ``weights`` and ``mobilenet_alpha``, their workers' plugins ``distribute`` and
 ``worker_timeout``, both top removals ``remove_top``)."""
 
 SHARED = {key.name: key for key in SHARED_KEYS}

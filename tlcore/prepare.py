@@ -16,7 +16,7 @@ from tlcore.config import ConfigKey, RunConfig, load_config, plugin_config_keys,
 from tlcore.errors import PluginError
 from tlcore.frameworks import Framework, serves
 from tlcore.pluginmanager import PluginManager, installed_plugins_disabled, make_plugin_manager
-from tlcore.registry import framework_of, registered_frameworks
+from tlcore.registry import base_model_of, framework_of, registered_frameworks
 
 
 @dataclass
@@ -85,6 +85,7 @@ def prepare(configuration: str | Path | Mapping[str, Any], builtins: Sequence[st
     config = load_config(read, plugin_keys=keys, ignore_unknown=lenient, foreign_keys=foreign,
                          frameworks=frameworks)
     framework = framework_of(config, manager)
+    base_model_of(config, manager, framework)  # an unknown or misused base_model is refused before anything starts
     notes += [f'configuration key "{key}" is not used by any loaded plugin (a blocked or disabled plugin may use it)'
               for key in config.ignored_keys]
     return Prepared(manager, config, framework, notes)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
     import numpy as np
 
+    from tlcore.base_models import BaseModel
     from tlcore.config import RunConfig
     from tlcore.frameworks import Framework
 
@@ -58,9 +59,13 @@ class Preprocessing:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}")
 
     @classmethod
-    def from_config(cls, config: RunConfig, framework: Framework | None = None) -> Preprocessing:
-        """The configuration's ``preprocessing`` (a preset name or mean/std), else the framework's default."""
+    def from_config(cls, config: RunConfig, framework: Framework | None = None,
+                    base: BaseModel | None = None) -> Preprocessing:
+        """The configuration's ``preprocessing`` (a preset name or mean/std), else the named base's (the input its
+        weights expect), else the framework's default (for a model of the user's)."""
         chosen: Any = config.preprocessing
+        if chosen is None and base is not None:
+            chosen = base.preprocessing
         if chosen is None:
             chosen = framework.default_preprocessing if framework is not None else "mobilenet_v2"
         layout = framework.layout if framework is not None else "NHWC"

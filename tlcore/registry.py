@@ -1,9 +1,10 @@
-"""The frameworks the loaded plugins declare, and the one a configuration selects, checked."""
+"""The frameworks and base models the loaded plugins declare, and the ones a configuration selects, checked."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from tlcore.base_models import BaseModel, registered_base_models, select_base_model
 from tlcore.calls import Hooks, call_all
 from tlcore.errors import ConfigError, PluginError
 from tlcore.frameworks import OPTIONAL_KEYS, Framework, select_framework
@@ -51,6 +52,12 @@ def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
     return framework
 
 
+def base_model_of(config: RunConfig, manager: PluginManager, framework: Framework) -> BaseModel | None:
+    """The named base ``config`` chooses for ``framework``, checked (:func:`tlcore.base_models.select_base_model`);
+    None for a model of the user's."""
+    return select_base_model(config, framework, registered_base_models(manager))
+
+
 def check_framework_keys(config: RunConfig, framework: Framework) -> None:
     """Refuse optional core keys that ``framework`` does not honour, when the configuration sets them."""
     for name in OPTIONAL_KEYS:
@@ -63,9 +70,12 @@ def check_framework_keys(config: RunConfig, framework: Framework) -> None:
 def open_hooks(config: RunConfig, manager: PluginManager, required: Sequence[str], *, debug: bool = False) -> Hooks:
     """How every command that runs a framework begins (``tl run``, ``tl quantize`` and the SDK's, ``tl check``):
     the framework ``config`` selects, checked, its libraries quietened unless ``debug``, and the hooks of its
-    plugins and the neutral ones, with ``required`` hooks answered by some plugin (else a one-line error)."""
+    plugins and the neutral ones, with ``required`` hooks answered by some plugin (else a one-line error), and the
+    named base it chooses (:attr:`Hooks.base`)."""
     framework = framework_of(config, manager)
+    base = base_model_of(config, manager, framework)
     framework.quieten(quiet=not debug)
     hooks = Hooks(manager, framework)
+    hooks.base = base
     hooks.require(required)
     return hooks

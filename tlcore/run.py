@@ -266,7 +266,7 @@ def on_devices(hooks: Hooks, config: RunConfig, reporter: Reporter) -> RunConfig
 def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: DatasetIndex, answered: dict[str, str],
              events: RunEvents) -> tuple[RunConfig, Preprocessing, Any]:
     """The devices, the base model, its feature extractor, checked, and the trained classifier."""
-    preprocessing = Preprocessing.from_config(config, hooks.framework)
+    preprocessing = Preprocessing.from_config(config, hooks.framework, hooks.base)
     limit_pixels(config.max_image_pixels)
     cluster = events.cluster
     first_pass = (path for split in (dataset.training, dataset.validation)  # the order features are computed in
@@ -276,9 +276,9 @@ def _trained(hooks: Hooks, config: RunConfig, reporter: Reporter, dataset: Datas
         hooks.framework.start(reporter)
         config = on_devices(hooks, config, reporter)
         common: dict[str, Any] = {"config": config, "reporter": reporter}
-        model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", **common)
+        model, answered["tl_load_base_model"] = hooks.answer("tl_load_base_model", base=hooks.base, **common)
         extractor, answered["tl_remove_top_layer"] = hooks.answer("tl_remove_top_layer", model=model, **common)
-        hooks.all("tl_check_model", model=extractor, **common)
+        hooks.all("tl_check_model", model=extractor, base=hooks.base, **common)
         assert hooks.framework is not None
         if "head_search" not in hooks.framework.keys:  # its head is not the softmax layer tl's search trains
             common["config"] = replace(config, head_search=False)

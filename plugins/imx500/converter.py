@@ -98,7 +98,7 @@ def tl_convert(model_file: Path, path: Path, config: RunConfig, reporter: Report
     if errors is not None:
         if fits is False:
             raise ModelError(f"the model does not fit in the IMX500's memory ({memory}); set "
-                             '"imx500_input_persistency": false, or use a smaller input_tensor_size or mobilenet_alpha')
+                             '"imx500_input_persistency": false, or use a smaller input_tensor_size or base_model (`tl models`)')
         raise ModelError(f"{tool} could not convert the quantized model: {errors}")
     files = []
     for pattern in KEPT:

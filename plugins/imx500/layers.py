@@ -4,7 +4,10 @@ MCT quantizes nearly anything; Sony's converter is what refuses a layer, after
 quantization. So the check follows the converter's own tables (imx500-converter
 3.18): a layer it is known to refuse is an error when the configuration asks for
 quantization (a warning otherwise), and a layer it does not list is a warning.
-The head tl adds (pooling, dropout, dense, softmax) is always supported.
+The head tl adds (pooling, dropout, dense, softmax) is always supported. A named base
+model is checked against what tl measured of it (:mod:`tlplugins.imx500.measured`): a
+base the converter refused, or that does not fit at the configured input size, is refused
+the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from tlcore.base_models import BaseModel
     from tlcore.config import RunConfig
     from tlcore.report import Reporter
 
@@ -98,8 +102,29 @@ def torch_findings(model: Any) -> Any:
     return findings
 
 
+def check_measured(base: BaseModel | None, config: RunConfig, reporter: Reporter) -> None:
+    """A named base that tl measured not to convert, or not to fit at this input size: an error with
+    ``"quantize": true``, else a warning; one not measured is a warning when quantizing."""
+    if base is None:
+        return
+    size = config.input_tensor_size
+    if base.imx500 is None:
+        if config.quantize:
+            reporter.warning(f'base model "{base.name}" was not measured on the IMX500 (see `tl models`): whether it '
+                             "converts and fits is known only after quantizing")
+        return
+    problem = base.imx500.problem(size)
+    if problem is None:
+        return
+    if config.quantize:
+        raise ModelError(f'base model "{base.name}" cannot run on the IMX500: {problem}; choose another base_model '
+                         '(`tl models` shows which fit), a smaller input_tensor_size, or set "quantize": false')
+    reporter.warning(f'base model "{base.name}" cannot run on the IMX500: {problem}; `tl quantize` would fail')
+
+
 @hookimpl(trylast=True)
-def tl_check_model(model: Any, config: RunConfig, reporter: Reporter) -> None:
+def tl_check_model(model: Any, config: RunConfig, reporter: Reporter, base: BaseModel | None) -> None:
+    check_measured(base, config, reporter)
     if config.framework == "keras":
         findings = keras_findings(model)
     elif hasattr(model, "named_modules"):

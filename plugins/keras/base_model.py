@@ -1,4 +1,5 @@
-"""The base model: MobileNetV2 (no top) by default, or the user's Keras model."""
+"""The base model: a named Keras application (:mod:`tlplugins.keras.bases`; MobileNetV2 by default), without
+its head, or the user's Keras model (``source_keras_model``)."""
 
 from __future__ import annotations
 
@@ -18,61 +19,60 @@ from tlplugins.keras.framework import KERAS
 from tlplugins.keras.saved_model import warn_if_code
 
 if TYPE_CHECKING:
+    from tlcore.base_models import BaseModel
     from tlcore.config import RunConfig
     from tlcore.report import Reporter
 
 TL_FRAMEWORK = "keras"
-MOBILENET_MIN_SIZE = 32
-"""Keras' MobileNetV2 refuses smaller inputs."""
 
 
 @hookimpl
 def tl_config_keys() -> list[ConfigKey]:
     return [
         ConfigKey("source_keras_model", "path", default=None, nullable=True, path_kind="file_or_dir",
-                  help="base model: Keras SavedModel folder, .h5 or .keras file; empty = MobileNetV2"),
-        SHARED["weights"], SHARED["mobilenet_alpha"],
+                  help="your own base model: Keras SavedModel folder, .h5 or .keras file, in place of base_model"),
+        SHARED["base_model"], SHARED["weights"], SHARED["mobilenet_alpha"],
     ]
 
 
-def load_mobilenet_v2(config: RunConfig, reporter: Reporter) -> Any:
+def load_named(base: BaseModel, config: RunConfig, reporter: Reporter) -> Any:
+    """The named base ``base`` (:mod:`tlplugins.keras.bases`) without its head, with the configured weights."""
     import tensorflow as tf
 
     weights = config.options["weights"]
     size = config.input_tensor_size
     alpha = config.options["mobilenet_alpha"]
+    title = f"{base.title} (alpha {alpha:g}, " if "mobilenet_alpha" in base.options else f"{base.title} ("
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
     if weights is None:
         reporter.warning(
-            'MobileNetV2 with random weights ("weights": null): its features are random projections, so expect '
+            f'{base.title} with random weights ("weights": null): its features are random projections, so expect '
             "far lower accuracy than with ImageNet weights; for real use give a weights file"
         )
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
-    if size < MOBILENET_MIN_SIZE:
-        raise ModelError(f"Keras' MobileNetV2 takes images of at least {MOBILENET_MIN_SIZE}x{MOBILENET_MIN_SIZE} "
-                         f"pixels, but input_tensor_size is {size}; set it to {MOBILENET_MIN_SIZE} or more")
-    reporter.info(f"Base model: MobileNetV2 (alpha {alpha:g}, {size}x{size}, {shown} weights, no top)")
+    reporter.info(f"Base model: {title}{size}x{size}, {shown} weights, no top)")
     try:
-        model = tf.keras.applications.MobileNetV2(
-            input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=weights
-        )
-        if weights is None:
-            random_initialise(model, config.seed)
-        return model
+        model = base.build(size, weights, config.options)
+    except ModelError:
+        raise
     except Exception as exc:
         if weights == "imagenet":
             raise ModelError(
-                f"could not get the ImageNet weights of MobileNetV2 ({describe_exception(exc)}); "
-                'without network access set "weights" to a local weights file, or to null for random weights'
+                f"could not get the ImageNet weights of {base.title} ({describe_exception(exc)}); without network "
+                'access set "weights" to a local weights file, or to null for random weights'
             ) from None
         if weights is not None:
+            made_by = f"{base.title}(alpha={alpha:g}, include_top=False)" if "mobilenet_alpha" in base.options \
+                else f"{base.title}(include_top=False)"
             raise ModelError(
-                f"cannot load MobileNetV2 weights from {weights}: {describe_exception(exc)}; the file must hold "
-                f"MobileNetV2 weights without the top for alpha {alpha:g} (as saved by "
-                f"MobileNetV2(alpha={alpha:g}, include_top=False).save_weights)"
+                f"cannot load {base.title} weights from {weights}: {describe_exception(exc)}; the file must hold the "
+                f"weights of Keras' {made_by}, as its save_weights writes them"
             ) from None
         raise
+    if weights is None:
+        random_initialise(model, config.seed)
+    return model
 
 
 def saving_keras_version(path: Path) -> Any:
@@ -135,7 +135,7 @@ def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
     import tensorflow as tf
 
     if config.options["weights"] != "imagenet":
-        reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_keras_model"')
+        reporter.warning('"weights" applies to a named base model only; it is ignored with "source_keras_model"')
     warn_if_code(path, reporter)
     try:
         model = tf.keras.models.load_model(str(path), compile=False)
@@ -238,7 +238,7 @@ def check_input_size(model: Any, path: Path, size: int) -> None:
 
 
 @hookimpl(trylast=True)
-def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
+def tl_load_base_model(config: RunConfig, reporter: Reporter, base: BaseModel | None) -> Any:
     import tensorflow as tf
 
     # A run starts here: drop what earlier runs in this process (a notebook kernel) left in Keras' global
@@ -249,6 +249,9 @@ def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
     tf.keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision is True else "float32")
 
     with reporter.activity("Loading the base model"), scope():  # with several workers, in the strategy's scope
-        if config.options["source_keras_model"] is None:
-            return load_mobilenet_v2(config, reporter)
-        return load_user_model(config.options["source_keras_model"], config, reporter)
+        if config.options["source_keras_model"] is not None:
+            return load_user_model(config.options["source_keras_model"], config, reporter)
+        if base is None:
+            raise ModelError('no base model: "base_model" names none (is the plugin that declares it blocked?) and '
+                             '"source_keras_model" is not set')
+        return load_named(base, config, reporter)

@@ -20,7 +20,9 @@ TL_FRAMEWORK = "keras"
 
 KERAS = Framework(
     name="keras",
-    summary="TensorFlow 2.15 tf.keras: MobileNetV2 or your Keras model (source_keras_model)",
+    summary="TensorFlow 2.15 tf.keras: a Keras application (base_model, see `tl models`) or your Keras model "
+            "(source_keras_model)",
+    source_key="source_keras_model",
     keys=OPTIONAL_KEYS,
     default_preprocessing="mobilenet_v2",
     layout="NHWC",

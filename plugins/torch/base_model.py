@@ -1,4 +1,5 @@
-"""The base model: torchvision's MobileNetV2 by default, or the user's PyTorch model (``source_torch_model``)."""
+"""The base model: a named torchvision model (:mod:`tlplugins.torch.bases`; MobileNetV2 by default), without its
+head, or the user's PyTorch model (``source_torch_model``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tlcore.keys import SHARED, ConfigKey
 from tlplugins.torch.saving import pickle_line
 
 if TYPE_CHECKING:
+    from tlcore.base_models import BaseModel
     from tlcore.config import RunConfig
     from tlcore.report import Reporter
 
@@ -25,20 +27,20 @@ TL_FRAMEWORK = "torch"
 def tl_config_keys() -> list[ConfigKey]:
     return [
         ConfigKey("source_torch_model", "path", default=None, nullable=True, path_kind="file",
-                  help="base model: a whole PyTorch model saved with torch.save(model), torch.jit.save or "
-                       "torch.export.save; empty = torchvision's MobileNetV2"),
-        SHARED["weights"], SHARED["mobilenet_alpha"],
+                  help="your own base model, in place of base_model: a whole PyTorch model saved with "
+                       "torch.save(model), torch.jit.save or torch.export.save"),
+        SHARED["base_model"], SHARED["weights"], SHARED["mobilenet_alpha"],
     ]
 
 
 def random_initialise(model: Any, size: int, seed: int | None = None) -> None:
     """Random weights whose frozen features still tell images apart.
 
-    torchvision's own initialisation (He scaling, fan-out) puts a deep MobileNetV2
-    in a chaotic regime: in inference mode its features barely depend on the image.
-    LeCun scaling (std = sqrt(1 / fan-in)) keeps them informative but shrinks them
+    torchvision's own initialisation (He scaling, fan-out) puts a deep network such as
+    MobileNetV2 in a chaotic regime: in inference mode its features barely depend on the
+    image. LeCun scaling (std = sqrt(1 / fan-in)) keeps them informative but shrinks them
     about a thousandfold on the way through, so the last convolution is then scaled
-    to give features of unit size on noise images (no data is used).
+    to give features of about unit size on noise images (no data is used).
     """
     import torch
 
@@ -49,68 +51,40 @@ def random_initialise(model: Any, size: int, seed: int | None = None) -> None:
             fan_in = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
             conv.weight.normal_(0.0, math.sqrt(1.0 / fan_in), generator=generator)
         noise = torch.rand(8, 3, size, size, generator=generator) * 4 - 2
-        features = model.eval().features(noise).mean(dim=(2, 3))
+        features = model.eval()(noise)
+        features = features.mean(dim=(2, 3)) if features.dim() == 4 else features
         convolutions[-1].weight.mul_(1.0 / max(float(features.std()), 1e-12))
 
 
-def load_mobilenet_v2(config: RunConfig, reporter: Reporter) -> Any:
+def load_named(base: BaseModel, config: RunConfig, reporter: Reporter) -> Any:
+    """The named base ``base`` (:mod:`tlplugins.torch.bases`) without its head, with the configured weights."""
     import torch
-    import torchvision
 
     weights, alpha, size = config.options["weights"], config.options["mobilenet_alpha"], config.input_tensor_size
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    model = torchvision.models.mobilenet_v2(weights=None, width_mult=alpha)
     if weights is None:
         reporter.warning(
-            'MobileNetV2 with random weights ("weights": null): its features are random projections, so expect '
+            f'{base.title} with random weights ("weights": null): its features are random projections, so expect '
             "far lower accuracy than with ImageNet weights; for real use give a weights file"
         )
-        random_initialise(model, size, config.seed)
-    elif weights == "imagenet":
-        if alpha != 1.0:
-            raise ModelError(f'torchvision has ImageNet weights for MobileNetV2 at width 1.0 only, not {alpha:g}; '
-                             'set "mobilenet_alpha" to 1.0, or "weights" to a local file or null')
-        try:
-            state = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.get_state_dict(progress=False)
-        except Exception as exc:
+    try:
+        model = base.build(size, weights, config.options)
+    except ModelError:
+        raise
+    except Exception as exc:
+        if weights == "imagenet":
             raise ModelError(
-                f"could not get the ImageNet weights of MobileNetV2 ({describe_exception(exc)}); "
+                f"could not get the ImageNet weights of {base.title} ({describe_exception(exc)}); "
                 'without network access set "weights" to a local weights file, or to null for random weights'
             ) from None
-        model.load_state_dict(state)
-    else:
-        load_weights_file(model, weights, alpha)
-    reporter.info(f"Base model: torchvision MobileNetV2 (width {alpha:g}, {size}x{size}, {shown} weights)")
+        raise
+    if weights is None:
+        random_initialise(model, size, config.seed)
+    width = f"width {alpha:g}, " if "mobilenet_alpha" in base.options else ""
+    reporter.info(f"Base model: torchvision {base.title} ({width}{size}x{size}, {shown} weights, head {base.head})")
     return model.eval()
-
-
-def load_weights_file(model: Any, path: Path, alpha: float) -> None:
-    """Load a state dict (torch.save(model.state_dict())) into ``model``; the classifier's weights may be absent."""
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"cannot read the weights file {path}: {describe_exception(exc)}; it must be a state dict "
-                         "saved with torch.save(model.state_dict(), path)") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} holds {type(state).__name__}, not a state dict of MobileNetV2 weights")
-    own = model.state_dict()
-    features = {name: value for name, value in state.items() if name.startswith("features.")}
-    missing = [name for name in own if name.startswith("features.") and name not in features]
-    wrong = [name for name, value in features.items() if name in own and own[name].shape != value.shape]
-    if missing or wrong or not features:
-        raise ModelError(
-            f"{path} does not hold MobileNetV2 weights for width {alpha:g}: "
-            + (f"{len(wrong)} have other shapes (e.g. {wrong[0]})" if wrong else
-               f"{len(missing) or 'all'} feature weights are missing")
-            + f"; save them from torchvision.models.mobilenet_v2(width_mult={alpha:g}) with model.state_dict()"
-        )
-    model.load_state_dict(features, strict=False)
 
 
 def load_user_model(path: Path, config: RunConfig, reporter: Reporter) -> Any:
@@ -164,11 +138,14 @@ def inference_mode(model: Any) -> Any:
 
 
 @hookimpl(trylast=True)
-def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
+def tl_load_base_model(config: RunConfig, reporter: Reporter, base: BaseModel | None) -> Any:
     with reporter.activity("Loading the base model"):
         path = config.options.get("source_torch_model")
         if path is None:
-            return load_mobilenet_v2(config, reporter)
+            if base is None:
+                raise ModelError('no base model: "base_model" names none (is the plugin that declares it blocked?) '
+                                 'and "source_torch_model" is not set')
+            return load_named(base, config, reporter)
         if config.options["weights"] != "imagenet":
-            reporter.warning('"weights" applies to the default MobileNetV2 only; it is ignored with "source_torch_model"')
+            reporter.warning('"weights" applies to a named base model only; it is ignored with "source_torch_model"')
         return load_user_model(path, config, reporter)

@@ -18,7 +18,9 @@ TL_FRAMEWORK = "torch"
 
 TORCH = Framework(
     name="torch",
-    summary="PyTorch + torchvision: MobileNetV2 or your own model (source_torch_model)",
+    summary="PyTorch + torchvision: a torchvision model (base_model, see `tl models`) or your own model "
+            "(source_torch_model)",
+    source_key="source_torch_model",
     keys=OPTIONAL_KEYS,
     key_hints={"source_keras_model": 'it names a Keras model; give a PyTorch model as "source_torch_model", '
                                      'or set "framework": "keras"'},

@@ -20,7 +20,7 @@ its section of the hook reference, ``docs/hooks.md``, which :mod:`tlcore.hookdoc
 """
 
 from tlcore.hookspecs import declarations, quantization, results, training
-from tlcore.hookspecs.declarations import tl_config_keys, tl_frameworks
+from tlcore.hookspecs.declarations import tl_base_models, tl_config_keys, tl_frameworks
 from tlcore.hookspecs.markers import PROJECT_NAME, hookimpl, hookspec
 from tlcore.hookspecs.quantization import tl_convert, tl_export_quantized, tl_export_tflite, tl_quantize
 from tlcore.hookspecs.results import tl_evaluate, tl_on_run_end, tl_on_run_failed, tl_write_reports
@@ -33,7 +33,7 @@ SPEC_MODULES = (declarations, training, quantization, results)
 """The modules of the specifications, in the order a run calls their hooks (each defines its own in that order)."""
 
 __all__ = [
-    "PROJECT_NAME", "SPEC_MODULES", "hookimpl", "hookspec", "tl_check_model", "tl_cluster", "tl_config_keys",
+    "PROJECT_NAME", "SPEC_MODULES", "hookimpl", "hookspec", "tl_base_models", "tl_check_model", "tl_cluster", "tl_config_keys",
     "tl_convert", "tl_devices", "tl_evaluate", "tl_export_quantized", "tl_export_tflite", "tl_frameworks",
     "tl_load_base_model", "tl_load_dataset", "tl_load_model", "tl_on_epoch_end", "tl_on_epoch_start",
     "tl_on_run_end", "tl_on_run_failed", "tl_on_run_start", "tl_predict", "tl_quantize", "tl_remove_top_layer",

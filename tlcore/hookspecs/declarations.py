@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tlcore.hookspecs.markers import hookspec
 
 if TYPE_CHECKING:
+    from tlcore.base_models import BaseModel
     from tlcore.config import ConfigKey
     from tlcore.frameworks import Framework
 
@@ -22,7 +23,7 @@ def tl_config_keys() -> list[ConfigKey]:
     The built-in plugins declare their keys the same way (the reports plugin `tensorboard`, the IMX500
     plugins `tpc_version` and `imx500_input_persistency`, the Keras base model `source_keras_model`). A
     key several plugins read is declared once, in `tlcore.keys.SHARED_KEYS` (`weights`,
-    `mobilenet_alpha`, `distribute`, `worker_timeout`), and each returns it: the same key declared twice is accepted only when the
+    `mobilenet_alpha`, `base_model`, `remove_top`, `distribute`, `worker_timeout`), and each returns it: the same key declared twice is accepted only when the
     declarations are equal. `ConfigKey(..., affects_model=False)` marks a key the trained model does not
     depend on (it may change between `tl run` and `tl quantize`); `starter=tlcore.keys.DEFAULT` makes
     `tl init` write it. `tl config keys` lists every key and who reads it.
@@ -70,3 +71,36 @@ def tl_frameworks() -> list[Framework]:
 
 
 # --- the run, in the order the orchestrator calls the hooks -----------------
+
+
+@hookspec
+def tl_base_models() -> list[BaseModel]:
+    """Declare base models a framework builds by name (`"base_model"`). *Collecting*: every plugin is
+    asked; the same name declared twice for one framework is an error. A `tlcore.base_models.BaseModel`
+    gives its `name` (torchvision's lowercase style: the same architecture has the same name in every
+    framework), `framework`, `title`, and what tl needs to use it as it uses MobileNetV2: `build(size,
+    weights, options)` returning the model without its classification head (`weights` is `"imagenet"`,
+    None for random weights, or a file's path; heavy libraries imported inside), its `parameters` and
+    pooled `feature_size`, its `preprocessing` preset, `default_size`, `min_size` and `max_size`, where
+    its `head` was, where `imagenet_weights` come from and the `weights_file` they are cached in, the
+    configuration keys only it reads (`options`), and, where measured, its `imx500` status
+    (`tlcore.base_models.Imx500Status`: converts, chip memory, fits, at which size). `tl models` lists
+    them; the framework pack's `tl_load_base_model` builds the one the configuration names. The built-in
+    packs declare ten Keras applications and nine torchvision models this way.
+
+    - Returns: `list[tlcore.base_models.BaseModel]`.
+
+    ```python
+    from tlcore.base_models import BaseModel
+
+    def build(size, weights, options):
+        import tensorflow as tf
+        return tf.keras.applications.DenseNet121(input_shape=(size, size, 3), include_top=False,
+                                                 weights=weights)
+
+    @hookimpl
+    def tl_base_models():
+        return [BaseModel("densenet121", "keras", "DenseNet-121", build, parameters=6_953_856,
+                          feature_size=1024, preprocessing="imagenet")]
+    ```
+    """

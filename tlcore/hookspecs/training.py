@@ -11,6 +11,7 @@ from tlcore.hookspecs.markers import hookspec
 if TYPE_CHECKING:
     import numpy as np
 
+    from tlcore.base_models import BaseModel
     from tlcore.config import RunConfig
     from tlcore.dataset import DatasetIndex
     from tlcore.distributed import Cluster
@@ -126,14 +127,16 @@ def tl_devices(config: RunConfig) -> Devices | None:
 
 
 @hookspec(firstresult=True)
-def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
+def tl_load_base_model(config: RunConfig, reporter: Reporter, base: BaseModel | None) -> Any:
     """*Answer hook, framework step* — first non-None result wins. Load the model to transfer-learn
-    from. The built-in `keras.base_model` builds MobileNetV2 without its top (`weights`,
-    `mobilenet_alpha`) or loads `source_keras_model`; `torch.base_model` builds torchvision's
-    MobileNetV2 or loads `source_torch_model`.
+    from. The built-in `keras.base_model` and `torch.base_model` build the named base (`base_model`,
+    `weights`; `mobilenet_alpha` for MobileNetV2) without its head, or load the user's model
+    (`source_keras_model`, `source_torch_model`).
 
     - `config` (`RunConfig`): the configuration.
     - `reporter` (`Reporter`): for messages.
+    - `base` (`BaseModel | None`): the named base the configuration chose (`tlcore.base_models`), checked;
+      None when it gives a model of the user's (or no plugin declares `base_model`).
     - Returns: a model object of the framework; the core passes it on without looking inside.
 
     ```python
@@ -143,7 +146,7 @@ def tl_load_base_model(config: RunConfig, reporter: Reporter) -> Any:
     def tl_load_base_model(config):
         import tensorflow as tf
         size = config.input_tensor_size
-        return tf.keras.applications.EfficientNetB0(input_shape=(size, size, 3), include_top=False, weights=None)
+        return tf.keras.applications.DenseNet121(input_shape=(size, size, 3), include_top=False, weights=None)
     ```
     """
 
@@ -176,15 +179,17 @@ def tl_remove_top_layer(model: Any, config: RunConfig, reporter: Reporter) -> An
 
 
 @hookspec
-def tl_check_model(model: Any, config: RunConfig, reporter: Reporter) -> None:
+def tl_check_model(model: Any, config: RunConfig, reporter: Reporter, base: BaseModel | None) -> None:
     """*Collecting*: every plugin is asked, after the top layers are removed and before any training,
     so a base model that cannot work where it is going is refused at once, not after an hour of
     training. Raise `tlcore.errors.ModelError` (one line: the layer, its type, what to do) to stop
     the run; warn through the reporter for a risky layer. The built-in `imx500.layers` (keras and
-    torch) checks the layers against what Sony's IMX500 converter accepts: with `"quantize": true`
-    a refused layer is an error, otherwise a warning.
+    torch) checks the layers against what Sony's IMX500 converter accepts, and a named base against
+    what tl measured of it (converts, fits at this input size): with `"quantize": true` a refused layer
+    or base is an error, otherwise a warning.
 
     - `model` (`Any`): the feature extractor, the result of `tl_remove_top_layer`.
+    - `base` (`BaseModel | None`): the named base it was built from; None for a model of the user's.
     - `config` (`RunConfig`): the configuration.
     - `reporter` (`Reporter`): for warnings.
     - Returns: nothing.
