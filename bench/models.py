@@ -3,6 +3,7 @@
     python bench/models.py                              # every base of both frameworks (about 1.5 h on 2 cores)
     python bench/models.py --only keras/efficientnet_b0,torch/resnet18
     python bench/models.py --write                      # also write plugins/imx500/measured.json and the docs table
+    python bench/models.py --speed --write              # feature extraction alone again, on an idle machine
 
 For each base (`tl models` lists them), at its default input size:
 
@@ -39,7 +40,7 @@ MEASURED = REPO / "plugins" / "imx500" / "measured.json"
 DOCS = REPO / "docs" / "models.md"
 TL = [sys.executable, "-m", "tlcli"]
 CONVERTED = re.compile(r"^Converting for the IMX500 with (\S+)[^:]*: done in ([\d.]+) s", re.M)
-MEMORY = re.compile(r"\(([\d.]+)\s*MB of ([\d.]+)\s*MB")
+MEMORY = re.compile(r"\(([\d.]+)\s*([KM])B of ([\d.]+)\s*MB")
 
 
 def bases(only: set[str] | None) -> list[dict]:
@@ -130,7 +131,8 @@ def measure_one(framework: str, name: str, dataset: Path) -> dict:
         figures["converter"] = converter_version()
         memory = MEMORY.search(log)
         if memory:
-            figures["memory_mb"], figures["capacity_mb"] = float(memory.group(1)), float(memory.group(2))
+            used = float(memory.group(1)) / (1024 if memory.group(2) == "K" else 1)  # KB as the converter counts them, 1024 to the MB
+            figures["memory_mb"], figures["capacity_mb"] = round(used, 2), float(memory.group(3))
         if code == 0:
             figures["converts"], figures["fits"] = True, "fits in the chip: yes" in log
             figures["conversion_seconds"] = float(converted.group(2)) if converted else None
@@ -217,11 +219,20 @@ def main() -> None:
     parser.add_argument("--only", help="framework/name,... (default: every base)")
     parser.add_argument("--dataset", default=str(Path.home() / ".cache/tl-bench/datasets/small"))
     parser.add_argument("--write", action="store_true", help="write measured.json and the docs table")
+    parser.add_argument("--speed", action="store_true",
+                        help="measure only feature extraction again (on an idle machine), keeping the other figures")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--speed-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         framework, name = args.one.split("/")
         print(json.dumps(measure_one(framework, name, Path(args.dataset))))
+        return
+    if args.speed_of:
+        framework, name = args.speed_of.split("/")
+        record = next(r for r in bases({args.speed_of}))
+        weights = "imagenet" if record["imagenet_weights"]["cached"] else None
+        print(json.dumps(round(speed(framework, name, record["default_size"], weights), 1)))
         return
     dataset = Path(args.dataset)
     if not (dataset / "training").is_dir():
@@ -229,7 +240,17 @@ def main() -> None:
                         "--root", str(dataset.parent)], check=True)
     only = set(args.only.split(",")) if args.only else None
     RESULTS.parent.mkdir(exist_ok=True)
-    for record in bases(only):
+    if args.speed:
+        records = newest()
+        for key in sorted(records):
+            if only is None or key in only:
+                result = subprocess.run([sys.executable, __file__, "--speed-of", key], capture_output=True, text=True,
+                                        check=True)
+                records[key] = {**records[key], "images_per_second": json.loads(result.stdout.splitlines()[-1])}
+                with RESULTS.open("a") as handle:
+                    handle.write(json.dumps(records[key]) + "\n")
+                print(f'{key}: {records[key]["images_per_second"]} images/s', flush=True)
+    for record in [] if args.speed else bases(only):
         key = f'{record["framework"]}/{record["name"]}'
         start = time.perf_counter()
         result = subprocess.run([sys.executable, __file__, "--one", key, "--dataset", str(dataset)],

@@ -84,7 +84,8 @@ def test_without_base_model_the_default_is_built(fake_project):
     ({"base_model": "median_colour", "mobilenet_alpha": 0.5},
      '"mobilenet_alpha" applies to base model mobilenet_v2 only, not to "median_colour"; remove it'),
     ({"base_model": "median_colour", "input_tensor_size": 96},
-     'Median colour ("median_colour") takes images of 16 to 64 pixels, but input_tensor_size is 96; set it to 64 or less (224 is the size its ImageNet weights were trained at)'),
+     'Median colour ("median_colour") takes images of 16 to 64 pixels, but input_tensor_size is 96; set it to 64 '
+     "or less (224 is the size its ImageNet weights were trained at)"),
 ])
 def test_a_wrong_base_model_is_one_line_before_anything_runs(fake_project, values, message):
     BUILT.clear()

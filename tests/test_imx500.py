@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.builders import texture_dataset
+from tests.builders import colour_project, texture_dataset
 from tests.test_torch import SHARED, texture_project
 
 pytestmark = pytest.mark.imx500
@@ -21,13 +21,20 @@ def textures(tmp_path_factory):
     return texture_dataset(tmp_path_factory.mktemp("textures"), train_per_class=40, val_per_class=100, crop=64)
 
 
+BASES = {"keras": "mobilenet_v2", "torch": "squeezenet1_0"}
+"""The default base for keras, a non-default one for torch (SqueezeNet, built with ceil_mode off, which the
+converter requires); test_a_small_non_default_keras_base_converts converts one for keras."""
+
+
 @pytest.fixture(scope="module")
 def quantized(textures, tmp_path_factory):
-    """``tl run`` with ``"quantize": true`` for each framework: ``{framework: (project, result)}``."""
+    """``tl run`` with ``"quantize": true`` for each framework (:data:`BASES`): ``{framework: (project, result)}``."""
     done = {}
     for framework in ("keras", "torch"):
+        settings = {key: value for key, value in SHARED.items()
+                    if key != "mobilenet_alpha" or BASES[framework] == "mobilenet_v2"}
         project = texture_project(tmp_path_factory.mktemp(framework), textures, framework=framework, quantize=True,
-                                  **SHARED)
+                                  base_model=BASES[framework], **settings)
         done[framework] = project, project.run(fake=False)
     return done
 
@@ -69,6 +76,8 @@ def package_scores(folder, framework, images):
 def test_quantized_accuracy_is_measured_and_close_to_the_float_one(quantized, framework):
     project, result = quantized[framework]
     assert result.exit_code == 0, result.output
+    run = json.loads((project.root / "out" / "saved_model" / "tl_run.json").read_text())
+    assert run["configuration"]["base_model"] == BASES[framework]
     results = project.results()
     drop = results["top_1_accuracy"] - results["quantized_top_1_accuracy"]
     assert abs(drop) <= max(0.02, 1 / results["num_images"]) + 1e-9, results
@@ -95,6 +104,22 @@ def test_the_package_is_converted_and_its_model_takes_raw_pixels(quantized, text
     scores = package_scores(folder, framework, images)
     accuracy = float(np.mean(scores.argmax(axis=1) == labels))
     assert abs(accuracy - project.results()["quantized_top_1_accuracy"]) <= 1 / len(labels) + 1e-9
+
+
+@pytest.mark.tensorflow
+def test_a_small_non_default_keras_base_converts(tmp_path):
+    config = colour_project(tmp_path, size=32, base_model="mobilenet_v3_small", quantize=True, quantization_images=4)
+    data = json.loads(config.read_text())
+    del data["mobilenet_alpha"]
+    config.write_text(json.dumps(data))
+    from click.testing import CliRunner
+
+    from tlcli.main import main
+
+    result = CliRunner().invoke(main, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "Base model: MobileNetV3-Small (32x32, random weights, no top)" in result.output
+    assert "fits in the chip: yes" in result.output and (tmp_path / "out" / "imx500" / "packerOut.zip").is_file()
 
 
 @pytest.mark.torch

@@ -87,3 +87,22 @@ def test_a_non_default_base_trains_saves_and_predicts(tmp_path, framework, name)
     predicted = CliRunner().invoke(main, ["predict", str(tmp_path / "out"), str(image), "--json"])
     assert predicted.exit_code == 0, predicted.output
     assert {entry["label"] for entry in json.loads(predicted.stdout)[0]["predictions"]} == {"red", "green"}
+
+
+@pytest.mark.tensorflow
+def test_a_keras_weights_file_loads_into_a_base_whose_input_scaling_is_left_out(tmp_path):
+    """EfficientNet-B0 carries its input scaling as layers, which tl leaves out: weights saved from Keras' own
+    EfficientNetB0(include_top=False) still load, every layer's, and the scaling is gone."""
+    import numpy as np
+    import tensorflow as tf
+
+    base = next(base for base in declared("keras") if base.name == "efficientnet_b0")
+    donor = tf.keras.applications.EfficientNetB0(input_shape=(32, 32, 3), include_top=False, weights=None)
+    for variable in donor.trainable_weights[:3]:
+        variable.assign(np.random.default_rng(0).normal(size=variable.shape).astype("float32"))
+    donor.save_weights(tmp_path / "efficientnet_b0.h5")
+    model = base.build(32, tmp_path / "efficientnet_b0.h5", {})
+    assert not {type(layer).__name__ for layer in model.layers} & {"Rescaling", "Normalization"}
+    for layer in (layer for layer in model.layers if layer.weights):
+        for mine, theirs in zip(layer.get_weights(), donor.get_layer(layer.name).get_weights(), strict=True):
+            assert np.array_equal(mine, theirs), layer.name

@@ -248,6 +248,19 @@ exit 2
         convert(tmp_path, monkeypatch, script)
 
 
+def test_the_converters_multi_line_refusal_is_one_line(tmp_path, monkeypatch):
+    """The converter lists refused nodes with HTML line breaks, tabs and rules (as for SqueezeNet's ceil_mode)."""
+    script = r"""
+echo '{"log.level": "ERROR", "message": "The network is not aligned with SDSP converter'"'"'s restrictions. Errors are:<br>Node op: MaxPool, errors:<br>\tParam error - param: ceil_mode, value: 1<br>--------------------------------------------------<br>Node op: MaxPool"}'
+exit 3
+"""
+    with pytest.raises(ModelError) as error:
+        convert(tmp_path, monkeypatch, script)
+    assert str(error.value) == ("imxconv-tf could not convert the quantized model: The network is not aligned with "
+                                "SDSP converter's restrictions. Errors are:; Node op: MaxPool, errors:; Param error - "
+                                "param: ceil_mode, value: 1; Node op: MaxPool (exit code 3)")
+
+
 def test_a_model_too_large_for_the_chip_says_how_to_make_it_fit(tmp_path, monkeypatch):
     too_big = {"Memory Report": {**MEMORY_REPORT["Memory Report"], "Memory Usage": "8.38MB",
                                  "Memory Utilization": "105%", "Fit In Chip": False}}

@@ -148,10 +148,16 @@ def parse(raw: str) -> Any:
     raw = raw.strip()
     try:
         record = json.loads(raw)
-        return str(record.get("message", raw)).strip(), str(record.get("log.level", "")).upper()
+        return one_line(str(record.get("message", raw))), str(record.get("log.level", "")).upper()
     except ValueError:
         level = "ERROR" if re.search(r"\bERROR\b", raw) else ""
         return raw, level
+
+
+def one_line(message: str) -> str:
+    """The converter's message on one line: its HTML line breaks, tabs and rules of dashes become "; "."""
+    parts = re.split(r"<br\s*/?>|\n|-{5,}", message)
+    return "; ".join(part.strip() for part in parts if part.strip())
 
 
 def _version(message: str) -> Any:

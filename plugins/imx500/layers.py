@@ -97,6 +97,8 @@ def torch_findings(model: Any) -> Any:
         kind = type(module).__name__
         if kind in TORCH_REFUSED:
             findings.append((name, kind, TORCH_REFUSED[kind], True))
+        elif kind == "MaxPool2d" and getattr(module, "ceil_mode", False):
+            findings.append((name, "MaxPool2d with ceil_mode=True", "the converter takes ceil_mode=False only", True))
         elif kind not in TORCH_SUPPORTED:
             findings.append((name, kind, "not known to the IMX500 converter", False))
     return findings

@@ -27,10 +27,11 @@ IMAGENET_WEIGHTS = {"mobilenet_v2": "IMAGENET1K_V2"}
 
 
 def torchvision_model(factory: str, weights_enum: str, head: str, *, pooled_head: bool = False,
-                      **arguments: Any) -> Any:
+                      floor_pooling: bool = False, **arguments: Any) -> Any:
     """``build(size, weights, options)`` for ``torchvision.models.<factory>``: the whole model with the weights
     asked for, then its ``head`` attribute replaced by an identity (or, with ``pooled_head``, by the global
-    pooling the head did)."""
+    pooling the head did); with ``floor_pooling``, its max pooling rounds its output size down (``ceil_mode``
+    off), as the IMX500 converter requires."""
 
     def build(size: int, weights: Any, options: Mapping[str, Any]) -> Any:
         import torch.nn as nn
@@ -51,6 +52,10 @@ def torchvision_model(factory: str, weights_enum: str, head: str, *, pooled_head
             made = ", ".join(f"{key}={value!r}" for key, value in extra.items())
             load_weights_file(model, Path(weights), f"{factory}({made})", head)
         setattr(model, head, nn.AdaptiveAvgPool2d(1) if pooled_head else nn.Identity())
+        if floor_pooling:
+            for module in model.modules():
+                if isinstance(module, nn.MaxPool2d):
+                    module.ceil_mode = False
         return model.eval()
 
     return build
@@ -83,13 +88,15 @@ def load_weights_file(model: Any, path: Path, made: str, head: str) -> None:
 
 
 def torch_base(name: str, title: str, weights_enum: str, head: str, parameters: int, feature_size: int,
-               weights_file: str, *, pooled_head: bool = False, options: tuple[str, ...] = (),
-               **arguments: Any) -> BaseModel:
+               weights_file: str, *, pooled_head: bool = False, floor_pooling: bool = False,
+               options: tuple[str, ...] = (), **arguments: Any) -> BaseModel:
     return BaseModel(
         name=name, framework="torch", title=title,
-        build=torchvision_model(name, weights_enum, head, pooled_head=pooled_head, **arguments),
+        build=torchvision_model(name, weights_enum, head, pooled_head=pooled_head, floor_pooling=floor_pooling,
+                                **arguments),
         parameters=parameters, feature_size=feature_size, preprocessing="imagenet",
-        head=f'"{head}", replaced by ' + ("global average pooling" if pooled_head else "an identity"),
+        head=f'"{head}", replaced by ' + ("global average pooling" if pooled_head else "an identity")
+        + ("; max pooling with ceil_mode off, as the IMX500 converter requires" if floor_pooling else ""),
         imagenet_weights=f"torchvision {weights_enum}", weights_file=torch_cache(weights_file), options=options,
         imx500=imx500_status("torch", name))
 
@@ -113,5 +120,5 @@ def tl_base_models() -> list[BaseModel]:
         torch_base("shufflenet_v2_x1_5", "ShuffleNetV2 x1.5", "ShuffleNet_V2_X1_5_Weights", "fc", 2_478_624, 1024,
                    "shufflenetv2_x1_5-3c479a10.pth"),
         torch_base("squeezenet1_0", "SqueezeNet 1.0", "SqueezeNet1_0_Weights", "classifier", 735_424, 512,
-                   "squeezenet1_0-b66bff10.pth", pooled_head=True),
+                   "squeezenet1_0-b66bff10.pth", pooled_head=True, floor_pooling=True),
     ]
