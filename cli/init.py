@@ -6,7 +6,7 @@ import click
 
 
 @click.command()
-@click.argument("dataset", metavar="DATASET_DIR")
+@click.argument("dataset", metavar="DATASET_DIR_OR_LISTING")
 @click.option("--split", type=float, metavar="SHARE",
               help="With one folder per class: set this share of each class aside for validation (e.g. 0.2), "
                    "in dataset/ here, with hard links to your images (copies where links cannot be made).")
@@ -15,7 +15,8 @@ import click
 @click.option("--force", is_flag=True,
               help="Replace configuration.json, and a split an earlier tl init made (nothing else).")
 def init(dataset: str, split: float | None, seed: int, force: bool) -> None:
-    """Write a starting configuration.json here for the images in DATASET_DIR.
+    """Write a starting configuration.json here for the images in DATASET_DIR (or listed in a .csv or .jsonl
+    file with the columns path and label, and split if it says which images validate).
 
     DATASET_DIR holds training/ and validation/ (one folder per class in each, as the
     AITRIOS SDK has them; a missing labels.json is written beside them), or one folder
@@ -28,6 +29,7 @@ def init(dataset: str, split: float | None, seed: int, force: bool) -> None:
     Examples:
       tl init flowers --split 0.2      # flowers/<class>/*.jpg
       tl init sdk/dataset              # sdk/dataset/{training,validation}/<class>/*.jpg
+      tl init labels.csv               # path,label,split rows (--split 0.2 without a split column)
     """
     from tlcore.init import init as init_folder
     from tlcore.report import Reporter

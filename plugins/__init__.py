@@ -8,6 +8,7 @@ others are framework-neutral.
 """
 
 BUILTIN_PLUGINS = (
+    "tlplugins.datasets.listed",  # a listing in a CSV or JSON Lines file; it and the folder loader never both answer
     "tlplugins.datasets.imagenet_folder",
     "tlplugins.keras.framework",
     "tlplugins.keras.distributed",

@@ -126,7 +126,7 @@ def test_wrong_type_or_out_of_range(project, key, value, message):
 
 @pytest.mark.parametrize("key", ["dataset_training_dir", "dataset_validation_dir"])
 def test_missing_dataset_folder(project, key):
-    fails(project, f'"{key}"', "folder not found", "relative paths start at the configuration file's folder",
+    fails(project, f'"{key}"', "not found", "relative paths start at the configuration file's folder",
           **{key: "dataset/nowhere"})
 
 
@@ -146,7 +146,8 @@ def test_empty_dataset_path(project, value):
 
 def test_file_given_where_folder_expected(project):
     (project.root / "notes.txt").write_text("x")
-    fails(project, '"dataset_training_dir"', "not a folder", dataset_training_dir="notes.txt")
+    fails(project, '"dataset_training_dir"', "is the file", "give the folder of one sub-folder per class, or a .csv",
+          dataset_training_dir="notes.txt")
     fails(project, '"output_dir"', "is not a folder", output_dir="notes.txt")
 
 

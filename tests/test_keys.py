@@ -27,7 +27,8 @@ def test_built_in_plugins_declare_the_keys_only_they_read():
     for name, plugins in PLUGIN_KEYS.items():
         assert owners[name] == plugins
     assert not set(PLUGIN_KEYS) & {key.name for key in CORE_KEYS}, "not core keys as well"
-    shared = {"base_model": "keras.base_model, torch.base_model", "weights": "keras.base_model, torch.base_model", "mobilenet_alpha": "keras.base_model, torch.base_model",
+    shared = {"dataset_format": "datasets.imagenet_folder, datasets.listed",
+              "base_model": "keras.base_model, torch.base_model", "weights": "keras.base_model, torch.base_model", "mobilenet_alpha": "keras.base_model, torch.base_model",
               "distribute": "keras.distributed, torch.distributed",
               "worker_timeout": "keras.distributed, torch.distributed",
               "remove_top": "top_removal.classifier_head, top_removal.torch_head"}

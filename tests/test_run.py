@@ -219,8 +219,8 @@ def test_metrics_of_several_evaluators_are_merged_and_duplicates_refused(project
 
 def test_no_answer_says_a_plugin_is_missing(project):
     reporter = Reporter(stream=io.StringIO(), err=io.StringIO())
-    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder"], entrypoints=False,
-                                  extra=["tests.fake_framework"])
+    manager = make_plugin_manager(BUILTIN_PLUGINS, blocked=["datasets.imagenet_folder", "datasets.listed"],
+                                  entrypoints=False, extra=["tests.fake_framework"])
     with pytest.raises(PluginError, match="no plugin implements tl_load_dataset; is a plugin blocked or not installed"):
         run(load_config(project.write()), manager, reporter)
 

@@ -157,7 +157,8 @@ class RunConfig:
     config_file: Path
     dataset_training_dir: Path
     dataset_validation_dir: Path
-    evaluate_label_file: Path
+    evaluate_label_file: Path | None
+    """labels.json; None for a dataset listed in a file without one beside it (ids then in sorted order)."""
     output_dir: Path
     evaluate_result_dir: Path
     batch_size: int = 32
@@ -420,10 +421,13 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path, plugin_keys: Ite
     if label_file is None:
         label_file = values["dataset_training_dir"].parent / "labels.json"
         if not label_file.is_file():
-            raise ConfigError(
-                f"labels file not found: {label_file}; put labels.json beside the training folder "
-                'or set "evaluate_label_file"'
-            )
+            if values["dataset_training_dir"].is_file():  # a listing: class names in it, ids in sorted order
+                label_file = None
+            else:
+                raise ConfigError(
+                    f"labels file not found: {label_file}; put labels.json beside the training folder "
+                    'or set "evaluate_label_file"'
+                )
     core = {key.name: values.pop(key.name) for key in CORE_KEYS}
     core["evaluate_label_file"] = label_file
     return RunConfig(config_file=path, options=values, ignored_keys=tuple(ignored), given_keys=frozenset(data),

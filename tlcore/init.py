@@ -4,6 +4,9 @@ Two layouts are understood:
 
 - the SDK's, ``DATASET/{training,validation}/<class>/`` (``labels.json`` beside them is written
   when it is missing): the configuration points at it;
+- a listing, ``LISTING.csv`` or ``.jsonl`` (columns ``path``, ``label`` and, optionally, ``split``): with a split
+  column the configuration points at it; without, ``--split 0.2`` writes ``dataset/training.csv`` and
+  ``dataset/validation.csv`` beside the configuration (the same images, a stratified share for validation);
 - one folder per class, ``DATASET/<class>/`` (or only ``DATASET/training/<class>/``): with
   ``--split 0.2``, tl init writes the SDK's layout beside the configuration
   (``dataset/{training,validation}/<class>/`` and ``labels.json``) with hard links to the
@@ -16,6 +19,7 @@ folder and renamed into place when complete, and configuration.json is written a
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shlex
@@ -29,6 +33,7 @@ from tlcore import __version__
 from tlcore.errors import ConfigError, DatasetError, OutputError
 from tlcore.images import IMAGE_SUFFIXES
 from tlcore.keys import starter_values
+from tlcore.listed import LISTS, rows
 from tlcore.outputs import StagedDir, require_free_space, signals_deferred, write_json_atomic
 from tlcore.paths import refuse_symlinks
 from tlcore.report import Reporter
@@ -52,7 +57,8 @@ class Written:
     configuration: Path
     training: Path
     validation: Path
-    labels: Path
+    labels: Path | None
+    """labels.json; None for a listing without one (ids in the class names' sorted order)."""
     labels_written: bool = False
     labels_given: bool = False
     """The split's labels.json is the dataset's own (its ids kept), not numbered by tl init."""
@@ -95,17 +101,20 @@ def init(dataset: str | Path, reporter: Reporter | None = None, *, folder: str |
         raise ConfigError(f"--split is {split:g}; give the share of each class kept for validation, e.g. 0.2")
     if not dataset.exists():
         raise ConfigError(f"dataset folder not found: {dataset}; give the folder of your images (one folder per "
-                          "class, or training/ and validation/)")
-    if not dataset.is_dir():
+                          "class, or training/ and validation/), or a .csv or .jsonl file listing them")
+    listing = dataset.is_file() and dataset.suffix.lower() in LISTS
+    if not dataset.is_dir() and not listing:
         raise ConfigError(f"{dataset} is a file; give the folder of your images (one folder per class, or "
-                          "training/ and validation/)")
+                          "training/ and validation/), or a .csv or .jsonl file listing them")
     if configuration.is_dir():
         raise OutputError(f"{configuration} is a folder; move it away, or run tl init in another folder")
     if (configuration.exists() or configuration.is_symlink()) and not force:
         raise OutputError(f"{configuration} exists; tl init never replaces it without --force")
     _check_writable(folder)
     training, validation = dataset / "training", dataset / "validation"
-    if training.is_dir() and validation.is_dir():
+    if listing:
+        written = _listed(dataset, typed, folder, configuration, split, seed, force)
+    elif training.is_dir() and validation.is_dir():
         if split is not None:
             raise ConfigError(f"{dataset} already has training/ and validation/; leave out --split")
         written = _sdk_layout(dataset, configuration, reporter)
@@ -124,6 +133,55 @@ def init(dataset: str | Path, reporter: Reporter | None = None, *, folder: str |
         written = _split(dataset, source, folder, configuration, split, seed, force, reporter)
     _write_configuration(configuration, written, seed)
     _say(reporter, written, dataset, seed)
+    return written
+
+
+def _listed(listing: Path, typed: str, folder: Path, configuration: Path, share: float | None, seed: int,
+            force: bool) -> Written:
+    """A listing with a split column is used as it is; one without is split (``--split``) into
+    ``dataset/training.csv`` and ``dataset/validation.csv`` beside the configuration, paths made to point at the
+    same images."""
+    kind = LISTS[listing.suffix.lower()]
+    found = list(rows(listing, kind, ("path", "label", "split")))
+    if not found:
+        raise DatasetError(f"{listing} lists no images; give each image a row (path, label)")
+    given = listing.parent / LABELS
+    labels = given if given.is_file() else None
+    with_split = all(row.get("split") not in (None, "") for _, row in found)
+    if with_split:
+        if share is not None:
+            raise ConfigError(f'{listing} says each image\'s split (its "split" column); leave out --split')
+        return Written(configuration, listing, listing, labels)
+    if share is None:
+        raise ConfigError(f'{listing} has no "split" column; run `tl init {shlex.quote(typed)} --split 0.2` to set a '
+                          'fifth of each class aside for validation, or add a "split" column (training or validation)')
+    target = folder / SPLIT_FOLDER  # two small files beside the configuration; the images stay where they are
+    _check_replaceable(target, force)
+    items = [(str(row["path"]), str(row["label"])) for _, row in found]
+    held = set(stratified(items, seed, "split", share=share))
+    written = Written(configuration, target / "training.csv", target / "validation.csv", labels, split=target)
+    parts: dict[str, list[tuple[str, str]]] = {"training": [], "validation": []}
+    for index, (path, label) in enumerate(items):
+        image = Path(path) if Path(path).is_absolute() else listing.parent / path
+        parts["validation" if index in held else "training"].append((os.path.relpath(image, target), label))
+        train, valid = written.counts.get(label, (0, 0))
+        written.counts[label] = (train + (index not in held), valid + (index in held))
+    try:
+        with StagedDir(target) as staged:
+            for part, chosen in parts.items():
+                with open(staged.path / f"{part}.csv", "w", newline="", encoding="utf-8") as handle:
+                    writer = csv.writer(handle)
+                    writer.writerow(("path", "label"))
+                    writer.writerows(chosen)
+            (staged.path / MARKER).write_text(json.dumps({
+                "tl_version": __version__, "source": str(listing), "split": share, "seed": seed,
+                "counts": written.counts, "files": ["training.csv", "validation.csv"],
+            }, ensure_ascii=False) + "\n", encoding="utf-8")
+            with signals_deferred():
+                staged.publish()
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; nothing was written (run tl init in a "
+                          "folder you can write to)") from None
     return written
 
 
@@ -403,7 +461,7 @@ def _write_configuration(configuration: Path, written: Written, seed: int) -> No
     values = {
         "dataset_training_dir": _relative(written.training, folder),
         "dataset_validation_dir": _relative(written.validation, folder),
-        "evaluate_label_file": _relative(written.labels, folder),
+        **({"evaluate_label_file": _relative(written.labels, folder)} if written.labels else {}),
         **DEFAULTS,
         "seed": seed,
     }
@@ -427,12 +485,16 @@ def _say(reporter: Reporter, written: Written, dataset: Path, seed: int) -> None
         else:
             how = (f"as {written.linked} hard links and {written.copied} copies of the originals in {dataset}, "
                    "which are untouched")
+        if written.training.suffix == ".csv":
+            how = f"listing the images {dataset} lists, which is untouched"
         reporter.info(f"Wrote {written.split}: {train} training and {held} validation images of "
                       f"{len(written.counts)} classes, {how}; the split is stratified and seeded (--seed {seed} "
                       "makes it again)")
         if written.linked:
             reporter.info("  (a hard link is the same file under another name: edit images in your folder, not here)")
-    if written.labels_written:
+    if written.labels is None:
+        reporter.info("Labels: the class names of the listing, ids in sorted order (no labels.json beside it)")
+    elif written.labels_written:
         how = f"the ids of {dataset / LABELS}" if written.labels_given else "class folder names sorted, ids from 0"
         reporter.info(f"Wrote {written.labels}: {how}")
     else:

@@ -249,12 +249,13 @@ def _class_weight(value: Any, base_dir: Path) -> str | dict[str, float]:
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 CORE_KEYS = (
-    ConfigKey("dataset_training_dir", "path", path_kind="dir",
-              help="training images, one sub-folder per class"),
-    ConfigKey("dataset_validation_dir", "path", path_kind="dir",
-              help="validation images, same layout"),
+    ConfigKey("dataset_training_dir", "path", path_kind="file_or_dir",
+              help="training images, one sub-folder per class; or a .csv or .jsonl file listing images and labels"),
+    ConfigKey("dataset_validation_dir", "path", path_kind="file_or_dir",
+              help="validation images, the same way (a listing may be the training one, with a split column)"),
     ConfigKey("evaluate_label_file", "path", default=None, nullable=True, path_kind="file",
-              help="labels.json (class name -> id); default: labels.json beside the training folder"),
+              help="labels.json (class name -> id); default: labels.json beside the training folder (or listing, "
+                   "where it is optional: ids then follow the class names' sorted order)"),
     ConfigKey("batch_size", "integer", starter=DEFAULT, default=32, minimum=1, maximum=65536,
               help="images per training step (power of two recommended)"),
     ConfigKey("input_tensor_size", "integer", starter=DEFAULT, default=224, minimum=1, maximum=4096,
@@ -352,6 +353,9 @@ NEUTRAL_CORE_KEYS = frozenset(key.name for key in CORE_KEYS if not key.affects_m
 """The core's keys the trained model does not depend on."""
 
 SHARED_KEYS = (
+    ConfigKey("dataset_format", "string", default="auto", choices=("auto", "folder", "csv", "jsonl"),
+              help="how the dataset paths are read: auto (a .csv or .jsonl file is a listing, a folder has one "
+                   "sub-folder per class), or the format forced"),
     ConfigKey("base_model", "string", default="mobilenet_v2",
               help="the network to transfer-learn from, built by name: mobilenet_v2, efficientnet_b0, resnet18, ... "
                    "(`tl models` lists each framework's); source_keras_model or source_torch_model gives your own"),

@@ -123,6 +123,7 @@ def load_sdk_config(path: str | Path, plugin_keys: Sequence[ConfigKey] = ()) -> 
 
 def sdk_dataset(config: RunConfig) -> DatasetIndex:
     """Calibration images (every image under dataset_image_dir) and evaluation images (class folders)."""
+    assert config.evaluate_label_file is not None  # a required key of the SDK's form
     labels = read_json_object(config.evaluate_label_file, what="labels file")
     if not labels or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in labels.values()):
         raise DatasetError(f'labels file {config.evaluate_label_file} must map class names to ids, '

@@ -17,7 +17,9 @@ from tlcore.dataset import DatasetIndex, Split
 from tlcore.errors import ConfigError, DatasetError
 from tlcore.hookspecs import hookimpl
 from tlcore.images import IMAGE_SUFFIXES
+from tlcore.keys import SHARED, ConfigKey
 
+from tlplugins.datasets import LISTS, list_format
 from tlplugins.datasets.probe import probe
 
 if TYPE_CHECKING:
@@ -178,8 +180,25 @@ def warn_look_alikes(labels: Any, labels_file: Path, reporter: Reporter) -> None
             seen[key] = label
 
 
+@hookimpl
+def tl_config_keys() -> list[ConfigKey]:
+    return [SHARED["dataset_format"]]
+
+
 @hookimpl(trylast=True)
 def tl_load_dataset(config: RunConfig, reporter: Reporter) -> DatasetIndex | None:
+    if list_format(config) is not None:
+        return None  # a listing: tlplugins.datasets.listed reads it
+    for key in ("dataset_training_dir", "dataset_validation_dir"):
+        path = getattr(config, key)
+        if not path.is_dir():
+            raise DatasetError(f'"{key}" is the file {path}, and the dataset is read as folders'
+                               + (' ("dataset_format": "folder")' if path.suffix.lower() in LISTS else "")
+                               + f"; give the folder of one sub-folder per class, or a {' or '.join(LISTS)} file "
+                               "listing the images")
+    if config.evaluate_label_file is None:
+        raise DatasetError(f"labels file not found: {config.dataset_training_dir.parent / 'labels.json'}; put "
+                           'labels.json beside the training folder or set "evaluate_label_file"')
     labels = load_labels(config.evaluate_label_file)
     warn_look_alikes(labels, config.evaluate_label_file, reporter)
     if config.dataset_validation_dir == config.dataset_training_dir:
