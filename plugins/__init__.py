@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "tlplugins.torch.quantize",
     "tlplugins.imx500.layers",
     "tlplugins.imx500.converter",
+    "tlplugins.tracking.mlflow_runs",
     "tlplugins.metrics.top1",
     "tlplugins.metrics.per_class",
     "tlplugins.metrics.top5",

@@ -151,7 +151,7 @@ def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporte
                 debug: bool, resume: bool, cluster: Cluster = SINGLE) -> RunResult:
     adopt_earlier(config.evaluate_result_dir, config.saved_model_dir / MARKER)
     try:
-        hooks.all("tl_on_run_start", config=config)  # inside: observers that started hear if another one fails
+        hooks.all("tl_on_run_start", config=config, reporter=reporter)  # inside: observers that started hear if another one fails
         result, classifier, dataset = _run(hooks, config, reporter, started, resume, cluster)
         cluster.gather("written")  # the other workers wait for the outputs (and quantize nothing)
         if config.quantize:
@@ -165,7 +165,7 @@ def _locked_run(hooks: Hooks, manager: PluginManager, config: RunConfig, reporte
         _tell_failure(hooks, config, error, reporter)
         raise
     try:
-        hooks.all("tl_on_run_end", config=config, metrics=dict(result.metrics), result=result)
+        hooks.all("tl_on_run_end", config=config, metrics=dict(result.metrics), result=result, reporter=reporter)
     except KeyboardInterrupt as stop:
         stop.result = result  # type: ignore[attr-defined]  # the outputs are complete: the caller may say so
         raise
@@ -179,7 +179,8 @@ def _tell_failure(hooks: Hooks, config: RunConfig, error: BaseException, reporte
     """Call every ``tl_on_run_failed`` observer; their own errors become warnings, never the run's error."""
     for impl in hooks.implementations("tl_on_run_failed"):
         try:
-            impl.function(**{name: {"config": config, "error": error}[name] for name in impl.argnames})
+            impl.function(**{name: {"config": config, "error": error, "reporter": reporter}[name]
+                             for name in impl.argnames})
         except SystemExit as exc:
             reporter.warning(exited(impl.plugin_name, "tl_on_run_failed", exc))
         except Exception as exc:  # noqa: BLE001 - an observer must not hide why the run stopped

@@ -86,13 +86,14 @@ def tl_write_reports(predictions: Predictions, metrics: Mapping[str, Any], histo
 
 
 @hookspec
-def tl_on_run_end(config: RunConfig, metrics: Mapping[str, Any], result: RunResult) -> None:
+def tl_on_run_end(config: RunConfig, metrics: Mapping[str, Any], result: RunResult, reporter: Reporter) -> None:
     """*Observer*: the run finished and its outputs were written.
 
     - `config` (`RunConfig`): the configuration.
     - `metrics` (`Mapping[str, Any]`): the merged metrics, as written to `results.json`.
     - `result` (`tlcore.run.RunResult`): `metrics`, `history` (one dict per epoch), `framework`,
       `saved_model_dir`, `results_file`, `plugins` (which plugin answered each step), `seconds`.
+    - `reporter` (`Reporter`): for messages.
 
     ```python
     @hookimpl
@@ -103,13 +104,14 @@ def tl_on_run_end(config: RunConfig, metrics: Mapping[str, Any], result: RunResu
 
 
 @hookspec
-def tl_on_run_failed(config: RunConfig, error: BaseException) -> None:
+def tl_on_run_failed(config: RunConfig, error: BaseException, reporter: Reporter) -> None:
     """*Observer*: the run failed or was interrupted (Ctrl-C, SIGTERM, a notebook's stop button) after
     it started; nothing of it was published. Clean up what your plugin started. An exception raised
     here becomes a warning; it never hides the run's own error.
 
     - `config` (`RunConfig`): the configuration.
     - `error` (`BaseException`): what stopped the run (`KeyboardInterrupt` when interrupted).
+    - `reporter` (`Reporter`): for messages.
 
     ```python
     @hookimpl

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 
 
 @hookspec
-def tl_on_run_start(config: RunConfig) -> None:
-    """*Observer*: the configuration and the framework are checked and the run starts.
+def tl_on_run_start(config: RunConfig, reporter: Reporter) -> None:
+    """*Observer*: the configuration and the framework are checked and the run starts. Raise a
+    `tlcore.errors.TLError` to stop the run before any work (its one line is the run's error).
 
     - `config` (`RunConfig`): typed values, absolute `pathlib.Path`s, and `options` (the keys
       declared by plugins).
+    - `reporter` (`Reporter`): for messages.
 
     ```python
     @hookimpl

@@ -1,0 +1,1 @@
+"""Experiment tracking: tl's runs recorded where users compare runs (MLflow)."""
