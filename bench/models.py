@@ -176,9 +176,16 @@ def newest() -> dict[str, dict]:
 def imx500(record: dict) -> dict | None:
     if "converts" not in record:
         return None
+    reason = None
+    if not record["converts"]:
+        reason = record.get("reason")
+    elif record.get("fits") is False and record.get("memory_mb") is not None:
+        size = record["size"]
+        reason = (f'needs {record["memory_mb"]:.2f} MB of the chip\'s {record.get("capacity_mb", 8.0):.2f} MB at '
+                  f"{size}x{size}")
     return {"converts": record["converts"], "memory_mb": record.get("memory_mb"), "fits": record.get("fits"),
-            "reason": None if record.get("fits") else record.get("reason"), "size": record["size"],
-            "capacity_mb": record.get("capacity_mb", 8.0), "converter": record.get("converter", "")}
+            "reason": reason, "size": record["size"], "capacity_mb": record.get("capacity_mb", 8.0),
+            "converter": record.get("converter", "")}
 
 
 def table(records: dict[str, dict]) -> str:

@@ -207,3 +207,31 @@ def tl_base_models():
 @hookimpl(tryfirst=True)
 def tl_load_base_model(config, reporter, base):
     return _PLUGIN.tl_load_base_model(config, reporter, base)
+
+
+def test_a_measurement_at_other_options_is_not_applied(fake_project):
+    """MobileNetV2 was measured at width 1.0: at another width its figure says nothing, so quantizing is warned
+    about, not refused."""
+    from tlplugins.imx500.layers import check_measured
+
+    too_big = Imx500Status(converts=True, memory_mb=12.0, fits=False, size=32)
+    base = next(b for b in FakeBases(imx500=too_big).tl_base_models() if b.name == "median_colour")
+    base = BaseModel(**{**base.__dict__, "name": "mobilenet_v2", "options": ("mobilenet_alpha",)})
+    from tlcore.config import load_config
+
+    messages = []
+
+    class Collect:
+        def warning(self, message):
+            messages.append(message)
+
+    narrow = load_config(fake_project.write(mobilenet_alpha=0.5, quantize=True),
+                         plugin_keys=[SHARED["mobilenet_alpha"]])
+    check_measured(base, narrow, Collect())
+    assert messages == ['base model "mobilenet_v2" was not measured with mobilenet_alpha 0.5 (see `tl models`): '
+                        "whether it converts and fits is known only after quantizing"]
+    from tlcore.errors import ModelError
+
+    wide = load_config(fake_project.write(quantize=True), plugin_keys=[SHARED["mobilenet_alpha"]])
+    with pytest.raises(ModelError, match="it needs 12.00 MB of the chip's 8.00 MB at 32x32"):
+        check_measured(base, wide, Collect())

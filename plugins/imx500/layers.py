@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
+from tlcore.keys import SHARED
 
 if TYPE_CHECKING:
     from tlcore.base_models import BaseModel
@@ -110,9 +111,11 @@ def check_measured(base: BaseModel | None, config: RunConfig, reporter: Reporter
     if base is None:
         return
     size = config.input_tensor_size
-    if base.imx500 is None:
+    changed = [key for key in base.options if key in SHARED and config.options.get(key) != SHARED[key].default]
+    if base.imx500 is None or changed:
         if config.quantize:
-            reporter.warning(f'base model "{base.name}" was not measured on the IMX500 (see `tl models`): whether it '
+            how = f"with {changed[0]} {config.options[changed[0]]}" if changed else "on the IMX500"
+            reporter.warning(f'base model "{base.name}" was not measured {how} (see `tl models`): whether it '
                              "converts and fits is known only after quantizing")
         return
     problem = base.imx500.problem(size)
