@@ -183,9 +183,12 @@ def imx500(record: dict) -> dict | None:
         size = record["size"]
         reason = (f'needs {record["memory_mb"]:.2f} MB of the chip\'s {record.get("capacity_mb", 8.0):.2f} MB at '
                   f"{size}x{size}")
+    converter = record.get("converter", "")
+    if converter.startswith("imx500-converter "):  # the package's version, when the converter said none
+        converter = f'imxconv-{"tf" if record["framework"] == "keras" else "pt"} {converter.split()[-1]}'
     return {"converts": record["converts"], "memory_mb": record.get("memory_mb"), "fits": record.get("fits"),
             "reason": reason, "size": record["size"], "capacity_mb": record.get("capacity_mb", 8.0),
-            "converter": record.get("converter", "")}
+            "converter": converter}
 
 
 def table(records: dict[str, dict]) -> str:
