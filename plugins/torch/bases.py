@@ -89,7 +89,7 @@ def load_weights_file(model: Any, path: Path, made: str, head: str) -> None:
 
 def torch_base(name: str, title: str, weights_enum: str, head: str, parameters: int, feature_size: int,
                weights_file: str, *, pooled_head: bool = False, floor_pooling: bool = False,
-               options: tuple[str, ...] = (), **arguments: Any) -> BaseModel:
+               options: tuple[str, ...] = (), min_size: int = 32, **arguments: Any) -> BaseModel:
     return BaseModel(
         name=name, framework="torch", title=title,
         build=torchvision_model(name, weights_enum, head, pooled_head=pooled_head, floor_pooling=floor_pooling,
@@ -98,6 +98,7 @@ def torch_base(name: str, title: str, weights_enum: str, head: str, parameters: 
         head=f'"{head}", replaced by ' + ("global average pooling" if pooled_head else "an identity")
         + ("; max pooling with ceil_mode off, as the IMX500 converter requires" if floor_pooling else ""),
         imagenet_weights=f"torchvision {weights_enum}", weights_file=torch_cache(weights_file), options=options,
+        min_size=min_size,
         imx500=imx500_status("torch", name))
 
 
@@ -120,5 +121,5 @@ def tl_base_models() -> list[BaseModel]:
         torch_base("shufflenet_v2_x1_5", "ShuffleNetV2 x1.5", "ShuffleNet_V2_X1_5_Weights", "fc", 2_478_624, 1024,
                    "shufflenetv2_x1_5-3c479a10.pth"),
         torch_base("squeezenet1_0", "SqueezeNet 1.0", "SqueezeNet1_0_Weights", "classifier", 735_424, 512,
-                   "squeezenet1_0-b66bff10.pth", pooled_head=True, floor_pooling=True),
+                   "squeezenet1_0-b66bff10.pth", pooled_head=True, floor_pooling=True, min_size=35),
     ]
