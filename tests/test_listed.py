@@ -39,8 +39,8 @@ def test_one_csv_with_a_split_column_trains_with_ids_in_sorted_order(project, fl
     listing = write_csv(root / "labels.csv", rows)
     result = project.run(config=configure(project, listing))
     assert result.exit_code == 0, result.output
-    assert "Dataset: 9 training and 3 validation images, 3 classes, listed in labels.csv (class ids in sorted " \
-           "order (no labels.json))" in result.output
+    assert "Dataset: 9 training and 3 validation images, 3 classes, listed in labels.csv (no labels.json: class " \
+           "ids in sorted order)" in result.output
     assert json.loads((project.root / "out" / "saved_model" / "labels.json").read_text()) == \
         {"cat": 0, "dog": 1, "fox": 2}
     assert project.results()["num_images"] == 3

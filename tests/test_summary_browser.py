@@ -82,3 +82,24 @@ def test_the_summary_of_a_1000_class_run_stays_small_and_opens_cleanly(project, 
     page = project.root / "results" / "summary.html"
     assert page.stat().st_size < MAX_PAGE_BYTES, f"{page.stat().st_size} bytes"
     check_page(page, tmp_path / "summary-1000.png")
+
+
+def test_long_paths_wrap_instead_of_widening_the_page(project, tmp_path):
+    """Images listed from a deep folder outside the listing's: the data check's table shows their whole paths,
+    which must wrap within a laptop's width."""
+    from tests.conftest import tiny_jpeg
+
+    deep = tmp_path / ("a_very_long_folder_name_without_any_space_" * 4) / "photos"
+    deep.mkdir(parents=True)
+    rows = ["path,label,split"]
+    for index in range(12):
+        label = ("cat", "dog", "fox")[index % 3]
+        (deep / f"{label}_{index:02d}_taken_on_a_long_summer_afternoon.jpg").write_bytes(tiny_jpeg((90, 90, 90)))
+        rows.append(f"{deep}/{label}_{index:02d}_taken_on_a_long_summer_afternoon.jpg,{label},"
+                    + ("validation" if index >= 9 else "training"))
+    (project.root / "photos.csv").write_text("\n".join(rows) + "\n")
+    result = project.run(config=project.write(dataset_training_dir="photos.csv", dataset_validation_dir="photos.csv"))
+    assert result.exit_code == 0, result.output
+    page = project.root / "results" / "summary.html"
+    assert "a_very_long_folder_name_without_any_space_" * 4 in page.read_text(), "the page shows the long paths"
+    check_page(page, tmp_path / "long-paths.png")

@@ -152,7 +152,7 @@ def tl_load_dataset(config: RunConfig, reporter: Reporter) -> DatasetIndex | Non
         reporter.warning(f"validation class(es) with no training images: {_listing(untrained)}; the model cannot "
                          "learn them, so their validation images count as errors")
     dataset = DatasetIndex(labels=labels, training=training, validation=validation, labels_file=labels_file)
-    source = f"labels from {labels_file}" if labels_file else "class ids in sorted order (no labels.json)"
+    source = f"labels from {labels_file}" if labels_file else "no labels.json: class ids in sorted order"
     files = config.dataset_training_dir.name if config.dataset_training_dir == config.dataset_validation_dir else \
         f"{config.dataset_training_dir.name} and {config.dataset_validation_dir.name}"
     reporter.info(f"Dataset: {len(training)} training and {len(validation)} validation images, {len(labels)} "

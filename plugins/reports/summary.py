@@ -62,7 +62,8 @@ STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1100px; margin: 2em auto;
        padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; }
-table { border-collapse: collapse; margin: 0.8em 0; } th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; }
+table { border-collapse: collapse; margin: 0.8em 0; max-width: 100%; }
+th, td { border: 1px solid #ddd; padding: 0.3em 0.6em; overflow-wrap: anywhere; }
 th { background: #f4f4f4; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.weak td { background: #fff3f0; } img.figure { max-width: 100%; height: auto; border: 1px solid #eee; }
 img.thumb { width: 64px; height: 64px; object-fit: cover; } .note { color: #555; } code { background: #f4f4f4; }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -150,6 +151,9 @@ def tl_on_run_start(config: RunConfig, reporter: Reporter) -> None:
                       f'({INSTALL}, or set "mlflow": false)')
         return
     uri, artifacts = store_uri(config)
+    for name in ("mlflow", "alembic"):  # MLflow says at INFO that it creates its tables: not the user's concern
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an unreachable server: said at once
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
