@@ -35,7 +35,7 @@ def quantized(textures, tmp_path_factory):
         settings = {key: value for key, value in SHARED.items()
                     if key != "mobilenet_alpha" or BASES[framework] == "mobilenet_v2"}
         project = texture_project(tmp_path_factory.mktemp(framework), textures, framework=framework, quantize=True,
-                                  base_model=BASES[framework], **settings)
+                                  quantization_images=64, base_model=BASES[framework], **settings)
         done[framework] = project, project.run(fake=False)
     return done
 
