@@ -173,12 +173,8 @@ def _listed(listing: Path, typed: str, folder: Path, configuration: Path, share:
                     writer = csv.writer(handle)
                     writer.writerow(("path", "label"))
                     writer.writerows(chosen)
-            (staged.path / MARKER).write_text(json.dumps({
-                "tl_version": __version__, "source": str(listing), "split": share, "seed": seed,
-                "counts": written.counts, "files": ["training.csv", "validation.csv"],
-            }, ensure_ascii=False) + "\n", encoding="utf-8")
-            with signals_deferred():
-                staged.publish()
+            _publish(staged, {"source": str(listing), "split": share, "seed": seed, "counts": written.counts,
+                              "files": ["training.csv", "validation.csv"]})
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}; nothing was written (run tl init in a "
                           "folder you can write to)") from None
@@ -442,15 +438,18 @@ def _write_split(target: Path, plan: list[tuple[Path, str]], labels: dict[str, i
             bar.finish()
             (staged.path / LABELS).write_text(json.dumps(dict(sorted(labels.items(), key=lambda kv: kv[1])), indent=2,
                                                          ensure_ascii=False) + "\n", encoding="utf-8")
-            (staged.path / MARKER).write_text(json.dumps({
-                "tl_version": __version__, **record, "counts": written.counts,
-                "files": [relative for _, relative in plan],
-            }, ensure_ascii=False) + "\n", encoding="utf-8")
-            with signals_deferred():
-                staged.publish()
+            _publish(staged, {**record, "counts": written.counts, "files": [relative for _, relative in plan]})
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}; nothing was written (free some space, "
                           "or run tl init in another folder)") from None
+
+
+def _publish(staged: StagedDir, record: dict[str, Any]) -> None:
+    """Record what tl init wrote (``--force`` replaces only that), then put the staged split in place."""
+    (staged.path / MARKER).write_text(json.dumps({"tl_version": __version__, **record}, ensure_ascii=False) + "\n",
+                                      encoding="utf-8")
+    with signals_deferred():
+        staged.publish()
 
 
 # --- the configuration and the messages ------------------------------------------------------------------
