@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from tlcore.errors import ConfigError, PluginError
+from tlcore.errors import ConfigError
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
@@ -164,26 +164,10 @@ def registered_base_models(manager: PluginManager, errors: dict[str, str] | None
     A plugin returning something else, or a base declared twice for one framework, raises PluginError, unless
     ``errors`` is a dict: then the error is stored under the plugin's name.
     """
-    from tlcore.calls import call_all
+    from tlcore.calls import declarations
 
-    found: dict[tuple[str, str], tuple[BaseModel, str]] = {}
-    for plugin, declared in call_all(manager, "tl_base_models", errors=errors):
-        try:
-            if not isinstance(declared, (list, tuple)) or not all(isinstance(b, BaseModel) for b in declared):
-                raise PluginError(f'plugin "{plugin}" returned {type(declared).__name__} from tl_base_models; it must '
-                                  "return a list of tlcore.base_models.BaseModel")
-            for base in declared:
-                if (base.framework, base.name) in found:
-                    raise PluginError(f'base model "{base.name}" of framework {base.framework} is declared by both '
-                                      f'"{found[base.framework, base.name][1]}" and "{plugin}"; block one of them')
-        except PluginError as exc:
-            if errors is None:
-                raise
-            errors[plugin] = str(exc)
-            continue
-        for base in declared:
-            found[base.framework, base.name] = (base, plugin)
-    return found
+    return declarations(manager, "tl_base_models", BaseModel, lambda base: (base.framework, base.name),
+                        lambda base: f'base model "{base.name}" of framework {base.framework}', errors)
 
 
 def select_base_model(config: RunConfig, framework: Framework,

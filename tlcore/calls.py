@@ -9,7 +9,7 @@ the selected framework and the framework-neutral ones.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from tlcore.errors import PluginError, TLError
 from tlcore.frameworks import STEP_NAMES, serves
@@ -51,6 +51,34 @@ def exited(plugin: str, hook_name: str, exc: SystemExit) -> str:
     """What to say of a plugin that called ``sys.exit`` (or raised SystemExit) in a hook."""
     return (f'plugin "{plugin}" called sys.exit({exc.code!r}) in {hook_name}; a plugin stops a run by raising an '
             "exception, not by exiting")
+
+
+def declarations(manager: PluginManager, hook_name: str, kind: type, key: Callable[[Any], Any],
+                 described: Callable[[Any], str], errors: dict[str, str] | None = None) -> dict[Any, tuple[Any, str]]:
+    """``{key(item): (item, plugin name)}`` of what the plugins declare with the collecting hook ``hook_name``
+    (each a list of ``kind``: frameworks, base models).
+
+    A plugin returning something else, or an item whose key another plugin declared already (``described`` names
+    it), raises PluginError, unless ``errors`` is a dict: then the error is stored under the plugin's name.
+    """
+    found: dict[Any, tuple[Any, str]] = {}
+    for plugin, declared in call_all(manager, hook_name, errors=errors):
+        try:
+            if not isinstance(declared, (list, tuple)) or not all(isinstance(item, kind) for item in declared):
+                raise PluginError(f'plugin "{plugin}" returned {type(declared).__name__} from {hook_name}; it must '
+                                  f"return a list of {kind.__module__}.{kind.__name__}")
+            for item in declared:
+                if key(item) in found:
+                    raise PluginError(f'{described(item)} is declared by both "{found[key(item)][1]}" and "{plugin}"; '
+                                      "block or uninstall one of them")
+        except PluginError as exc:
+            if errors is None:
+                raise
+            errors[plugin] = str(exc)
+            continue
+        for item in declared:
+            found[key(item)] = (item, plugin)
+    return found
 
 
 def call_first(manager: PluginManager, hook_name: str, **kwargs: Any) -> tuple[Any, str | None]:

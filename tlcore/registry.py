@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from tlcore.base_models import BaseModel, registered_base_models, select_base_model
-from tlcore.calls import Hooks, call_all
-from tlcore.errors import ConfigError, PluginError
+from tlcore.calls import Hooks, declarations
+from tlcore.errors import ConfigError
 from tlcore.frameworks import OPTIONAL_KEYS, Framework, select_framework
 
 if TYPE_CHECKING:
@@ -20,28 +20,8 @@ def registered_frameworks(manager: PluginManager, errors: dict[str, str] | None 
     A plugin returning something else, or a framework declared twice, raises
     PluginError, unless ``errors`` is a dict: then the error is stored under the plugin's name.
     """
-    found: dict[str, tuple[Framework, str]] = {}
-    for plugin, declared in call_all(manager, "tl_frameworks", errors=errors):
-        try:
-            if not isinstance(declared, (list, tuple)) or not all(isinstance(f, Framework) for f in declared):
-                raise PluginError(
-                    f'plugin "{plugin}" returned {type(declared).__name__} from tl_frameworks; '
-                    "it must return a list of tlcore.frameworks.Framework"
-                )
-            for framework in declared:
-                if framework.name in found:
-                    raise PluginError(
-                        f'framework "{framework.name}" is declared by both "{found[framework.name][1]}" and "{plugin}"; '
-                        "block or uninstall one of them"
-                    )
-        except PluginError as exc:
-            if errors is None:
-                raise
-            errors[plugin] = str(exc)
-            continue
-        for framework in declared:
-            found[framework.name] = (framework, plugin)
-    return found
+    return declarations(manager, "tl_frameworks", Framework, lambda framework: framework.name,
+                        lambda framework: f'framework "{framework.name}"', errors)
 
 
 def framework_of(config: RunConfig, manager: PluginManager) -> Framework:
