@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from tlcore.errors import ConfigError
+from tlcore.calls import describe_exception
+from tlcore.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from tlcore.config import RunConfig
     from tlcore.frameworks import Framework
     from tlcore.pluginmanager import PluginManager
+    from tlcore.report import Reporter
 
 DEFAULT_BASE = "mobilenet_v2"
 
@@ -212,6 +214,32 @@ def select_base_model(config: RunConfig, framework: Framework,
                           f"{base.min_size} to {base.max_size} pixels, but input_tensor_size is {size}; set it to "
                           f"{fix} ({base.default_size} is the size its ImageNet weights were trained at)")
     return base
+
+
+def build_named(base: BaseModel, config: RunConfig, reporter: Reporter,
+                file_error: Callable[[Exception], str] | None = None) -> Any:
+    """``base`` built with the configured ``weights`` at the configured size, as both framework packs build their
+    bases: a warning for random weights; a failed ImageNet download is a one-line ModelError with the ways out, and
+    so is a weights file the build cannot read when ``file_error`` says what the file must hold."""
+    weights = config.options["weights"]
+    if weights is None:
+        reporter.warning(
+            f'{base.title} with random weights ("weights": null): its features are random projections, so expect '
+            "far lower accuracy than with ImageNet weights; for real use give a weights file"
+        )
+    try:
+        return base.build(config.input_tensor_size, weights, config.options)
+    except ModelError:
+        raise
+    except Exception as exc:
+        if weights == "imagenet":
+            raise ModelError(
+                f"could not get the ImageNet weights of {base.title} ({describe_exception(exc)}); without network "
+                'access set "weights" to a local weights file, or to null for random weights'
+            ) from None
+        if weights is not None and file_error is not None:
+            raise ModelError(file_error(exc)) from None
+        raise
 
 
 def list_bases(manager: PluginManager, framework: str | None = None) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlcore.base_models import build_named
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -44,32 +45,14 @@ def load_named(base: BaseModel, config: RunConfig, reporter: Reporter) -> Any:
     alpha = config.options["mobilenet_alpha"]
     title = f"{base.title} (alpha {alpha:g}, " if "mobilenet_alpha" in base.options else f"{base.title} ("
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
-    if weights is None:
-        reporter.warning(
-            f'{base.title} with random weights ("weights": null): its features are random projections, so expect '
-            "far lower accuracy than with ImageNet weights; for real use give a weights file"
-        )
     if config.seed is not None:
         tf.keras.utils.set_random_seed(config.seed)
     reporter.info(f"Base model: {title}{size}x{size}, {shown} weights, no top)")
-    try:
-        model = base.build(size, weights, config.options)
-    except ModelError:
-        raise
-    except Exception as exc:
-        if weights == "imagenet":
-            raise ModelError(
-                f"could not get the ImageNet weights of {base.title} ({describe_exception(exc)}); without network "
-                'access set "weights" to a local weights file, or to null for random weights'
-            ) from None
-        if weights is not None:
-            made_by = f"{base.title}(alpha={alpha:g}, include_top=False)" if "mobilenet_alpha" in base.options \
-                else f"{base.title}(include_top=False)"
-            raise ModelError(
-                f"cannot load {base.title} weights from {weights}: {describe_exception(exc)}; the file must hold the "
-                f"weights of Keras' {made_by}, as its save_weights writes them"
-            ) from None
-        raise
+    made_by = f"{base.title}(alpha={alpha:g}, include_top=False)" if "mobilenet_alpha" in base.options \
+        else f"{base.title}(include_top=False)"
+    model = build_named(base, config, reporter, lambda exc: (
+        f"cannot load {base.title} weights from {weights}: {describe_exception(exc)}; the file must hold the weights "
+        f"of Keras' {made_by}, as its save_weights writes them"))
     if weights is None:
         random_initialise(model, config.seed)
     return model

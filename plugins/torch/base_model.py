@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlcore.base_models import build_named
 from tlcore.calls import describe_exception
 from tlcore.errors import ModelError
 from tlcore.hookspecs import hookimpl
@@ -64,22 +65,7 @@ def load_named(base: BaseModel, config: RunConfig, reporter: Reporter) -> Any:
     shown = "ImageNet" if weights == "imagenet" else ("random" if weights is None else str(weights))
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    if weights is None:
-        reporter.warning(
-            f'{base.title} with random weights ("weights": null): its features are random projections, so expect '
-            "far lower accuracy than with ImageNet weights; for real use give a weights file"
-        )
-    try:
-        model = base.build(size, weights, config.options)
-    except ModelError:
-        raise
-    except Exception as exc:
-        if weights == "imagenet":
-            raise ModelError(
-                f"could not get the ImageNet weights of {base.title} ({describe_exception(exc)}); "
-                'without network access set "weights" to a local weights file, or to null for random weights'
-            ) from None
-        raise
+    model = build_named(base, config, reporter)
     if weights is None:
         random_initialise(model, size, config.seed)
     width = f"width {alpha:g}, " if "mobilenet_alpha" in base.options else ""
